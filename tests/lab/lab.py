@@ -1,0 +1,813 @@
+#!/usr/bin/env python3
+"""The seedops.deploy lab: bare Debian 12 servers as systemd containers, reached over real SSH.
+
+Usage: lab.py [--name NAME] {up,down,status} [options]
+
+  up      bring the fleet up (idempotent; seconds when it already runs) and write its inventory
+  down    remove the fleet's containers, network and state
+  status  list hosts, addresses and ports
+
+Each host runs systemd as PID 1 and sshd, with python3 and sudo, and a login user `debian`
+with passwordless sudo. SSH, the lb's HTTP port and the repo's HTTP port are published on
+127.0.0.1 only. The state (SSH key, known_hosts, inventory.yml, ssh_config) lives in
+.lab/NAME/ at the repository root, or under $SEEDOPS_LAB_STATE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
+IMAGE_CONTEXT = os.path.join(HERE, "image")
+
+DEFAULT_NAME = "seedops-lab"
+DEFAULT_APPS = 3
+MAX_APPS = 16
+DEFAULT_BASE_PORT = 42200
+LOGIN_USER = "debian"
+BASE_IMAGE = "debian:bookworm"
+HOST_IMAGE_REPO = "seedops-lab/host"
+LABEL = "io.seedops.lab"  # value: the lab's name
+SPEC_LABEL = "io.seedops.lab.spec"  # value: hash of everything a container was created from
+DOCKERD_LOG = "/var/log/seedops-lab-dockerd.log"
+
+
+class LabError(Exception):
+    """A failure to report in one clear message; exit status 2 for bad input, 1 otherwise."""
+
+    def __init__(self, message: str, status: int = 1):
+        super().__init__(message)
+        self.status = status
+
+
+def say(message: str) -> None:
+    print(f"lab: {message}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure logic (unit-tested)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """One lab host: its inventory name, group and the ports it publishes on 127.0.0.1."""
+
+    name: str
+    group: str
+    container: str
+    ports: dict = field(default_factory=dict)  # container port ("22/tcp") -> host port
+
+    @property
+    def ssh_port(self) -> int:
+        return self.ports["22/tcp"]
+
+    @property
+    def http_port(self) -> int | None:
+        return self.ports.get("80/tcp")
+
+
+def validate_name(name: str) -> str:
+    ok = name and len(name) <= 40 and name[0].isalnum() and all(c.isalnum() or c in "-_" for c in name)
+    if not ok:
+        raise LabError(
+            f"lab name {name!r} is not usable: use 1-40 letters, digits, '-' or '_', starting with a letter or digit",
+            2,
+        )
+    return name
+
+
+def plan_hosts(name: str, apps: int, base_port: int) -> list[HostSpec]:
+    """The fleet: lb1 and repo1 (SSH + HTTP published) and app1..appN (SSH published).
+
+    Ports: lb1 ssh base+1, repo1 ssh base+2, appK ssh base+10+K, lb1 http base+80,
+    repo1 http base+81.
+    """
+    if not 1 <= apps <= MAX_APPS:
+        raise LabError(f"--apps must be between 1 and {MAX_APPS}, got {apps}", 2)
+    if not 1024 <= base_port <= 65535 - 100:
+        raise LabError(f"--base-port must be between 1024 and {65535 - 100}, got {base_port}", 2)
+    hosts = [
+        HostSpec("lb1", "lb", f"{name}-lb1", {"22/tcp": base_port + 1, "80/tcp": base_port + 80}),
+        HostSpec("repo1", "repo", f"{name}-repo1", {"22/tcp": base_port + 2, "80/tcp": base_port + 81}),
+    ]
+    hosts += [HostSpec(f"app{k}", "app", f"{name}-app{k}", {"22/tcp": base_port + 10 + k}) for k in range(1, apps + 1)]
+    return hosts
+
+
+def spec_hash(host: HostSpec, image_id: str, network: str) -> str:
+    """Everything a container is created from; a change means the container is recreated."""
+    doc = {"host": host.name, "group": host.group, "ports": host.ports, "image": image_id, "network": network, "v": 1}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def parse_apt_sources(files: dict) -> list[dict]:
+    """Binary package sources from apt's files: {path: text} -> [{uri, suites, components}].
+
+    Reads one-line `.list` entries (`deb [opts] URI SUITE COMPONENT...`) and deb822 `.sources`
+    stanzas (Types/URIs/Suites/Components, `Enabled: no` honoured); skips deb-src and comments.
+    """
+    entries = []
+    for path, text in files.items():
+        if path.endswith(".sources"):
+            for stanza in _deb822_stanzas(text):
+                if "deb" not in stanza.get("types", "").split():
+                    continue
+                if stanza.get("enabled", "yes").lower() in ("no", "false", "0"):
+                    continue
+                for uri in stanza.get("uris", "").split():
+                    entries.append({
+                        "uri": uri.rstrip("/"),
+                        "suites": stanza.get("suites", "").split(),
+                        "components": stanza.get("components", "").split(),
+                    })
+        else:
+            for line in text.splitlines():
+                line = line.split("#", 1)[0].strip()
+                words = line.split()
+                if not words or words[0] != "deb":
+                    continue
+                words = words[1:]
+                if words and words[0].startswith("["):
+                    while words and not words[0].endswith("]"):
+                        words = words[1:]
+                    words = words[1:]
+                if len(words) >= 2:
+                    entries.append({"uri": words[0].rstrip("/"), "suites": [words[1]], "components": words[2:]})
+    return entries
+
+
+def _deb822_stanzas(text: str):
+    stanza: dict = {}
+    key = None
+    for raw in text.splitlines() + [""]:
+        if raw.startswith("#"):
+            continue
+        if not raw.strip():
+            if stanza:
+                yield stanza
+            stanza, key = {}, None
+            continue
+        if raw[0] in " \t" and key:
+            stanza[key] += " " + raw.strip()
+            continue
+        if ":" in raw:
+            key, value = raw.split(":", 1)
+            key = key.strip().lower()
+            stanza[key] = value.strip()
+    return
+
+
+def pick_debian_mirror(entries: list[dict], suite: str = "bookworm") -> str | None:
+    """The Debian archive to debootstrap SUITE from: an entry naming the suite itself; else any
+    Debian archive (a URI ending in /debian) since it carries every current suite. Security and
+    update suites are not full archives and are skipped."""
+
+    def is_main_archive(entry):
+        return not entry["uri"].endswith("-security") and "security" not in entry["uri"].rsplit("/", 1)[-1]
+
+    for entry in entries:
+        if suite in entry["suites"] and is_main_archive(entry):
+            return entry["uri"]
+    for entry in entries:
+        if entry["uri"].endswith("/debian") and is_main_archive(entry):
+            return entry["uri"]
+    return None
+
+
+def render_inventory(lab: str, hosts: list[HostSpec], addresses: dict, state_dir: str) -> dict:
+    """The Ansible inventory (as a dict for YAML) with the same groups as inventory.example."""
+    key = os.path.join(state_dir, "id_ed25519")
+    known = os.path.join(state_dir, "known_hosts")
+    inventory = {
+        "all": {
+            "vars": {
+                "ansible_host": "127.0.0.1",
+                "ansible_user": LOGIN_USER,
+                "ansible_python_interpreter": "/usr/bin/python3",
+                "ansible_ssh_private_key_file": key,
+                "ansible_ssh_common_args": (
+                    f"-o UserKnownHostsFile={known} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"
+                ),
+                "seedops_lab_name": lab,
+            },
+            "children": {"app": {"hosts": {}}, "lb": {"hosts": {}}, "repo": {"hosts": {}}},
+        }
+    }
+    for host in hosts:
+        entry = {"ansible_port": host.ssh_port, "seedops_lab_address": addresses.get(host.name, "")}
+        if host.http_port:
+            entry["seedops_lab_http_port"] = host.http_port
+        inventory["all"]["children"][host.group]["hosts"][host.name] = entry
+    return inventory
+
+
+def render_known_hosts(hosts: list[HostSpec], host_keys: dict) -> str:
+    return "".join(f"[127.0.0.1]:{h.ssh_port} {host_keys[h.name]}\n" for h in hosts if h.name in host_keys)
+
+
+def render_ssh_config(hosts: list[HostSpec], state_dir: str) -> str:
+    out = [f"# ssh -F {os.path.join(state_dir, 'ssh_config')} app1\n"]
+    for h in hosts:
+        out.append(
+            f"Host {h.name}\n  HostName 127.0.0.1\n  Port {h.ssh_port}\n  User {LOGIN_USER}\n"
+            f"  IdentityFile {os.path.join(state_dir, 'id_ed25519')}\n  IdentitiesOnly yes\n"
+            f"  UserKnownHostsFile {os.path.join(state_dir, 'known_hosts')}\n  StrictHostKeyChecking yes\n"
+            "  LogLevel ERROR\n"
+        )
+    return "".join(out)
+
+
+def context_digest(path: str, base_image_id: str) -> str:
+    """Hash of the image build context and the base image: the host image's cache key."""
+    h = hashlib.sha256(base_image_id.encode())
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            h.update(os.path.relpath(full, path).encode() + b"\0")
+            with open(full, "rb") as f:
+                h.update(f.read())
+    return h.hexdigest()[:12]
+
+
+def write_atomic(path: str, data: str | bytes, mode: int = 0o644) -> None:
+    """Write a file through a temp file in the same directory, fsync, rename."""
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def generate_keypair() -> tuple[bytes, bytes]:
+    """An ed25519 key pair in OpenSSH format (private, public) made with `cryptography`."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return private, public + b" seedops-lab\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# The Docker engine and images
+# ---------------------------------------------------------------------------------------------
+
+
+def _import_docker():
+    try:
+        import docker  # noqa: F401  (the Docker SDK for Python)
+    except ImportError:
+        raise LabError(
+            "the Docker SDK for Python is missing: run the lab from the project's virtual environment "
+            "(make venv, then .venv/bin/python tests/lab/lab.py ...) or pip install docker"
+        )
+    return docker
+
+
+def is_debian_like() -> bool:
+    return os.path.exists("/etc/debian_version")
+
+
+def connect(start_engine: bool = True):
+    """A Docker client. Starts the local engine when none answers (installing docker.io on
+    Debian when missing); an explicit DOCKER_HOST is never second-guessed."""
+    docker = _import_docker()
+
+    def try_connect():
+        try:
+            client = docker.from_env(timeout=300)
+            client.ping()
+            return client
+        except Exception as exc:  # the SDK raises several kinds for "nothing is listening"
+            try_connect.error = exc
+            return None
+
+    client = try_connect()
+    if client:
+        return client
+    if os.environ.get("DOCKER_HOST"):
+        raise LabError(
+            f"no Docker engine answers at DOCKER_HOST={os.environ['DOCKER_HOST']} ({try_connect.error}); "
+            "start it, or unset DOCKER_HOST to use the local engine"
+        )
+    if not start_engine:
+        raise LabError(f"no Docker engine is running ({try_connect.error})")
+    if not shutil.which("dockerd"):
+        if not is_debian_like():
+            raise LabError(
+                "no Docker engine is running and this is not a Debian-family system: install Docker Engine "
+                "(the docker.io or docker-ce package of your distribution), start it, and run this again"
+            )
+        if os.geteuid() != 0:
+            raise LabError("no Docker engine is installed; as root run: apt-get install docker.io (or rerun as root)")
+        say("no Docker engine installed: installing Debian's docker.io (apt-get install docker.io)")
+        apt_install(["docker.io"])
+    if os.geteuid() != 0:
+        raise LabError("the Docker engine is installed but not running; start it (as root: dockerd, or systemctl start docker)")
+    if os.path.isdir("/run/systemd/system"):
+        say("Docker engine not running: starting it with systemctl start docker")
+        subprocess.run(["systemctl", "start", "docker"], check=False)
+    else:
+        say(f"Docker engine not running: starting dockerd in the background (log: {DOCKERD_LOG})")
+        with open(DOCKERD_LOG, "ab") as log:
+            subprocess.Popen(["dockerd"], stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        client = try_connect()
+        if client:
+            say("Docker engine is up")
+            return client
+        time.sleep(0.5)
+    raise LabError(f"started the Docker engine but it does not answer after 60 s; see {DOCKERD_LOG}")
+
+
+def apt_install(packages: list[str]) -> None:
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    missing_lists = not any(n.endswith("_Packages") for n in os.listdir("/var/lib/apt/lists"))
+    if missing_lists:
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    result = subprocess.run(["apt-get", "install", "-y", "-qq", *packages], env=env)
+    if result.returncode != 0 and not missing_lists:
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        result = subprocess.run(["apt-get", "install", "-y", "-qq", *packages], env=env)
+    if result.returncode != 0:
+        raise LabError(f"apt-get install {' '.join(packages)} failed (exit {result.returncode}); see the output above")
+
+
+def read_apt_sources() -> dict:
+    files = {}
+    candidates = ["/etc/apt/sources.list"]
+    with contextlib.suppress(FileNotFoundError):
+        candidates += sorted(os.path.join("/etc/apt/sources.list.d", n) for n in os.listdir("/etc/apt/sources.list.d"))
+    for path in candidates:
+        if path.endswith((".list", ".sources")) and os.path.isfile(path):
+            with open(path, encoding="utf-8", errors="replace") as f:
+                files[path] = f.read()
+    return files
+
+
+def ensure_base_image(client, pull: bool, mirror: str | None):
+    docker = _import_docker()
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        return client.images.get(BASE_IMAGE)
+    if pull:
+        say(f"{BASE_IMAGE} not present: pulling it")
+        try:
+            return client.images.pull(BASE_IMAGE)
+        except docker.errors.APIError as exc:
+            say(f"pull failed ({exc.explanation or exc}); building it with debootstrap instead")
+    if not mirror:
+        mirror = pick_debian_mirror(parse_apt_sources(read_apt_sources()))
+    if not mirror:
+        raise LabError(
+            "cannot build the base image: no Debian archive is configured in /etc/apt/sources.list(.d); "
+            "give one with --mirror URL or SEEDOPS_LAB_MIRROR", 2
+        )
+    if os.geteuid() != 0:
+        raise LabError(f"{BASE_IMAGE} is not present and building it with debootstrap needs root")
+    if not shutil.which("debootstrap"):
+        if not is_debian_like():
+            raise LabError(f"{BASE_IMAGE} is not present and debootstrap is missing: install debootstrap")
+        say("debootstrap is missing: installing it (apt-get install debootstrap)")
+        apt_install(["debootstrap"])
+    say(f"{BASE_IMAGE} not present: building it with debootstrap from {mirror} (about a minute)")
+    work = tempfile.mkdtemp(prefix="seedops-lab-rootfs-", dir="/var/tmp")
+    try:
+        root = os.path.join(work, "rootfs")
+        result = subprocess.run(
+            ["debootstrap", "--variant=minbase", "bookworm", root, mirror],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        if result.returncode != 0:
+            tail = "\n".join(result.stdout.splitlines()[-15:])
+            raise LabError(f"debootstrap from {mirror} failed (exit {result.returncode}):\n{tail}")
+        for sub in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for entry in os.listdir(os.path.join(root, sub)):
+                path = os.path.join(root, sub, entry)
+                if os.path.isfile(path):
+                    os.unlink(path)
+        tarball = os.path.join(work, "rootfs.tar")
+        subprocess.run(["tar", "-C", root, "--numeric-owner", "-cf", tarball, "."], check=True)
+        client.api.import_image_from_file(tarball, repository="debian", tag="bookworm", changes=['CMD ["bash"]'])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    say(f"built and imported {BASE_IMAGE}")
+    return client.images.get(BASE_IMAGE)
+
+
+def ensure_host_image(client, base, verbose: bool):
+    docker = _import_docker()
+    tag = f"{HOST_IMAGE_REPO}:{context_digest(IMAGE_CONTEXT, base.id)}"
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        return client.images.get(tag)
+    say(f"building the host image {tag} (systemd, sshd, python3, sudo)")
+    errors = []
+    log_tail = []
+    for chunk in client.api.build(path=IMAGE_CONTEXT, tag=tag, rm=True, forcerm=True, decode=True):
+        if "error" in chunk:
+            errors.append(chunk["error"].strip())
+        text = chunk.get("stream", "").rstrip()
+        if text:
+            log_tail = (log_tail + [text])[-20:]
+            if verbose:
+                print(text, flush=True)
+    if errors:
+        raise LabError("building the host image failed: " + "; ".join(errors) + "\n" + "\n".join(log_tail))
+    client.images.get(tag).tag(HOST_IMAGE_REPO, "latest")
+    return client.images.get(tag)
+
+
+# ---------------------------------------------------------------------------------------------
+# The lab
+# ---------------------------------------------------------------------------------------------
+
+
+class Lab:
+    def __init__(self, name: str, state_root: str | None = None):
+        self.name = validate_name(name)
+        root = state_root or os.environ.get("SEEDOPS_LAB_STATE") or os.path.join(REPO_ROOT, ".lab")
+        self.state_dir = os.path.join(os.path.abspath(root), self.name)
+        self.network = name
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def locked(self):
+        os.makedirs(os.path.dirname(self.state_dir), exist_ok=True)
+        with open(self.state_dir + ".lock", "w") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                say(f"another lab command is working on {self.name}; waiting for it")
+                fcntl.flock(f, fcntl.LOCK_EX)
+            yield
+
+    def containers(self, client) -> dict:
+        found = client.containers.list(all=True, filters={"label": f"{LABEL}={self.name}"})
+        return {c.name: c for c in found}
+
+    def check_ports(self, client, hosts: list[HostSpec]) -> None:
+        """Every port the fleet needs is free or already held by this lab; else name the holders."""
+        ours = self.containers(client)
+        held_by_ours = set()
+        holders = {}
+        for c in client.containers.list():
+            for bindings in (c.attrs.get("HostConfig", {}).get("PortBindings") or {}).values():
+                for b in bindings or []:
+                    if b.get("HostPort"):
+                        port = int(b["HostPort"])
+                        if c.name in ours:
+                            held_by_ours.add(port)
+                        else:
+                            holders[port] = c.name
+        problems = []
+        for host in hosts:
+            for inner, port in host.ports.items():
+                if port in held_by_ours:
+                    continue
+                if port in holders:
+                    problems.append(f"127.0.0.1:{port} (for {host.name} {inner}) is published by container {holders[port]}")
+                elif not port_is_free(port):
+                    problems.append(f"127.0.0.1:{port} (for {host.name} {inner}) is in use by another program")
+        if problems:
+            raise LabError(
+                "cannot bring the lab up, ports are taken:\n  - " + "\n  - ".join(problems)
+                + "\nFree them, or pick other ports with --base-port N (or SEEDOPS_LAB_BASE_PORT). Nothing was changed.",
+                2,
+            )
+
+    def ensure_network(self, client):
+        docker = _import_docker()
+        try:
+            net = client.networks.get(self.network)
+        except docker.errors.NotFound:
+            say(f"created network {self.network}")
+            return client.networks.create(self.network, driver="bridge", labels={LABEL: self.name})
+        if (net.attrs.get("Labels") or {}).get(LABEL) != self.name:
+            raise LabError(
+                f"a Docker network named {self.network} exists and was not made by this lab; remove it "
+                f"(docker network rm {self.network}) or use another --name", 2
+            )
+        return net
+
+    def run_host(self, client, host: HostSpec, image, spec: str):
+        return client.containers.run(
+            image.id,
+            name=host.container,
+            hostname=host.name,
+            detach=True,
+            labels={LABEL: self.name, SPEC_LABEL: spec, f"{LABEL}.host": host.name, f"{LABEL}.group": host.group},
+            network=self.network,
+            ports={inner: ("127.0.0.1", port) for inner, port in host.ports.items()},
+            cap_add=["SYS_ADMIN", "NET_ADMIN"],
+            cgroupns="host",
+            volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}},
+            tmpfs={"/run": "", "/run/lock": ""},
+            security_opt=["seccomp=unconfined", "apparmor=unconfined"],
+            environment={"container": "docker"},
+            restart_policy={"Name": "unless-stopped"},
+            stop_signal="SIGRTMIN+3",
+            command=["/lib/systemd/systemd"],
+        )
+
+    @staticmethod
+    def wait_booted(container, timeout: int = 90) -> None:
+        # Until systemd has its private socket, systemctl says "Failed to connect to bus".
+        script = (
+            f"for i in $(seq 1 {timeout * 10}); do [ -S /run/systemd/private ] && break; sleep 0.1; done; "
+            f"timeout {timeout} systemctl is-system-running --wait"
+        )
+        code, out = container.exec_run(["sh", "-c", script])
+        state = out.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
+        if state[0] == "running":
+            return
+        _, failed = container.exec_run(["systemctl", "--failed", "--no-legend", "--plain"])
+        raise LabError(
+            f"{container.name}: systemd did not reach 'running' (state: {state[0]}); failed units:\n"
+            + (failed.decode(errors="replace").strip() or "(none listed)")
+        )
+
+    @staticmethod
+    def authorize(container, public_key: str) -> str:
+        script = (
+            f'install -d -m 0700 -o {LOGIN_USER} -g {LOGIN_USER} /home/{LOGIN_USER}/.ssh && '
+            f'printf "%s" "$KEY" > /home/{LOGIN_USER}/.ssh/authorized_keys && '
+            f'chown {LOGIN_USER}:{LOGIN_USER} /home/{LOGIN_USER}/.ssh/authorized_keys && '
+            f'chmod 0600 /home/{LOGIN_USER}/.ssh/authorized_keys && '
+            'for i in $(seq 1 100); do [ -s /etc/ssh/ssh_host_ed25519_key.pub ] && break; sleep 0.1; done && '
+            'cut -d" " -f1,2 /etc/ssh/ssh_host_ed25519_key.pub'
+        )
+        code, out = container.exec_run(["sh", "-c", script], environment={"KEY": public_key})
+        text = out.decode(errors="replace").strip()
+        if code != 0 or not text.startswith("ssh-ed25519 "):
+            raise LabError(f"{container.name}: could not install the lab key or read the host key: {text}")
+        return text
+
+    def ensure_keypair(self) -> str:
+        key = os.path.join(self.state_dir, "id_ed25519")
+        if not (os.path.exists(key) and os.path.exists(key + ".pub")):
+            private, public = generate_keypair()
+            write_atomic(key, private, 0o600)
+            write_atomic(key + ".pub", public, 0o644)
+            say(f"generated the lab's SSH key {key}")
+        with open(key + ".pub") as f:
+            return f.read().strip()
+
+    def check_ssh(self, hosts: list[HostSpec], timeout: float = 30) -> None:
+        if not shutil.which("ssh"):
+            raise LabError("the ssh client is missing: install openssh-client (Ansible needs it too)")
+        config = os.path.join(self.state_dir, "ssh_config")
+
+        def probe(host):
+            deadline = time.monotonic() + timeout
+            while True:
+                r = subprocess.run(
+                    ["ssh", "-F", config, "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", host.name,
+                     "sudo -n true && python3 -c 'pass'"],
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
+                )
+                if r.returncode == 0:
+                    return None
+                if time.monotonic() > deadline:
+                    return f"{host.name} (127.0.0.1:{host.ssh_port}): {r.stdout.strip() or 'exit %d' % r.returncode}"
+                time.sleep(0.5)
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            failures = [f for f in pool.map(probe, hosts) if f]
+        if failures:
+            raise LabError("SSH to some hosts failed:\n  - " + "\n  - ".join(failures))
+
+    # -- commands ------------------------------------------------------------------------------
+
+    def up(self, apps: int, base_port: int, pull: bool, mirror: str | None, verbose: bool) -> None:
+        started = time.monotonic()
+        hosts = plan_hosts(self.name, apps, base_port)
+        with self.locked():
+            client = connect()
+            self.check_ports(client, hosts)
+            base = ensure_base_image(client, pull, mirror)
+            image = ensure_host_image(client, base, verbose)
+            self.ensure_network(client)
+            existing = self.containers(client)
+            wanted = {h.container for h in hosts}
+            for cname, container in sorted(existing.items()):
+                if cname not in wanted:
+                    container.remove(force=True)
+                    say(f"removed {cname}: the fleet now has {apps} app host(s)")
+            # A container of the same name not made by the lab: never touch it.
+            docker = _import_docker()
+            for host in hosts:
+                if host.container in existing:
+                    continue
+                with contextlib.suppress(docker.errors.NotFound):
+                    client.containers.get(host.container)
+                    raise LabError(
+                        f"a container named {host.container} exists and was not made by this lab; remove it "
+                        f"(docker rm -f {host.container}) or use another --name", 2
+                    )
+            containers = {}
+            for host in hosts:
+                spec = spec_hash(host, image.id, self.network)
+                current = existing.get(host.container)
+                if current is not None and current.labels.get(SPEC_LABEL) != spec:
+                    current.remove(force=True)
+                    say(f"recreating {host.name}: its image or ports changed")
+                    current = None
+                if current is None:
+                    current = self.run_host(client, host, image, spec)
+                    say(f"created {host.name} ({host.group}) ssh 127.0.0.1:{host.ssh_port}"
+                        + (f", http 127.0.0.1:{host.http_port}" if host.http_port else ""))
+                elif current.status != "running":
+                    current.start()
+                    say(f"started {host.name} (it was {current.status})")
+                containers[host.name] = current
+            os.makedirs(self.state_dir, exist_ok=True)
+            public_key = self.ensure_keypair()
+
+            def prepare(host):
+                c = containers[host.name]
+                self.wait_booted(c)
+                return host.name, self.authorize(c, public_key)
+
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                host_keys = dict(pool.map(prepare, hosts))
+            addresses = {}
+            for host in hosts:
+                c = containers[host.name]
+                c.reload()
+                addresses[host.name] = c.attrs["NetworkSettings"]["Networks"][self.network]["IPAddress"]
+            self.write_state(hosts, addresses, host_keys, apps, base_port)
+            self.check_ssh(hosts)
+        say(f"lab {self.name} is up: {len(hosts)} hosts ({apps} app) in {time.monotonic() - started:.1f} s")
+        say(f"inventory: {os.path.join(self.state_dir, 'inventory.yml')}")
+
+    def write_state(self, hosts, addresses, host_keys, apps, base_port) -> None:
+        import yaml
+
+        inventory = render_inventory(self.name, hosts, addresses, self.state_dir)
+        header = f"# Written by tests/lab/lab.py for lab {self.name!r}; rewritten on every `up`.\n"
+        write_atomic(os.path.join(self.state_dir, "inventory.yml"), header + yaml.safe_dump(inventory, sort_keys=False))
+        write_atomic(os.path.join(self.state_dir, "known_hosts"), render_known_hosts(hosts, host_keys))
+        write_atomic(os.path.join(self.state_dir, "ssh_config"), render_ssh_config(hosts, self.state_dir))
+        doc = {
+            "name": self.name, "apps": apps, "base_port": base_port, "network": self.network,
+            "hosts": [
+                {"name": h.name, "group": h.group, "container": h.container, "address": addresses[h.name],
+                 "ports": {k: v for k, v in h.ports.items()}}
+                for h in hosts
+            ],
+        }
+        write_atomic(os.path.join(self.state_dir, "lab.json"), json.dumps(doc, indent=2) + "\n")
+
+    def down(self) -> None:
+        docker = _import_docker()
+        with self.locked():
+            client = connect(start_engine=False) if self._engine_expected() else None
+            removed = []
+            if client is not None:
+                for cname, container in sorted(self.containers(client).items()):
+                    container.remove(force=True)
+                    removed.append(cname)
+                with contextlib.suppress(docker.errors.NotFound):
+                    net = client.networks.get(self.network)
+                    if (net.attrs.get("Labels") or {}).get(LABEL) == self.name:
+                        net.remove()
+                        removed.append(f"network {self.network}")
+            if os.path.isdir(self.state_dir):
+                shutil.rmtree(self.state_dir)
+                removed.append(f"state {self.state_dir}")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.state_dir + ".lock")
+        say(("removed " + ", ".join(removed)) if removed else f"lab {self.name}: nothing to remove")
+
+    @staticmethod
+    def _engine_expected() -> bool:
+        try:
+            connect(start_engine=False)
+            return True
+        except LabError:
+            return False
+
+    def status(self, as_json: bool) -> int:
+        try:
+            client = connect(start_engine=False)
+        except LabError as exc:
+            say(f"lab {self.name}: {exc}")
+            return 1
+        rows = []
+        for cname, c in sorted(self.containers(client).items(), key=lambda kv: _host_order(kv[1])):
+            ports = {}
+            for inner, bindings in (c.attrs.get("NetworkSettings", {}).get("Ports") or {}).items():
+                if bindings:
+                    ports[inner] = int(bindings[0]["HostPort"])
+            nets = c.attrs.get("NetworkSettings", {}).get("Networks") or {}
+            rows.append({
+                "host": c.labels.get(f"{LABEL}.host", cname), "group": c.labels.get(f"{LABEL}.group", "?"),
+                "container": cname, "state": c.status,
+                "address": (nets.get(self.network) or {}).get("IPAddress", ""), "ports": ports,
+            })
+        if as_json:
+            print(json.dumps({"name": self.name, "state_dir": self.state_dir, "hosts": rows}, indent=2))
+            return 0
+        if not rows:
+            say(f"lab {self.name} is not up (no containers); bring it up with: lab.py up")
+            return 0
+        print(f"{'HOST':<8} {'GROUP':<6} {'STATE':<10} {'ADDRESS':<16} PORTS (on 127.0.0.1)")
+        for r in rows:
+            ports = ", ".join(f"{k.split('/')[0]}->{v}" for k, v in sorted(r["ports"].items()))
+            print(f"{r['host']:<8} {r['group']:<6} {r['state']:<10} {r['address']:<16} {ports}")
+        inv = os.path.join(self.state_dir, "inventory.yml")
+        print(f"inventory: {inv}" + ("" if os.path.exists(inv) else " (missing: run up)"))
+        return 0
+
+
+def _host_order(container) -> tuple:
+    group = container.labels.get(f"{LABEL}.group", "")
+    host = container.labels.get(f"{LABEL}.host", container.name)
+    digits = "".join(ch for ch in host if ch.isdigit())
+    return ({"lb": 0, "repo": 1, "app": 2}.get(group, 3), int(digits or 0), host)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lab.py", description="Bare Debian 12 servers as systemd containers, reached over real SSH."
+    )
+    parser.add_argument("--name", default=os.environ.get("SEEDOPS_LAB_NAME", DEFAULT_NAME),
+                        help=f"lab name: container and network prefix (default {DEFAULT_NAME}; env SEEDOPS_LAB_NAME)")
+    sub = parser.add_subparsers(dest="command", metavar="{up,down,status}")
+    sub.required = True
+    up = sub.add_parser("up", help="bring the fleet up and write its inventory (idempotent)")
+    up.add_argument("--apps", type=int, default=int(os.environ.get("SEEDOPS_LAB_APPS", DEFAULT_APPS)),
+                    help=f"number of app hosts, 1-{MAX_APPS} (default {DEFAULT_APPS}; env SEEDOPS_LAB_APPS)")
+    up.add_argument("--base-port", type=int,
+                    default=int(os.environ.get("SEEDOPS_LAB_BASE_PORT", DEFAULT_BASE_PORT)),
+                    help=f"published ports start here (default {DEFAULT_BASE_PORT}; env SEEDOPS_LAB_BASE_PORT)")
+    up.add_argument("--pull", action="store_true",
+                    help=f"pull {BASE_IMAGE} from the registry when it is not present (default: build it with debootstrap)")
+    up.add_argument("--mirror", default=os.environ.get("SEEDOPS_LAB_MIRROR"),
+                    help="Debian archive for debootstrap (default: the one in this machine's apt sources)")
+    up.add_argument("-v", "--verbose", action="store_true", help="show the image build output")
+    sub.add_parser("down", help="remove the fleet's containers, network and state")
+    st = sub.add_parser("status", help="list hosts, addresses and ports")
+    st.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        lab = Lab(args.name)
+        if args.command == "up":
+            lab.up(args.apps, args.base_port, args.pull, args.mirror, args.verbose)
+        elif args.command == "down":
+            lab.down()
+        else:
+            return lab.status(args.json)
+    except LabError as exc:
+        print(f"lab: error: {exc}", file=sys.stderr, flush=True)
+        return exc.status
+    except KeyboardInterrupt:
+        print("lab: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
