@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The seedops.deploy lab: bare Debian 12 servers as systemd containers, reached over real SSH.
 
 Usage: lab.py [--name NAME] {up,down,status} [options]
@@ -363,10 +362,10 @@ def apt_install(packages: list[str]) -> None:
     missing_lists = not any(n.endswith("_Packages") for n in os.listdir("/var/lib/apt/lists"))
     if missing_lists:
         subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    result = subprocess.run(["apt-get", "install", "-y", "-qq", *packages], env=env)
+    result = subprocess.run(["apt-get", "install", "-y", "-qq", *packages], env=env, check=False)
     if result.returncode != 0 and not missing_lists:
         subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-        result = subprocess.run(["apt-get", "install", "-y", "-qq", *packages], env=env)
+        result = subprocess.run(["apt-get", "install", "-y", "-qq", *packages], env=env, check=False)
     if result.returncode != 0:
         raise LabError(f"apt-get install {' '.join(packages)} failed (exit {result.returncode}); see the output above")
 
@@ -413,7 +412,7 @@ def ensure_base_image(client, pull: bool, mirror: str | None):
         root = os.path.join(work, "rootfs")
         result = subprocess.run(
             ["debootstrap", "--variant=minbase", "bookworm", root, mirror],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
         )
         if result.returncode != 0:
             tail = "\n".join(result.stdout.splitlines()[-15:])
@@ -470,14 +469,26 @@ class Lab:
 
     @contextlib.contextmanager
     def locked(self):
-        os.makedirs(os.path.dirname(self.state_dir), exist_ok=True)
-        with open(self.state_dir + ".lock", "w") as f:
+        """One lab command at a time per lab; the lock file goes when the lab has no state."""
+        root = os.path.dirname(self.state_dir)
+        created_root = not os.path.isdir(root)
+        os.makedirs(root, exist_ok=True)
+        lock = os.path.join(root, f".{self.name}.lock")
+        with open(lock, "w") as f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 say(f"another lab command is working on {self.name}; waiting for it")
                 fcntl.flock(f, fcntl.LOCK_EX)
-            yield
+            try:
+                yield
+            finally:
+                if not os.path.isdir(self.state_dir):
+                    with contextlib.suppress(OSError):
+                        os.unlink(lock)
+                    if created_root:
+                        with contextlib.suppress(OSError):
+                            os.rmdir(root)
 
     def containers(self, client) -> dict:
         found = client.containers.list(all=True, filters={"label": f"{LABEL}={self.name}"})
@@ -558,10 +569,10 @@ class Lab:
         state = out.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
         if state[0] == "running":
             return
-        _, failed = container.exec_run(["systemctl", "--failed", "--no-legend", "--plain"])
+        failed = container.exec_run(["systemctl", "--failed", "--no-legend", "--plain"])
         raise LabError(
             f"{container.name}: systemd did not reach 'running' (state: {state[0]}); failed units:\n"
-            + (failed.decode(errors="replace").strip() or "(none listed)")
+            + (failed.output.decode(errors="replace").strip() or "(none listed)")
         )
 
     @staticmethod
@@ -601,7 +612,7 @@ class Lab:
                 r = subprocess.run(
                     ["ssh", "-F", config, "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", host.name,
                      "sudo -n true && python3 -c 'pass'"],
-                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL, check=False,
                 )
                 if r.returncode == 0:
                     return None
@@ -690,7 +701,7 @@ class Lab:
             "name": self.name, "apps": apps, "base_port": base_port, "network": self.network,
             "hosts": [
                 {"name": h.name, "group": h.group, "container": h.container, "address": addresses[h.name],
-                 "ports": {k: v for k, v in h.ports.items()}}
+                 "ports": dict(h.ports)}
                 for h in hosts
             ],
         }
@@ -713,8 +724,6 @@ class Lab:
             if os.path.isdir(self.state_dir):
                 shutil.rmtree(self.state_dir)
                 removed.append(f"state {self.state_dir}")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.state_dir + ".lock")
         say(("removed " + ", ".join(removed)) if removed else f"lab {self.name}: nothing to remove")
 
     @staticmethod

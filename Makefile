@@ -1,0 +1,70 @@
+# Entry point for the common tasks. `make help` lists them.
+# The two that matter: `make site` (lab up + the main job) and `make test` (everything).
+
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(VENV)/collections
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_FORCE_COLOR ?= 0
+LAB := $(BIN)/python tests/lab/lab.py
+LAB_APPS ?= 3
+INVENTORY ?= .lab/seedops-lab/inventory.yml
+VERSION ?= 1.0.0
+
+.PHONY: help venv lab-up lab-down lab-status site test unit go-test sanity lint integration app build clean
+
+help:
+	@echo "make site         bring the lab up and run playbooks/site.yml against it (the main job)"
+	@echo "make test         run every test: unit, sanity, lint, integration (brings the lab up)"
+	@echo "make unit         pytest unit tests and the sample service's go test"
+	@echo "make sanity       ansible-test sanity on a temporary ansible_collections/ tree"
+	@echo "make lint         ansible-lint and antsibull-changelog lint"
+	@echo "make integration  integration tests against the lab"
+	@echo "make lab-up       bring the lab up (LAB_APPS=$(LAB_APPS) app hosts); lab-status; lab-down"
+	@echo "make app          build the sample service packages (VERSION=$(VERSION)) into tests/fixtures/app/dist/"
+	@echo "make build        ansible-galaxy collection build"
+	@echo "make venv         install Debian packages (as root) and the Python environment; other targets do it"
+
+venv:
+	@tests/utils/bootstrap.sh
+
+lab-up: venv
+	$(LAB) up --apps $(LAB_APPS)
+
+lab-down: venv
+	$(LAB) down
+
+lab-status: venv
+	$(LAB) status
+
+site: lab-up
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/site.yml
+
+unit: venv go-test
+	$(BIN)/pytest tests/unit
+
+go-test: venv
+	cd tests/fixtures/app && go vet ./... && go test ./...
+
+sanity: venv
+	tests/utils/sanity.sh
+
+lint: venv
+	$(BIN)/ansible-lint --offline
+	$(BIN)/antsibull-changelog lint
+
+integration: venv
+	$(BIN)/pytest tests/integration
+
+test: unit sanity lint integration
+
+app: venv
+	tests/fixtures/app/build.sh $(VERSION)
+
+build: venv
+	$(BIN)/ansible-galaxy collection build --force .
+
+clean:
+	rm -rf tests/output tests/fixtures/app/dist seedops-deploy-*.tar.gz .pytest_cache

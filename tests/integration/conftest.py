@@ -1,0 +1,90 @@
+"""Integration fixtures: the lab (brought up once per session, idempotently) and helpers to run
+lab commands and playbooks against it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
+LAB_TOOL = os.path.join(REPO_ROOT, "tests", "lab", "lab.py")
+VENV_BIN = os.path.dirname(sys.executable)
+RECAP = re.compile(
+    r"^(?P<host>\S+)\s+:\s+ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)\s+"
+    r"failed=(?P<failed>\d+)",
+    re.M,
+)
+
+
+def lab_cmd(*args: str, env: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
+    """Run tests/lab/lab.py with this interpreter; stdout and stderr captured as text."""
+    result = subprocess.run(
+        [sys.executable, LAB_TOOL, *args], capture_output=True, text=True, env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL, timeout=900, check=False,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"lab {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@dataclass
+class LabInfo:
+    name: str
+    state_dir: str
+    inventory: str
+    hosts: list
+
+    def host(self, name: str) -> dict:
+        return next(h for h in self.hosts if h["name"] == name)
+
+    def ssh(self, host: str, command: str) -> subprocess.CompletedProcess:
+        """Run a shell command on a lab host over real SSH."""
+        return subprocess.run(
+            ["ssh", "-F", os.path.join(self.state_dir, "ssh_config"), "-o", "BatchMode=yes", host, command],
+            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120, check=False,
+        )
+
+
+def load_lab(name: str, state_root: str | None = None) -> LabInfo:
+    root = state_root or os.environ.get("SEEDOPS_LAB_STATE") or os.path.join(REPO_ROOT, ".lab")
+    state_dir = os.path.join(root, name)
+    with open(os.path.join(state_dir, "lab.json"), encoding="utf-8") as f:
+        doc = json.load(f)
+    return LabInfo(name, state_dir, os.path.join(state_dir, "inventory.yml"), doc["hosts"])
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """A Docker client; the local engine is started (and on Debian installed) when none runs."""
+    sys.path.insert(0, os.path.dirname(LAB_TOOL))
+    import lab as lab_tool  # pylint: disable=import-outside-toplevel
+
+    return lab_tool.connect()
+
+
+@pytest.fixture(scope="session")
+def lab() -> LabInfo:
+    """The default lab (3 app hosts unless SEEDOPS_LAB_APPS says otherwise), up and reachable."""
+    name = os.environ.get("SEEDOPS_LAB_NAME", "seedops-lab")
+    result = lab_cmd("--name", name, "up", check=True)
+    print(result.stdout)
+    return load_lab(name)
+
+
+def run_playbook(playbook: str, inventory: str, *args: str, cwd: str = REPO_ROOT, env: dict | None = None):
+    """ansible-playbook from the project's environment; returns (result, {host: recap counts})."""
+    full_env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", **(env or {})}
+    result = subprocess.run(
+        [os.path.join(VENV_BIN, "ansible-playbook"), "-i", inventory, playbook, *args],
+        capture_output=True, text=True, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, timeout=900, check=False,
+    )
+    recap = {m["host"]: {k: int(v) for k, v in m.groupdict().items() if k != "host"}
+             for m in RECAP.finditer(result.stdout)}
+    return result, recap

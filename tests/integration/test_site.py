@@ -1,0 +1,90 @@
+"""site.yml against the lab: from a checkout, twice (the second run changes nothing), and from
+the built and installed collection tarball."""
+
+import glob
+import os
+import subprocess
+
+import pytest
+
+from conftest import REPO_ROOT, VENV_BIN, run_playbook
+
+pytestmark = pytest.mark.lab
+
+
+def test_site_from_checkout_succeeds_then_changes_nothing(lab):
+    first, recap = run_playbook("playbooks/site.yml", lab.inventory)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
+    assert set(recap) == {h["name"] for h in lab.hosts}
+    assert all(r["failed"] == 0 and r["unreachable"] == 0 for r in recap.values()), recap
+    for h in lab.hosts:
+        assert f"{h['name']} ({h['group']}): linux/amd64, Debian 12" in first.stdout
+
+    second, recap2 = run_playbook("playbooks/site.yml", lab.inventory)
+    assert second.returncode == 0, second.stdout[-3000:]
+    assert {host: r["changed"] for host, r in recap2.items()} == {h["name"]: 0 for h in lab.hosts}
+
+
+def test_site_in_check_mode_changes_nothing(lab):
+    result, recap = run_playbook("playbooks/site.yml", lab.inventory, "--check", "--diff")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert all(r["changed"] == 0 and r["failed"] == 0 for r in recap.values()), recap
+
+
+def test_preflight_lists_everything_missing_at_once(lab):
+    result, recap = run_playbook(
+        "playbooks/site.yml", lab.inventory, "--limit", "app1",
+        "-e", '{"preflight_min_cpus": 4096, "preflight_min_memory_mb": 99999999, "preflight_os_families": ["RedHat"]}',
+    )
+    assert result.returncode != 0
+    assert recap["app1"]["failed"] == 1
+    out = " ".join(result.stdout.split())
+    assert "app1 is not fit to deploy to:" in out
+    for fragment in ("need at least 4096", "need at least 99999999 MiB", "OS family: Debian, supported: RedHat"):
+        assert fragment in out, fragment
+
+
+def test_preflight_rejects_a_bad_variable_by_its_argument_spec(lab):
+    result = run_playbook("playbooks/site.yml", lab.inventory, "--limit", "app1", "-e", "preflight_min_cpus=many")[0]
+    assert result.returncode != 0
+    assert "preflight_min_cpus" in result.stdout and "cannot be converted to an int" in result.stdout
+
+
+def test_built_collection_installs_offline_and_runs_site(lab, tmp_path):
+    build = subprocess.run(
+        [os.path.join(VENV_BIN, "ansible-galaxy"), "collection", "build", REPO_ROOT, "--output-path", str(tmp_path)],
+        capture_output=True, text=True, cwd=tmp_path, check=False,
+    )
+    assert build.returncode == 0, build.stderr
+    (tarball,) = glob.glob(str(tmp_path / "seedops-deploy-*.tar.gz"))
+    listing = subprocess.run(["tar", "tzf", tarball], capture_output=True, text=True, check=True).stdout.split()
+    assert "playbooks/site.yml" in listing and "roles/preflight/meta/argument_specs.yml" in listing
+    for ignored in (".lab", ".venv", "tests/output", ".git"):
+        assert not any(p == ignored or p.startswith(ignored + "/") for p in listing), ignored
+
+    collections = tmp_path / "collections"
+    # Run from a directory without ansible.cfg, with only the installed copy on the collections path.
+    env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_CONFIG"}
+    env["ANSIBLE_COLLECTIONS_PATH"] = str(collections)
+    install = subprocess.run(
+        [os.path.join(VENV_BIN, "ansible-galaxy"), "collection", "install", "--offline", "-p", str(collections), tarball],
+        capture_output=True, text=True, cwd=tmp_path, env=env, check=False,
+    )
+    assert install.returncode == 0, install.stdout + install.stderr
+    assert (collections / "ansible_collections" / "seedops" / "deploy" / "MANIFEST.json").exists()
+
+    doc = subprocess.run([os.path.join(VENV_BIN, "ansible-doc"), "-t", "filter", "-l", "seedops.deploy"],
+                         capture_output=True, text=True, cwd=tmp_path, env=env, check=False)
+    assert doc.returncode == 0, doc.stderr
+    for name in ("seedops.deploy.goarch", "seedops.deploy.goos", "seedops.deploy.platform"):
+        assert name in doc.stdout
+    modules = subprocess.run([os.path.join(VENV_BIN, "ansible-doc"), "-l", "seedops.deploy"],
+                             capture_output=True, text=True, cwd=tmp_path, env=env, check=False)
+    assert modules.returncode == 0, modules.stderr
+    role = subprocess.run([os.path.join(VENV_BIN, "ansible-doc"), "-t", "role", "seedops.deploy.preflight"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, check=False)
+    assert role.returncode == 0 and "preflight_min_disk_mb" in role.stdout, role.stderr
+
+    result, recap = run_playbook("seedops.deploy.site", lab.inventory, cwd=str(tmp_path), env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert {host: (r["failed"], r["changed"]) for host, r in recap.items()} == {h["name"]: (0, 0) for h in lab.hosts}
