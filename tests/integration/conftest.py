@@ -88,3 +88,52 @@ def run_playbook(playbook: str, inventory: str, *args: str, cwd: str = REPO_ROOT
     recap = {m["host"]: {k: int(v) for k, v in m.groupdict().items() if k != "host"}
              for m in RECAP.finditer(result.stdout)}
     return result, recap
+
+
+def module_command(lab: LabInfo, host: str, module: str, args: dict, check=False, diff=False, become=True):
+    cmd = [os.path.join(VENV_BIN, "ansible"), host, "-i", lab.inventory, "-m", module, "-a", json.dumps(args)]
+    if become:
+        cmd.append("--become")
+    if check:
+        cmd.append("--check")
+    if diff:
+        cmd.append("--diff")
+    return cmd
+
+
+MODULE_ENV = {"ANSIBLE_CALLBACK_RESULT_FORMAT": "json", "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
+
+
+def parse_module_output(host: str, stdout: str) -> dict:
+    """The JSON result of a one-host ad-hoc run (minimal callback: 'host | STATUS => {...}')."""
+    start = stdout.find(f"{host} | ")
+    if start < 0:
+        raise AssertionError(f"no result for {host} in:\n{stdout}")
+    status = stdout[start:].split(" => ", 1)
+    result = json.loads(status[1])
+    result["_status"] = status[0].split(" | ", 1)[1].strip()
+    return result
+
+
+def run_module(lab: LabInfo, host: str, module: str, args: dict, check=False, diff=False, become=True) -> dict:
+    """Run one module on one lab host through the ansible CLI; returns its result dict with
+    '_status' (SUCCESS, CHANGED, FAILED!, UNREACHABLE!), '_stdout' (diffs) and '_stderr' (warnings)."""
+    result = subprocess.run(
+        module_command(lab, host, module, args, check, diff, become), capture_output=True, text=True,
+        env={**os.environ, **MODULE_ENV}, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, timeout=600, check=False,
+    )
+    parsed = parse_module_output(host, result.stdout)
+    parsed["_stdout"] = result.stdout
+    parsed["_stderr"] = result.stderr  # warnings are printed there, not kept in the result
+    return parsed
+
+
+@pytest.fixture(scope="session")
+def app_packages(tmp_path_factory):
+    """The sample service built for versions 1.0.0 and 2.0.0, and a broken 3.0.0 (amd64 only)."""
+    out = tmp_path_factory.mktemp("app-dist")
+    build = os.path.join(REPO_ROOT, "tests", "fixtures", "app", "build.sh")
+    for version, extra in (("1.0.0", []), ("2.0.0", []), ("3.0.0", ["--broken"])):
+        subprocess.run([build, "-o", str(out / version), "-p", "linux/amd64", *extra, version], check=True,
+                       capture_output=True)
+    return {v: str(out / v / f"seedops-app-{v}-linux-amd64.tar.gz") for v in ("1.0.0", "2.0.0", "3.0.0")}

@@ -1,0 +1,234 @@
+# -*- coding: utf-8 -*-
+# Copyright: seedops.deploy contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Release layout, records, the atomic switch, rollback choice and pruning (private to seedops.deploy).
+
+On the host, per application base directory::
+
+    releases/<id>/        unpacked, never modified after staging
+    releases/<id>.json    the record: id, digest, source, state, created, activated, seq, deployed_by
+    shared/               persistent paths linked into every release
+    current -> releases/<id>
+    .lock                 the deploy lock (see _lock.py)
+
+Record states: ``staged`` (never live), ``active`` (what ``current`` points at), ``previous``
+(was live and was left healthy: a rollback target), ``failed`` (rolled back from). Rollback picks
+the ``previous`` release with the highest activation sequence number, never by directory times.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+
+RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]{0,127}$")
+STATES = ("staged", "active", "previous", "failed")
+
+
+class ReleaseError(Exception):
+    """A release operation cannot go on; the message says what is wrong and what to do."""
+
+
+def validate_release_id(release_id):
+    if not isinstance(release_id, str) or not RELEASE_ID.match(release_id) or ".." in release_id:
+        raise ReleaseError(
+            "release_id %r is not valid: use 1-128 letters, digits and . _ + ~ -, starting with a letter or digit, "
+            "with no path separators and no '..'" % (release_id,))
+    return release_id
+
+
+def now_iso():
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%06dZ" % int((t % 1) * 1e6)
+
+
+class Layout:
+    def __init__(self, base):
+        self.base = base
+        self.releases = os.path.join(base, "releases")
+        self.shared = os.path.join(base, "shared")
+        self.current = os.path.join(base, "current")
+        self.lock = os.path.join(base, ".lock")
+        self.store = os.path.join(base, "store")
+
+    def release_dir(self, release_id):
+        return os.path.join(self.releases, release_id)
+
+    def record_path(self, release_id):
+        return os.path.join(self.releases, release_id + ".json")
+
+    def ensure(self):
+        for path in (self.base, self.releases, self.shared):
+            if not os.path.isdir(path):
+                os.makedirs(path, 0o755)
+
+
+def fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path, doc):
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, indent=2, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.rename(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    fsync_dir(directory)
+
+
+def read_records(layout):
+    """{id: record} for every readable record; unreadable ones are returned under their id with
+    state 'corrupt' so callers can report them rather than trip over them."""
+    records = {}
+    if not os.path.isdir(layout.releases):
+        return records
+    for name in os.listdir(layout.releases):
+        if not name.endswith(".json") or name.startswith("."):
+            continue
+        release_id = name[:-5]
+        try:
+            with open(os.path.join(layout.releases, name)) as f:
+                record = json.load(f)
+            if record.get("id") != release_id:
+                raise ValueError("id mismatch")
+        except (OSError, ValueError):
+            record = {"id": release_id, "state": "corrupt"}
+        record["exists"] = os.path.isdir(layout.release_dir(release_id))
+        records[release_id] = record
+    return records
+
+
+def save_record(layout, record):
+    doc = dict(record)
+    doc.pop("exists", None)
+    write_json_atomic(layout.record_path(record["id"]), doc)
+
+
+def current_release(layout):
+    """The id current points at, or None when there is no current link yet."""
+    try:
+        target = os.readlink(layout.current)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        if os.path.exists(layout.current):
+            raise ReleaseError(
+                "%s exists and is not a symlink; move it away (it is not managed by seedops.deploy) and run again"
+                % layout.current)
+        raise
+    return os.path.basename(os.path.normpath(target))
+
+
+def switch_current(layout, release_id):
+    """Point current at releases/<id> atomically: a temp symlink renamed over current, so the path
+    never dangles and never points at a half release."""
+    tmp = os.path.join(layout.base, ".current-%d-%d" % (os.getpid(), int(time.time() * 1e6)))
+    os.symlink(os.path.join("releases", release_id), tmp)
+    try:
+        os.rename(tmp, layout.current)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    fsync_dir(layout.base)
+
+
+def next_seq(records):
+    return 1 + max([int(r.get("seq") or 0) for r in records.values()] or [0])
+
+
+def rollback_target(records, current):
+    """The previous healthy release: state 'previous', still on disk, highest activation seq."""
+    candidates = [r for r in records.values()
+                  if r.get("state") == "previous" and r.get("exists", True) and r["id"] != current]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda r: (int(r.get("seq") or 0), r.get("activated") or ""))["id"]
+
+
+def plan_prune(records, current, keep):
+    """Ids whose directories and records pruning removes.
+
+    Never the current release, nor the rollback target. The `keep` newest releases that are not
+    failed stay; failed releases do not count toward `keep` and stay only while they are among the
+    `keep` newest overall (for a look at what went wrong). Records whose directory is gone go too.
+    """
+    if keep is None:
+        return []
+    ordered = sorted(records.values(), key=lambda r: (r.get("created") or "", r["id"]), reverse=True)
+    protected = {current, rollback_target(records, current)}
+    healthy = [r["id"] for r in ordered if r.get("state") not in ("failed", "corrupt")]
+    keep_ids = set(healthy[:keep]) | protected
+    recent = {r["id"] for r in ordered[:keep]}
+    remove = []
+    for r in ordered:
+        rid = r["id"]
+        if rid in keep_ids:
+            continue
+        if r.get("state") == "failed" and rid in recent and r.get("exists", True):
+            continue
+        remove.append(rid)
+    return remove
+
+
+def remove_release(layout, release_id):
+    """Remove a release directory (renamed aside first, so it disappears at once) and its record."""
+    path = layout.release_dir(release_id)
+    if os.path.isdir(path):
+        trash = os.path.join(layout.releases, ".trash-%s-%d" % (release_id, os.getpid()))
+        os.rename(path, trash)
+        shutil.rmtree(trash)
+    try:
+        os.unlink(layout.record_path(release_id))
+    except FileNotFoundError:
+        pass
+
+
+def leftovers(layout):
+    """Staging and trash directories left by an interrupted run (only a lock holder makes them)."""
+    if not os.path.isdir(layout.releases):
+        return []
+    return sorted(os.path.join(layout.releases, n) for n in os.listdir(layout.releases)
+                  if n.startswith((".staging-", ".trash-")))
+
+
+def link_shared(layout, release_root, shared_paths):
+    """Replace each shared path in the release with a symlink to shared/<path> (a directory,
+    created when missing). Paths are relative and may not leave the release."""
+    for rel in shared_paths:
+        parts = [p for p in rel.split("/") if p not in ("", ".")]
+        if not parts or ".." in parts or rel.startswith("/"):
+            raise ReleaseError("shared path %r must be relative, inside the release, without '..'" % rel)
+        target = os.path.join(layout.shared, *parts)
+        if not os.path.isdir(target):
+            os.makedirs(target, 0o755)
+        inside = os.path.join(release_root, *parts)
+        parent = os.path.dirname(inside)
+        for i in range(1, len(parts)):
+            if os.path.islink(os.path.join(release_root, *parts[:i])):
+                raise ReleaseError("shared path %r goes through a symlink in the release" % rel)
+        if not os.path.isdir(parent):
+            os.makedirs(parent, 0o755)
+        if os.path.islink(inside) or os.path.isfile(inside):
+            os.unlink(inside)
+        elif os.path.isdir(inside):
+            shutil.rmtree(inside)
+        depth = len(parts) - 1
+        relative_target = os.path.join(*([".."] * (depth + 2) + ["shared"] + parts))
+        os.symlink(relative_target, inside)
