@@ -13,7 +13,7 @@ LAB_APPS ?= 3
 INVENTORY ?= .lab/seedops-lab/inventory.yml
 VERSION ?= 1.0.0
 
-.PHONY: help venv lab-up lab-down lab-status site test unit go-test sanity lint integration app build clean
+.PHONY: help venv lab-up lab-down lab-status site test unit go-test sanity lint integration app build bench clean
 
 help:
 	@echo "make site         bring the lab up and run playbooks/site.yml against it (the main job)"
@@ -25,6 +25,7 @@ help:
 	@echo "make lab-up       bring the lab up (LAB_APPS=$(LAB_APPS) app hosts); lab-status; lab-down"
 	@echo "make app          build the sample service packages (VERSION=$(VERSION)) into tests/fixtures/app/dist/"
 	@echo "make build        ansible-galaxy collection build"
+	@echo "make bench        benchmarks side by side with the alternatives (JSON in benchmarks/results/)"
 	@echo "make venv         install Debian packages (as root) and the Python environment; other targets do it"
 
 venv:
@@ -68,3 +69,6 @@ build: venv
 
 clean:
 	rm -rf tests/output tests/fixtures/app/dist seedops-deploy-*.tar.gz .pytest_cache
+
+bench: venv
+	$(BIN)/python benchmarks/run.py
