@@ -97,7 +97,7 @@ def print_table(title, header, rows):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--suite", choices=["release", "all"], default="all")
     parser.add_argument("--lab", default=os.environ.get("SEEDOPS_LAB_NAME", "seedops-lab"))
     parser.add_argument("--host", default="app1", help="lab host to measure on (default app1)")

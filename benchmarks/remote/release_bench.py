@@ -76,7 +76,7 @@ def bench_switch(n, work):
 
 def bench_unpack(archive, work, repeat):
     runs = {"seedops": [], "tar -xzf": []}
-    for _ in range(repeat):
+    for _round in range(repeat):
         for name in runs:
             dest = os.path.join(work, "dest")
             shutil.rmtree(dest, ignore_errors=True)

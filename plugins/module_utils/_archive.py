@@ -384,11 +384,3 @@ def unpack(src, root, fmt="auto", limits=None, strip_components=0, file_name=Non
         raise ArchiveError("unknown format %r; use one of auto, %s" % (fmt, ", ".join(FORMATS)))
     return {"format": fmt, "digest": digest, "source_bytes": source_bytes, "members": writer.members,
             "bytes": writer.bytes}
-
-
-def file_digest(path, algorithm="sha256"):
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -236,23 +236,18 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.seedops.deploy.plugins.module_utils import _archive
+from ansible_collections.seedops.deploy.plugins.module_utils import _digest
 from ansible_collections.seedops.deploy.plugins.module_utils import _lock
 from ansible_collections.seedops.deploy.plugins.module_utils import _releases as rel
-
-DIGEST_ALGORITHMS = ("sha256", "sha384", "sha512")
 
 
 def parse_digest(value):
     if value is None:
         return None, None
-    algorithm, sep, hexdigest = value.partition(":")
-    algorithm = algorithm.lower()
-    sizes = {"sha256": 64, "sha384": 96, "sha512": 128}
-    hexdigest = hexdigest.lower()
-    if not sep or algorithm not in sizes or len(hexdigest) != sizes[algorithm] or \
-            any(c not in "0123456789abcdef" for c in hexdigest):
-        raise rel.ReleaseError("digest %r is malformed: expected sha256:<64 hex digits> (or sha384/sha512)" % value)
-    return algorithm, hexdigest
+    try:
+        return _digest.parse_checksum(value)
+    except _digest.DigestError as exc:
+        raise rel.ReleaseError("digest: %s" % exc)
 
 
 def parse_mode(module, value, name):
@@ -363,7 +358,7 @@ class Releaser:
             return "%s:%s" % (algorithm, hexdigest)
         src = self.p["src"]
         if src and os.path.isfile(src):
-            return "sha256:" + _archive.file_digest(src)
+            return "sha256:" + _digest.file_digest(src)
         return None
 
     def apply_ownership(self, root):

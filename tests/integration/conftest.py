@@ -105,27 +105,30 @@ MODULE_ENV = {"ANSIBLE_CALLBACK_RESULT_FORMAT": "json", "ANSIBLE_NOCOLOR": "1", 
 
 
 def parse_module_output(host: str, stdout: str) -> dict:
-    """The JSON result of a one-host ad-hoc run (minimal callback: 'host | STATUS => {...}')."""
-    start = stdout.find(f"{host} | ")
-    if start < 0:
+    """The JSON result of one host in an ad-hoc run (minimal callback: 'host | STATUS => {...}')."""
+    match = re.search(rf"^{re.escape(host)} \| ([A-Z!]+) => ", stdout, re.M)
+    if not match:
         raise AssertionError(f"no result for {host} in:\n{stdout}")
-    status = stdout[start:].split(" => ", 1)
-    result = json.loads(status[1])
-    result["_status"] = status[0].split(" | ", 1)[1].strip()
+    result, _end = json.JSONDecoder().raw_decode(stdout, match.end())
+    result["_status"] = match.group(1)
     return result
 
 
-def run_module(lab: LabInfo, host: str, module: str, args: dict, check=False, diff=False, become=True) -> dict:
-    """Run one module on one lab host through the ansible CLI; returns its result dict with
+def run_module(lab: LabInfo, host: str, module: str, args: dict, check=False, diff=False, become=True,
+               hosts=None):
+    """Run one module on lab hosts through the ansible CLI (`host` may be a pattern; then `hosts`
+    lists the hosts to collect). Returns the result dict, or {host: result} with `hosts`, each with
     '_status' (SUCCESS, CHANGED, FAILED!, UNREACHABLE!), '_stdout' (diffs) and '_stderr' (warnings)."""
     result = subprocess.run(
         module_command(lab, host, module, args, check, diff, become), capture_output=True, text=True,
-        env={**os.environ, **MODULE_ENV}, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, timeout=600, check=False,
+        env={**os.environ, **MODULE_ENV}, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, timeout=900, check=False,
     )
-    parsed = parse_module_output(host, result.stdout)
-    parsed["_stdout"] = result.stdout
-    parsed["_stderr"] = result.stderr  # warnings are printed there, not kept in the result
-    return parsed
+    parsed = {}
+    for name in hosts or [host]:
+        parsed[name] = parse_module_output(name, result.stdout)
+        parsed[name]["_stdout"] = result.stdout
+        parsed[name]["_stderr"] = result.stderr  # warnings are printed there, not kept in the result
+    return parsed if hosts else parsed[host]
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,129 @@
+# -*- coding: utf-8 -*-
+# Copyright: seedops.deploy contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Controller half of seedops.deploy.artifact: push a controller file into the host's store.
+
+The controller file's digest is computed once per run, whatever the number of hosts: worker
+processes share it through a small cache in the run's local temp directory, guarded by a lock.
+Each host is asked first whether its store already holds that digest; only then do bytes travel,
+streamed from disk by the connection plugin.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import time
+
+from ansible import constants as C
+from ansible.errors import AnsibleError
+from ansible.module_utils.common.text.converters import to_native
+from ansible.plugins.action import ActionBase
+
+HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
+MODULE = "seedops.deploy.artifact"
+
+
+def local_digest(path, algorithm, cache_dir):
+    """Digest of a controller file, computed once per run (per file version) across all forks."""
+    st = os.stat(path)
+    key = "%s:%s:%d:%d:%d" % (algorithm, os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    cache = os.path.join(cache_dir, "seedops-artifact-digests.json")
+    with open(cache + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            with open(cache) as f:
+                known = json.load(f)
+        except (OSError, ValueError):
+            known = {}
+        if key in known:
+            return known[key], True
+        h = hashlib.new(algorithm)
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1024 * 1024), b""):
+                h.update(chunk)
+        known[key] = h.hexdigest()
+        tmp = cache + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(known, f)
+        os.replace(tmp, cache)
+        return known[key], False
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = True
+    _supports_check_mode = True
+    _supports_async = False
+
+    def run(self, tmp=None, task_vars=None):
+        task_vars = task_vars or {}
+        result = super().run(tmp, task_vars)
+        args = dict(self._task.args)
+        if not args.get("src") or args.get("remote_src"):
+            result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
+            return result
+        try:
+            return self._push(args, task_vars, result)
+        finally:
+            self._remove_tmp_path(self._connection._shell.tmpdir)
+
+    def _fail(self, result, msg, **extra):
+        result.update(failed=True, changed=False, msg=msg, bytes_transferred=0, **extra)
+        return result
+
+    def _push(self, args, task_vars, result):
+        started = time.monotonic()
+        try:
+            source = self._find_needle("files", args["src"])
+        except AnsibleError as exc:
+            return self._fail(result, "src %s not found on the controller: %s" % (args["src"], to_native(exc)))
+        checksum = args.get("checksum")
+        algorithm, expected = "sha256", None
+        if checksum:
+            algorithm, _sep, expected = str(checksum).strip().partition(":")
+            algorithm, expected = algorithm.lower(), expected.lower()
+            if algorithm not in HEX_LENGTHS or len(expected) != HEX_LENGTHS[algorithm]:
+                return self._fail(result, "checksum %r is malformed: write it as sha256:<64 hex digits> (or sha384:, "
+                                          "sha512:)" % checksum)
+        elif args.get("checksum_url"):
+            return self._fail(result, "checksum_url works with url only; for src give checksum")
+        elif not args.get("allow_unverified"):
+            return self._fail(result, "refusing to push %s without a checksum: give checksum (sha256:<hex>), or set "
+                                      "allow_unverified: true" % source)
+        digest, cached = local_digest(source, algorithm, C.DEFAULT_LOCAL_TMP)
+        if expected and digest != expected:
+            return self._fail(result, "the controller file %s does not match its checksum: expected %s:%s, got %s:%s. "
+                                      "Nothing was transferred" % (source, algorithm, expected, algorithm, digest))
+        module_args = dict(args)
+        module_args.pop("src", None)
+        module_args["checksum"] = "%s:%s" % (algorithm, digest)
+        module_args.pop("checksum_url", None)
+        entry = "%s/%s/%s" % (args["store"].rstrip("/"), algorithm, digest)
+        stat = self._execute_module(module_name="ansible.builtin.stat", task_vars=task_vars,
+                                    module_args={"path": entry, "get_checksum": False, "get_mime": False,
+                                                 "get_attributes": False})
+        if stat.get("failed"):
+            return self._fail(result, "could not look into the store on the host: %s" % stat.get("msg"))
+        transferred = 0
+        if not stat["stat"]["exists"] and not self._task.check_mode:
+            tmpdir = self._connection._shell.tmpdir or self._make_tmp_path()
+            remote = self._connection._shell.join_path(tmpdir, "artifact")
+            self._transfer_file(source, remote)
+            self._fixup_perms2((tmpdir, remote))
+            module_args["src"] = remote
+            transferred = os.path.getsize(source)
+        elif not stat["stat"]["exists"]:
+            module_args["src"] = source  # check mode: the module only reports that it would store it
+            module_args["remote_src"] = True
+        outcome = self._execute_module(module_name=MODULE, module_args=module_args, task_vars=task_vars)
+        result.update(outcome)
+        result["source"] = source
+        result["digest_cached"] = cached
+        if not outcome.get("failed"):
+            result["bytes_transferred"] = transferred
+            elapsed = time.monotonic() - started
+            result["elapsed"] = round(elapsed, 3)
+            result["throughput"] = round(transferred / elapsed, 1) if elapsed > 0 else 0.0
+        return result
