@@ -5,6 +5,11 @@ on the lab. Not pass/fail: prints a table and writes JSON to benchmarks/results/
   .venv/bin/python benchmarks/run.py --suite release [--host app1] [--switches 1000]
 
 Suites:
+  artifact pull of 256 MiB and 1 GiB files from nginx on the repo host to app1: seedops.deploy.artifact
+           vs ansible.builtin.get_url with checksum vs curl -o + sha256sum on the host (wall time, time
+           of the processes on the host, bytes those processes read beyond the file itself); push of
+           256 MiB to the app hosts: artifact src= vs ansible.builtin.copy (wall time, controller CPU
+           seconds and peak RSS), and a rerun with the artifact already present.
   release  switch latency of `current` (p50/p99 over N switches, and reads that found `current`
            dangling) for seedops.deploy's rename-over switch vs `ln -sfn` as hand-written playbooks
            use it; unpack throughput of the release module's safe Python unpack vs `tar -xzf` of the
@@ -15,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
@@ -43,6 +50,124 @@ class Host:
                            text=True, check=False)
         if r.returncode != 0:
             raise SystemExit(f"bench: copying to {self.name} failed: {r.stderr}")
+
+
+def ansible(state_dir, pattern, module, args, extra=(), interpreter=None):
+    """Run one ad-hoc module through the ansible CLI; returns (seconds, controller cpu s, peak RSS MiB, rc, out)."""
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible"), pattern, "-i",
+           os.path.join(state_dir, "inventory.yml"), "-b", "-m", module, "-a", json.dumps(args), *extra]
+    if interpreter:
+        cmd += ["-e", json.dumps({"ansible_python_interpreter": interpreter})]
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": os.path.join(REPO_ROOT, ".venv", "collections"),
+           "ANSIBLE_CONFIG": os.path.join(REPO_ROOT, "ansible.cfg"), "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO_ROOT)
+    out = proc.stdout.read()
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.monotonic() - started
+    rc = os.waitstatus_to_exitcode(status)
+    if rc != 0:
+        raise SystemExit(f"bench: ansible -m {module} failed:\n{out[-3000:]}")
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0, rc, out
+
+
+def io_log(host):
+    lines = host.run(f"sudo sh -c 'cat {REMOTE}/io.jsonl 2>/dev/null; rm -f {REMOTE}/io.jsonl'").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def suite_artifact(host, state_dir, repo_address, sizes_mb, push_mb, hosts):
+    wrap = f"/usr/bin/python3 {REMOTE}/iowrap.py"
+    host.run(f"sudo rm -rf {REMOTE} && sudo mkdir -p {REMOTE} && sudo chmod 0777 {REMOTE}")
+    host.put([os.path.join(HERE, "remote", "iowrap.py")], REMOTE)
+    host.run("command -v curl >/dev/null || (sudo apt-get update -qq && "
+             "sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null)")
+    repo = Host(state_dir, "repo1")
+    rows, data = [], {"pull": {}, "push": {}}
+    for mb in sizes_mb:
+        name = f"b{mb}.bin"
+        digest = repo.run(f"sudo mkdir -p /srv/artifacts/bench && (test -s /srv/artifacts/bench/{name} || sudo sh -c "
+                          f"'head -c {mb}M /dev/urandom > /srv/artifacts/bench/{name}') && "
+                          f"sha256sum /srv/artifacts/bench/{name}").split()[0]
+        url = f"http://{repo_address}/bench/{name}"
+        size = mb << 20
+        results = {}
+        # seedops.deploy.artifact
+        host.run(f"sudo rm -rf {REMOTE}/store; sync")
+        wall = ansible(state_dir, host.name, "seedops.deploy.artifact",
+                       {"url": url, "checksum": "sha256:" + digest, "store": f"{REMOTE}/store"},
+                       interpreter=wrap)[0]
+        proc = io_log(host)[-1]
+        results["seedops.deploy.artifact"] = {"wall_s": wall, "host_s": proc["seconds"],
+                                              "reread_bytes": max(0, proc["rchar"] - size)}
+        host.run(f"sudo rm -rf {REMOTE}/store")
+        # ansible.builtin.get_url with checksum
+        host.run("sync")
+        wall = ansible(state_dir, host.name, "ansible.builtin.get_url",
+                       {"url": url, "checksum": "sha256:" + digest, "dest": f"{REMOTE}/get_url.bin"},
+                       interpreter=wrap)[0]
+        proc = io_log(host)[-1]
+        results["ansible.builtin.get_url"] = {"wall_s": wall, "host_s": proc["seconds"],
+                                              "reread_bytes": max(0, proc["rchar"] - size)}
+        host.run(f"sudo rm -f {REMOTE}/get_url.bin; sync")
+        # curl -o + sha256sum on the host
+        started = time.monotonic()
+        host.run(f"sudo {wrap} --cmd curl -sS -o {REMOTE}/curl.bin {url} && sudo {wrap} --cmd sha256sum {REMOTE}/curl.bin")
+        wall = time.monotonic() - started
+        curl, sha = io_log(host)[-2:]
+        results["curl -o + sha256sum"] = {"wall_s": wall, "host_s": curl["seconds"] + sha["seconds"],
+                                          "reread_bytes": sha["rchar"]}
+        host.run(f"sudo rm -f {REMOTE}/curl.bin")
+        data["pull"][f"{mb}MiB"] = results
+        ours, gu, cu = (results[k] for k in ("seedops.deploy.artifact", "ansible.builtin.get_url", "curl -o + sha256sum"))
+        rows.append((f"pull {mb} MiB: host time (s)", f"{ours['host_s']:.2f}",
+                     f"get_url {gu['host_s']:.2f} / curl {cu['host_s']:.2f}",
+                     f"{ours['host_s'] / gu['host_s']:.2f}x / {ours['host_s'] / cu['host_s']:.2f}x"))
+        rows.append((f"pull {mb} MiB: wall time (s)", f"{ours['wall_s']:.2f}",
+                     f"get_url {gu['wall_s']:.2f} / curl {cu['wall_s']:.2f}",
+                     f"{ours['wall_s'] / gu['wall_s']:.2f}x / {ours['wall_s'] / cu['wall_s']:.2f}x"))
+        rows.append((f"pull {mb} MiB: bytes re-read (MiB)", f"{ours['reread_bytes'] / 2**20:.1f}",
+                     f"get_url {gu['reread_bytes'] / 2**20:.1f} / curl {cu['reread_bytes'] / 2**20:.1f}", "-"))
+    # push
+    local = os.path.join(RESULTS, ".push-%d.bin" % push_mb)
+    os.makedirs(RESULTS, exist_ok=True)
+    if not os.path.exists(local) or os.path.getsize(local) != push_mb << 20:
+        with open(local, "wb") as f:
+            for _i in range(push_mb):
+                f.write(os.urandom(1 << 20))
+    digest = hashlib.sha256(open(local, "rb").read()).hexdigest()
+    pattern = ",".join(hosts)
+    for h in hosts:
+        Host(state_dir, h).run(f"sudo rm -rf {REMOTE}/pushstore {REMOTE}/copy.bin; sudo mkdir -p {REMOTE}")
+    push = {}
+    wall, cpu, rss, _rc, _out = ansible(state_dir, pattern, "seedops.deploy.artifact",
+                                        {"src": local, "checksum": "sha256:" + digest, "store": f"{REMOTE}/pushstore"})
+    push["seedops.deploy.artifact"] = {"wall_s": wall, "controller_cpu_s": cpu, "controller_peak_rss_mib": rss}
+    wall2 = ansible(state_dir, pattern, "seedops.deploy.artifact",
+                    {"src": local, "checksum": "sha256:" + digest, "store": f"{REMOTE}/pushstore"})[0]
+    push["seedops.deploy.artifact"]["rerun_wall_s"] = wall2
+    wall, cpu, rss, _rc, _out = ansible(state_dir, pattern, "ansible.builtin.copy",
+                                        {"src": local, "dest": f"{REMOTE}/copy.bin"})
+    push["ansible.builtin.copy"] = {"wall_s": wall, "controller_cpu_s": cpu, "controller_peak_rss_mib": rss}
+    wall2 = ansible(state_dir, pattern, "ansible.builtin.copy", {"src": local, "dest": f"{REMOTE}/copy.bin"})[0]
+    push["ansible.builtin.copy"]["rerun_wall_s"] = wall2
+    for h in hosts:
+        Host(state_dir, h).run(f"sudo rm -rf {REMOTE}")
+    data["push"][f"{push_mb}MiB to {len(hosts)} hosts"] = push
+    ours, cp = push["seedops.deploy.artifact"], push["ansible.builtin.copy"]
+    for key, label in (("wall_s", "wall time (s)"), ("controller_cpu_s", "controller CPU (s)"),
+                       ("controller_peak_rss_mib", "controller peak RSS (MiB)"), ("rerun_wall_s", "rerun, present (s)")):
+        rows.append((f"push {push_mb} MiB x{len(hosts)}: {label}", f"{ours[key]:.2f}", f"copy {cp[key]:.2f}",
+                     f"{ours[key] / cp[key]:.2f}x"))
+    data["targets"] = {
+        "pull_host_time<=1.1x_curl+sha256sum": all(
+            r["seedops.deploy.artifact"]["host_s"] <= 1.1 * r["curl -o + sha256sum"]["host_s"] for r in data["pull"].values()),
+        "pull_zero_bytes_reread(<1MiB)": all(
+            r["seedops.deploy.artifact"]["reread_bytes"] < 2**20 for r in data["pull"].values()),
+        "push_wall<=0.7x_copy": ours["wall_s"] <= 0.7 * cp["wall_s"],
+        "push_rerun<=2s": ours["rerun_wall_s"] <= 2.0,
+    }
+    return data, rows
 
 
 def lab_up(name):
@@ -90,15 +215,18 @@ def suite_release(host, switches, unpack_mb, repeat):
 
 def print_table(title, header, rows):
     print(f"\n{title}")
-    print(f"  {'measure':<36} {header[0]:>16} {header[1]:>16} {'ratio':>8}")
+    print(f"  {'measure':<40} {header[0]:>16} {header[1]:>30} {'ratio':>14}")
     for name, a, b, ratio in rows:
-        r = f"{ratio:.2f}x" if ratio is not None else "-"
-        print(f"  {name:<36} {a:>16} {b:>16} {r:>8}")
+        if isinstance(ratio, float):
+            ratio = f"{ratio:.2f}x"
+        print(f"  {name:<40} {a!s:>16} {b!s:>30} {ratio or '-':>14}")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
-    parser.add_argument("--suite", choices=["release", "all"], default="all")
+    parser.add_argument("--suite", choices=["artifact", "release", "all"], default="all")
+    parser.add_argument("--sizes", default="256,1024", help="pull file sizes in MiB (default 256,1024)")
+    parser.add_argument("--push-mb", type=int, default=256)
     parser.add_argument("--lab", default=os.environ.get("SEEDOPS_LAB_NAME", "seedops-lab"))
     parser.add_argument("--host", default="app1", help="lab host to measure on (default app1)")
     parser.add_argument("--switches", type=int, default=1000)
@@ -108,6 +236,16 @@ def main(argv=None):
     state = lab_up(args.lab)
     host = Host(state, args.host)
     report = {"started": datetime.datetime.now(datetime.timezone.utc).isoformat(), "host": args.host, "suites": {}}
+    if args.suite in ("artifact", "all"):
+        with open(os.path.join(state, "lab.json"), encoding="utf-8") as f:
+            lab = json.load(f)
+        address = next(h["address"] for h in lab["hosts"] if h["name"] == "repo1")
+        apps = [h["name"] for h in lab["hosts"] if h["group"] == "app"]
+        data, rows = suite_artifact(host, state, address, [int(x) for x in args.sizes.split(",")], args.push_mb, apps)
+        report["suites"]["artifact"] = data
+        print_table(f"artifact: pull to {args.host} from nginx on repo1; push to {', '.join(apps)}",
+                    ("seedops.deploy", "alternatives"), rows)
+        print("  targets: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in data["targets"].items()))
     if args.suite in ("release", "all"):
         data, rows, header = suite_release(host, args.switches, args.unpack_mb, args.repeat)
         report["suites"]["release"] = data

@@ -149,6 +149,24 @@ def switch_current(layout, release_id):
     fsync_dir(layout.base)
 
 
+def activate(layout, records, current, target, leaving_state="previous"):
+    """Make `target` live: its record becomes active with the next activation number, current is
+    switched, and the release that was live becomes `leaving_state` (previous, or failed on a
+    rollback; a failed release stays failed)."""
+    record = records[target]
+    record.update(state="active", activated=now_iso(), seq=next_seq(records))
+    save_record(layout, record)
+    switch_current(layout, target)
+    if current and current in records and current != target:
+        old = records[current]
+        if leaving_state == "failed":
+            old["failed"] = now_iso()
+        if leaving_state == "failed" or old.get("state") != "failed":
+            old["state"] = leaving_state
+        old["deactivated"] = now_iso()
+        save_record(layout, old)
+
+
 def next_seq(records):
     return 1 + max([int(r.get("seq") or 0) for r in records.values()] or [0])
 

@@ -398,17 +398,7 @@ class Releaser:
         self.switch(records, current, release_id, leaving_state="previous")
 
     def switch(self, records, current, target, leaving_state):
-        seq = rel.next_seq(records)
-        record = records[target]
-        record.update(state="active", activated=rel.now_iso(), seq=seq)
-        rel.save_record(self.layout, record)
-        rel.switch_current(self.layout, target)
-        if current and current in records:
-            old = records[current]
-            if leaving_state == "failed" or old.get("state") != "failed":
-                old["state"] = leaving_state
-            old["deactivated"] = rel.now_iso()
-            rel.save_record(self.layout, old)
+        rel.activate(self.layout, records, current, target, leaving_state)
         self.result["switched"] = True
 
     def roll_back(self, release_id, records, current):
@@ -446,7 +436,6 @@ class Releaser:
         self.diff["before"]["current"] = current
         self.diff["after"]["current"] = target
         if not self.check:
-            records[current]["failed"] = rel.now_iso()
             self.switch(records, current, target, leaving_state="failed")
         self.result["rolled_back_to"] = target
         return leaving

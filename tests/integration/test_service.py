@@ -1,0 +1,124 @@
+"""app_service, staged_restart and health_check on a lab host with the sample service: restart
+into new releases behind a health gate, automatic rollback of a broken one, reload without restart."""
+
+import json
+
+import pytest
+
+from conftest import run_module, run_playbook
+
+pytestmark = pytest.mark.lab
+
+HOST = "app3"
+BASE = "/srv/seedops-app"
+HEALTH = {"url": "http://127.0.0.1:8080/healthz", "successes": 3, "interval": 0.3, "timeout": 20}
+
+
+def sh(lab, command):
+    r = lab.ssh(HOST, command)
+    assert r.returncode == 0, f"{command}: {r.stdout}{r.stderr}"
+    return r.stdout.strip()
+
+
+def version(lab):
+    return json.loads(sh(lab, "python3 -c \"import urllib.request as u; "
+                              "print(u.urlopen('http://127.0.0.1:8080/version').read().decode())\""))
+
+
+@pytest.fixture(scope="module")
+def service(lab, app_packages):
+    lab.ssh(HOST, f"sudo systemctl stop seedops-app 2>/dev/null; sudo rm -rf {BASE} /etc/seedops-app "
+                  "/etc/systemd/system/seedops-app.service; sudo systemctl daemon-reload")
+    result, recap = run_playbook("tests/integration/playbooks/app_service.yml", lab.inventory,
+                                 "-e", f"target_hosts={HOST}", "-e", "app_api_token=do-not-print-me")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "do-not-print-me" not in result.stdout + result.stderr
+    for v in ("1.0.0", "2.0.0", "3.0.0"):
+        r = run_module(lab, HOST, "ansible.builtin.copy", {"src": app_packages[v], "dest": f"/var/tmp/app-{v}.tar.gz"})
+        assert r["_status"] in ("SUCCESS", "CHANGED"), r
+    yield
+    lab.ssh(HOST, "sudo systemctl stop seedops-app")
+
+
+def test_role_is_idempotent_and_writes_a_private_env_file(lab, service):
+    result, recap = run_playbook("tests/integration/playbooks/app_service.yml", lab.inventory,
+                                 "-e", f"target_hosts={HOST}", "-e", "app_api_token=do-not-print-me")
+    assert recap[HOST]["changed"] == 0, result.stdout[-2000:]
+    check, recap = run_playbook("tests/integration/playbooks/app_service.yml", lab.inventory, "--check",
+                                "-e", f"target_hosts={HOST}", "-e", "app_api_token=do-not-print-me")
+    assert recap[HOST]["changed"] == 0
+    assert sh(lab, "sudo stat -c '%a %U %G' /etc/seedops-app/env") == "640 root seedops-app"
+    env = sh(lab, "sudo cat /etc/seedops-app/env")
+    assert 'API_TOKEN="do-not-print-me"' in env and 'PORT="8080"' in env
+    unit = sh(lab, "systemctl show seedops-app -p NoNewPrivileges -p ProtectSystem -p PrivateTmp -p User")
+    assert set(unit.splitlines()) == {"NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes",
+                                      "User=seedops-app"}
+
+
+def test_restart_into_releases_behind_a_health_gate_and_roll_back_a_broken_one(lab, service):
+    def release(v, **kw):
+        r = run_module(lab, HOST, "seedops.deploy.release",
+                       {"path": BASE, "release_id": v, "src": f"/var/tmp/app-{v}.tar.gz", "state": "active", **kw})
+        assert r["_status"] in ("SUCCESS", "CHANGED"), r
+        return r
+
+    def restart(**kw):
+        return run_module(lab, HOST, "seedops.deploy.staged_restart",
+                          {"service": "seedops-app", "path": BASE, "health": HEALTH, **kw})
+
+    release("1.0.0")
+    check = run_module(lab, HOST, "seedops.deploy.staged_restart",
+                       {"service": "seedops-app", "path": BASE, "health": HEALTH}, check=True)
+    assert check["changed"] and "health" not in check
+    r = restart()
+    assert r["changed"] and r["healthy"] and not r["rolled_back"], r
+    assert r["health"]["consecutive"] == 3 and r["release"] == "1.0.0"
+    assert version(lab)["version"] == "1.0.0"
+    assert sh(lab, "systemctl is-enabled seedops-app") == "enabled"
+
+    release("2.0.0")
+    r = restart()
+    assert r["healthy"] and r["pid_after"] != r["pid_before"], r
+    assert version(lab)["version"] == "2.0.0"
+
+    release("3.0.0")  # a build whose /healthz never passes
+    r = restart(health={**HEALTH, "timeout": 4})
+    assert r["_status"] == "FAILED!"
+    assert r["rolled_back"] and r["rolled_back_to"] == "2.0.0" and r["failed_release"] == "3.0.0", r
+    assert "did not become healthy after restart" in r["msg"] and "HTTP 503 'broken build'" in r["msg"]
+    assert "Rolled back: 3.0.0 marked failed, current switched to 2.0.0" in r["msg"]
+    assert "the service is healthy in 2.0.0" in r["msg"]
+    assert r["rollback_health"]["healthy"]
+    assert version(lab)["version"] == "2.0.0"
+    assert sh(lab, f"readlink {BASE}/current") == "releases/2.0.0"
+    assert json.loads(sh(lab, f"cat {BASE}/releases/3.0.0.json"))["state"] == "failed"
+    info = run_module(lab, HOST, "seedops.deploy.release_info", {"path": BASE})
+    assert info["current"] == "2.0.0" and info["rollback_target"] == "1.0.0"
+
+
+def test_reload_changes_config_without_a_new_process(lab, service):
+    if sh(lab, "systemctl is-active seedops-app || true") != "active":
+        pytest.skip("needs the service from the restart test")
+    before = version(lab)
+    result, _recap = run_playbook("tests/integration/playbooks/app_service.yml", lab.inventory,
+                                  "-e", f"target_hosts={HOST}", "-e", "app_log_level=warn")
+    assert result.returncode == 0
+    r = run_module(lab, HOST, "seedops.deploy.staged_restart",
+                   {"service": "seedops-app", "mode": "reload", "health": HEALTH})
+    assert r["healthy"] and r["pid_before"] == r["pid_after"] == before["pid"], r
+    after = version(lab)
+    assert after["log_level"] == "warn" and after["pid"] == before["pid"]
+
+
+def test_health_check_from_the_lb_and_a_failing_one(lab, service):
+    if sh(lab, "systemctl is-active seedops-app || true") != "active":
+        pytest.skip("needs the service from the restart test")
+    address = lab.host(HOST)["address"]
+    r = run_module(lab, "lb1", "seedops.deploy.health_check",
+                   {"url": f"http://{address}:8080/version", "body_regex": '"version": *"2.0.0"', "interval": 0.2},
+                   become=False)
+    assert r["healthy"] and not r["changed"] and r["attempts"] == 3, r
+    bad = run_module(lab, HOST, "seedops.deploy.health_check",
+                     {"port": 8099, "timeout": 1.5, "interval": 0.5, "successes": 1}, become=False)
+    assert bad["_status"] == "FAILED!" and "tcp://127.0.0.1:8099 is not healthy" in bad["msg"]
+    assert "refused" in bad["msg"].lower()
