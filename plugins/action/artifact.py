@@ -15,6 +15,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shlex
 import time
 
 from ansible import constants as C
@@ -52,6 +53,32 @@ def local_digest(path, algorithm, cache_dir):
         return known[key], False
 
 
+def without_multiplexing_or_compression(ssh_args):
+    """ssh_args for a connection of its own without compression: drops -C and the Compression and
+    Control* options, keeps everything else."""
+    tokens = shlex.split(ssh_args)
+    kept = []
+    skip = ("compression", "controlmaster", "controlpersist", "controlpath")
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token == "-C":
+            i += 1
+            continue
+        if token == "-o" and i + 1 < len(tokens):
+            if not tokens[i + 1].lower().startswith(skip):
+                kept += [token, tokens[i + 1]]
+            i += 2
+            continue
+        if token.startswith("-o") and token[2:].lower().startswith(skip):
+            i += 1
+            continue
+        kept.append(token)
+        i += 1
+    return " ".join(["-o", "Compression=no", "-o", "ControlMaster=no", "-o", "ControlPath=none"]
+                    + [shlex.quote(t) for t in kept])
+
+
 class ActionModule(ActionBase):
     TRANSFERS_FILES = True
     _supports_check_mode = True
@@ -68,6 +95,25 @@ class ActionModule(ActionBase):
             return self._push(args, task_vars, result)
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)
+
+    def _put_uncompressed(self, source, remote):
+        """Transfer with the connection plugin, but over the ssh plugin without compression and on a
+        connection of its own: artifacts are compressed already, and ssh's -C (Ansible's default
+        ssh_args, which a multiplexed master connection imposes on every session) makes a push of
+        incompressible bytes several times slower."""
+        conn = self._connection
+        try:
+            ssh_args = conn.get_option("ssh_args")
+        except (KeyError, AttributeError, AnsibleError):
+            ssh_args = None
+        if ssh_args is None or conn.transport not in ("ssh", "ansible.builtin.ssh"):
+            self._transfer_file(source, remote)
+            return
+        conn.set_option("ssh_args", without_multiplexing_or_compression(ssh_args))
+        try:
+            self._transfer_file(source, remote)
+        finally:
+            conn.set_option("ssh_args", ssh_args)
 
     def _fail(self, result, msg, **extra):
         result.update(failed=True, changed=False, msg=msg, bytes_transferred=0, **extra)
@@ -100,24 +146,21 @@ class ActionModule(ActionBase):
         module_args.pop("src", None)
         module_args["checksum"] = "%s:%s" % (algorithm, digest)
         module_args.pop("checksum_url", None)
-        entry = "%s/%s/%s" % (args["store"].rstrip("/"), algorithm, digest)
-        stat = self._execute_module(module_name="ansible.builtin.stat", task_vars=task_vars,
-                                    module_args={"path": entry, "get_checksum": False, "get_mime": False,
-                                                 "get_attributes": False})
-        if stat.get("failed"):
-            return self._fail(result, "could not look into the store on the host: %s" % stat.get("msg"))
-        transferred = 0
-        if not stat["stat"]["exists"] and not self._task.check_mode:
-            tmpdir = self._connection._shell.tmpdir or self._make_tmp_path()
-            remote = self._connection._shell.join_path(tmpdir, "artifact")
-            self._transfer_file(source, remote)
-            self._fixup_perms2((tmpdir, remote))
-            module_args["src"] = remote
-            transferred = os.path.getsize(source)
-        elif not stat["stat"]["exists"]:
-            module_args["src"] = source  # check mode: the module only reports that it would store it
-            module_args["remote_src"] = True
+        # One round trip when the store already holds it: the module answers `missing` otherwise.
         outcome = self._execute_module(module_name=MODULE, module_args=module_args, task_vars=task_vars)
+        transferred = 0
+        if outcome.get("failed") and outcome.get("missing"):
+            if self._task.check_mode:
+                outcome = {"changed": True, "bytes_transferred": 0, "digest": module_args["checksum"],
+                           "msg": "would push %s" % source}
+            else:
+                tmpdir = self._connection._shell.tmpdir or self._make_tmp_path()
+                remote = self._connection._shell.join_path(tmpdir, "artifact")
+                self._put_uncompressed(source, remote)
+                self._fixup_perms2((tmpdir, remote))
+                module_args["src"] = remote
+                transferred = os.path.getsize(source)
+                outcome = self._execute_module(module_name=MODULE, module_args=module_args, task_vars=task_vars)
         result.update(outcome)
         result["source"] = source
         result["digest_cached"] = cached

@@ -216,6 +216,10 @@ dest:
   description: O(dest), when given.
   returned: when O(dest) is given
   type: str
+missing:
+  description: Set when neither O(url) nor O(src) was given and the store does not hold O(checksum) (the task fails).
+  returned: on that failure
+  type: bool
 pruned:
   description: Store entries removed by O(keep).
   returned: always
@@ -345,6 +349,7 @@ class Artifact:
             if os.path.isfile(path):
                 stored = path
             elif not self.p["url"] and not self.p["src"]:
+                self.result["missing"] = True
                 raise ArtifactError("%s:%s is not in the store %s; give url or src to fetch it"
                                     % (algorithm, hexdigest, self.p["store"]))
         if stored is None:

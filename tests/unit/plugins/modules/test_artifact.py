@@ -33,3 +33,12 @@ def test_store_entries_and_references(tmp_path):
     found = artifact.store_entries(str(store))
     assert [(e[0], e[1]) for e in found] == [("sha256", "a" * 64)], "partials are not entries"
     assert artifact.referenced_digests(str(releases)) == {"sha256:" + "a" * 64}
+
+
+def test_push_ssh_args_drop_compression_and_multiplexing_only():
+    from ansible_collections.seedops.deploy.plugins.action.artifact import without_multiplexing_or_compression as w
+
+    assert w("-C -o ControlMaster=auto -o ControlPersist=60s") == \
+        "-o Compression=no -o ControlMaster=no -o ControlPath=none"
+    assert w("-C -oControlPersist=30s -o ForwardAgent=yes -F '/x/my cfg'") == \
+        "-o Compression=no -o ControlMaster=no -o ControlPath=none -o ForwardAgent=yes -F '/x/my cfg'"
