@@ -1,0 +1,85 @@
+# -*- coding: utf-8 -*-
+# Copyright: seedops.deploy contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""HAProxy runtime API over its admin socket (private to seedops.deploy)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import socket
+
+FMAINT = 0x01
+FDRAIN = 0x08
+
+
+class HAProxyError(Exception):
+    """The runtime API could not be reached or refused a command."""
+
+
+def command(path, line, timeout=5.0):
+    """Send one command, return the whole answer."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(path)
+            s.sendall(line.encode("utf-8") + b"\n")
+            chunks = []
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    break
+                chunks.append(data)
+    except OSError as exc:
+        raise HAProxyError("cannot talk to HAProxy's runtime API at %s: %s (is the stats socket configured with "
+                           "level admin, and does the task run as a user that may open it?)" % (path, exc))
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def parse_servers_state(text):
+    """`show servers state` -> {(backend, server): {admin_state, op_state, weight, address}}."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    header = None
+    servers = {}
+    for line in lines:
+        if line.startswith("#"):
+            header = line.lstrip("# ").split()
+            continue
+        if header is None:
+            continue
+        fields = line.split()
+        if len(fields) < len(header):
+            continue
+        row = dict(zip(header, fields))
+        servers[(row["be_name"], row["srv_name"])] = {
+            "admin_state": int(row["srv_admin_state"]),
+            "op_state": int(row["srv_op_state"]),
+            "weight": int(row["srv_uweight"]),
+            "address": row.get("srv_addr"),
+        }
+    return servers
+
+
+def admin_name(admin_state):
+    if admin_state & FMAINT:
+        return "maint"
+    if admin_state & FDRAIN:
+        return "drain"
+    return "ready"
+
+
+def parse_stat(text):
+    """`show stat` CSV -> {(pxname, svname): row}."""
+    text = text.lstrip("# ")
+    rows = {}
+    for row in csv.DictReader(io.StringIO(text)):
+        if row.get("pxname") and row.get("svname"):
+            rows[(row["pxname"], row["svname"])] = row
+    return rows
+
+
+def check_answer(answer, what):
+    """Commands answer nothing on success; anything else is an error message."""
+    text = answer.strip()
+    if text and not text.lower().startswith(("done", "weight", "state")):
+        raise HAProxyError("HAProxy refused %s: %s" % (what, text))

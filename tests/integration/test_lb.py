@@ -1,0 +1,109 @@
+"""HAProxy (role) in front of the sample service on every app host, and lb_member's drain,
+maint, ready and weight through the runtime API, with traffic through the lb's 127.0.0.1 port."""
+
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from conftest import run_module, run_playbook
+
+pytestmark = pytest.mark.lab
+
+APPS = ["app1", "app2", "app3"]
+BASE = "/srv/seedops-app"
+HEALTH = {"url": "http://127.0.0.1:8080/healthz", "successes": 2, "interval": 0.3, "timeout": 30}
+
+
+def get(port, path="/", timeout=10):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+        return r.status, r.read().decode()
+
+
+def hosts_answering(port, n=30):
+    seen = set()
+    for _i in range(n):
+        status, body = get(port)
+        assert status == 200
+        seen.add(body.split("host=")[1].strip())
+    return seen
+
+
+def member(lab, check=False, **args):
+    return run_module(lab, "lb1", "seedops.deploy.lb_member", {"backend": "app", **args}, check=check)
+
+
+@pytest.fixture(scope="module")
+def fleet(lab, app_packages):
+    result, recap = run_playbook("tests/integration/playbooks/app_service.yml", lab.inventory, "-e", "target_hosts=app")
+    assert result.returncode == 0, result.stdout[-3000:]
+    for host in APPS:
+        r = run_module(lab, host, "ansible.builtin.copy", {"src": app_packages["2.0.0"], "dest": "/var/tmp/app-2.0.0.tar.gz"})
+        assert r["_status"] in ("SUCCESS", "CHANGED"), r
+        r = run_module(lab, host, "seedops.deploy.release",
+                       {"path": BASE, "release_id": "2.0.0", "src": "/var/tmp/app-2.0.0.tar.gz", "state": "active"})
+        assert r["_status"] in ("SUCCESS", "CHANGED"), r
+        r = run_module(lab, host, "seedops.deploy.staged_restart",
+                       {"service": "seedops-app", "path": BASE, "health": HEALTH})
+        assert r.get("healthy"), r
+    result, recap = run_playbook("tests/integration/playbooks/lb.yml", lab.inventory)
+    assert result.returncode == 0 and recap["lb1"]["failed"] == 0, result.stdout[-3000:]
+    port = lab.host("lb1")["ports"]["80/tcp"]
+    for host in APPS:  # the health checks bring every server up within a few seconds
+        member(lab, server=host, state="ready")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and hosts_answering(port, 12) != set(APPS):
+        time.sleep(0.5)
+    yield port
+    for host in APPS:
+        member(lab, server=host, state="ready", weight=1)
+
+
+def test_the_role_balances_over_every_app_host_and_is_idempotent(lab, fleet):
+    assert hosts_answering(fleet) == set(APPS)
+    result, recap = run_playbook("tests/integration/playbooks/lb.yml", lab.inventory)
+    assert recap["lb1"]["changed"] == 0, result.stdout[-2000:]
+    cfg = lab.ssh("lb1", "cat /etc/haproxy/haproxy.cfg").stdout
+    for host in APPS:
+        assert f"server {host} {lab.host(host)['address']}:8080 check" in cfg
+
+
+def test_drain_waits_for_in_flight_requests_then_takes_no_new_ones(lab, fleet):
+    # Slow requests in flight on every server (round robin spreads them).
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(get(fleet, "/?delay=8s", timeout=30)))
+               for _i in range(6)]
+    for t in threads:
+        t.start()
+    r = member(lab, server="app1", state="drain", drain_timeout=30)
+    for t in threads:
+        t.join(15)
+    assert r["changed"] and r["state"] == "drain" and r["sessions"] == 0, r
+    assert r["waited"] > 0, "it waited for app1's slow requests"
+    assert len(results) == 6 and all(status == 200 for status, _body in results), "no in-flight request failed"
+    assert "app1" not in hosts_answering(fleet, 12)
+    assert not member(lab, server="app1", state="drain")["changed"]
+    check = member(lab, check=True, server="app1", state="ready")
+    assert check["changed"] and check["previous_state"] == "drain" and check["state"] == "ready"
+    assert "app1" not in hosts_answering(fleet, 6), "check mode changed nothing"
+    m = member(lab, server="app1", state="maint")
+    assert m["state"] == "maint" and m["previous_state"] == "drain"
+    back = member(lab, server="app1", state="ready")
+    assert back["changed"] and back["state"] == "ready"
+    assert hosts_answering(fleet) == set(APPS)
+
+
+def test_weight_for_a_canary_share(lab, fleet):
+    r = member(lab, server="app1", weight=0)
+    assert r["changed"] and r["weight"] == 0 and r["previous_weight"] == 1
+    assert "app1" not in hosts_answering(fleet, 12)
+    assert not member(lab, server="app1", weight=0)["changed"]
+    assert member(lab, server="app1", weight=1)["weight"] == 1
+
+
+def test_unknown_server_and_bad_socket_are_clear_errors(lab, fleet):
+    r = member(lab, server="app9", state="drain")
+    assert r["_status"] == "FAILED!" and "no server app9 in backend app (it has: app1, app2, app3)" in r["msg"]
+    r = member(lab, server="app1", state="drain", socket="/run/haproxy/nope.sock")
+    assert r["_status"] == "FAILED!" and "cannot talk to HAProxy's runtime API at /run/haproxy/nope.sock" in r["msg"]

@@ -1,0 +1,64 @@
+"""HAProxy runtime API answers: parsing `show servers state` and `show stat`, over a real unix socket."""
+
+import os
+import socket
+import threading
+
+import pytest
+
+from ansible_collections.seedops.deploy.plugins.module_utils import _haproxy as hap
+
+STATE = """1
+# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change
+3 app 1 app1 172.18.0.4 2 0 1 1 12
+3 app 2 app2 172.18.0.5 2 8 1 1 3
+3 app 3 app3 172.18.0.6 0 1 10 1 3
+"""
+
+STAT = """# pxname,svname,qcur,qmax,scur,smax,status,weight,
+app,app1,0,0,2,5,UP,1,
+app,BACKEND,0,0,2,5,UP,3,
+"""
+
+
+def test_parse_servers_state_and_admin_names():
+    servers = hap.parse_servers_state(STATE)
+    assert servers[("app", "app1")] == {"admin_state": 0, "op_state": 2, "weight": 1, "address": "172.18.0.4"}
+    assert [hap.admin_name(servers[("app", s)]["admin_state"]) for s in ("app1", "app2", "app3")] == [
+        "ready", "drain", "maint"]
+    assert servers[("app", "app3")]["weight"] == 10
+
+
+def test_parse_stat():
+    rows = hap.parse_stat(STAT)
+    assert rows[("app", "app1")]["scur"] == "2" and rows[("app", "BACKEND")]["weight"] == "3"
+
+
+def test_check_answer():
+    hap.check_answer("\n", "x")
+    with pytest.raises(hap.HAProxyError, match="refused set server"):
+        hap.check_answer("No such server.\n", "set server app/app9 state drain")
+
+
+def test_command_over_a_unix_socket(tmp_path):
+    path = str(tmp_path / "admin.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    got = []
+
+    def serve():
+        conn, _addr = srv.accept()
+        with conn:
+            got.append(conn.recv(1024))
+            conn.sendall(STATE.encode())
+
+    t = threading.Thread(target=serve)
+    t.start()
+    assert hap.command(path, "show servers state app") == STATE
+    t.join(5)
+    srv.close()
+    assert got == [b"show servers state app\n"]
+    os.unlink(path)
+    with pytest.raises(hap.HAProxyError, match="cannot talk to HAProxy's runtime API"):
+        hap.command(path, "show stat")
