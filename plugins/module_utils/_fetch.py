@@ -52,14 +52,6 @@ def url_file_name(url):
     return os.path.basename(unquote(urlsplit(url).path.rstrip("/")))
 
 
-def fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Fetcher:
     """Holds the connection settings of one module run."""
 

@@ -16,6 +16,33 @@ from ansible.module_utils.urls import open_url
 
 BODY_EXCERPT = 200
 
+# The options of a health check, shared by health_check (top level) and staged_restart (`health`).
+ARGUMENT_SPEC = dict(
+    url=dict(type="str"),
+    status_code=dict(type="list", elements="int", default=[200]),
+    body_regex=dict(type="str"),
+    headers=dict(type="dict", default={}),
+    validate_certs=dict(type="bool", default=True),
+    host=dict(type="str", default="127.0.0.1"),
+    port=dict(type="int"),
+    successes=dict(type="int", default=3),
+    interval=dict(type="float", default=0.5),
+    timeout=dict(type="float", default=60),
+    request_timeout=dict(type="float", default=5),
+)
+
+
+def probe_from(params):
+    """A probe function for the options of ARGUMENT_SPEC."""
+    if params["url"]:
+        return lambda: http_probe(params["url"], tuple(params["status_code"]), params["body_regex"],
+                                  params["request_timeout"], params["validate_certs"], params["headers"])
+    return lambda: tcp_probe(params["host"], params["port"], params["request_timeout"])
+
+
+def target(params):
+    return params["url"] or "tcp://%s:%s" % (params["host"], params["port"])
+
 
 def http_probe(url, status_codes=(200,), body_regex=None, timeout=5.0, validate_certs=True, headers=None):
     """One HTTP GET: (ok, observation dict)."""

@@ -127,19 +127,22 @@ options:
     type: path
 attributes:
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: full
   action:
-    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
     support: full
     details: The action plugin pushes O(src) from the controller.
   platform:
-    description: Target OS/families that can be operated against.
     support: full
     platforms: posix
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
 notes:
   - Pull needs nothing on the host beyond Python; it uses C(ansible.module_utils.urls).
   - An interrupted download is kept as C(<store>/<algorithm>/.partial-<hex>) (only when the digest is known) and
@@ -240,6 +243,7 @@ from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.seedops.deploy.plugins.module_utils import _digest
 from ansible_collections.seedops.deploy.plugins.module_utils import _fetch
+from ansible_collections.seedops.deploy.plugins.module_utils import _releases
 
 
 class ArtifactError(Exception):
@@ -412,7 +416,7 @@ class Artifact:
         final = self.entry_path(algorithm, actual)
         os.chmod(partial, 0o644)
         os.rename(partial, final)
-        _fetch.fsync_dir(directory)
+        _releases.fsync_dir(directory)
         return final, algorithm, actual
 
     def copy_in(self, directory, algorithm):
@@ -482,7 +486,7 @@ class Artifact:
                 except BaseException:
                     self.remove(tmp)
                     raise
-                _fetch.fsync_dir(directory)
+                _releases.fsync_dir(directory)
         if os.path.exists(dest) or self.check:
             file_args = self.module.load_file_common_arguments(dict(path=dest, owner=self.p["owner"],
                                                                     group=self.p["group"], mode=self.p["mode"]))

@@ -50,7 +50,7 @@ options:
   interval:
     description: Seconds between probes.
     type: float
-    default: 1.0
+    default: 0.5
   timeout:
     description: Seconds to wait in all before failing.
     type: float
@@ -61,16 +61,15 @@ options:
     default: 5
 attributes:
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
     details: It only reads, so it probes in check mode too.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: none
   platform:
-    description: Target OS/families that can be operated against.
     support: full
     platforms: posix
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 seealso:
   - module: seedops.deploy.staged_restart
   - module: ansible.builtin.uri
@@ -121,42 +120,19 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.seedops.deploy.plugins.module_utils import _health
 
 
-def build_probe(params):
-    if params["url"]:
-        return lambda: _health.http_probe(params["url"], tuple(params["status_code"]), params["body_regex"],
-                                          params["request_timeout"], params["validate_certs"], params["headers"])
-    return lambda: _health.tcp_probe(params["host"], params["port"], params["request_timeout"])
-
-
-def target(params):
-    return params["url"] or "tcp://%s:%s" % (params["host"], params["port"])
-
-
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            url=dict(type="str"),
-            status_code=dict(type="list", elements="int", default=[200]),
-            body_regex=dict(type="str"),
-            headers=dict(type="dict", default={}),
-            validate_certs=dict(type="bool", default=True),
-            host=dict(type="str", default="127.0.0.1"),
-            port=dict(type="int"),
-            successes=dict(type="int", default=3),
-            interval=dict(type="float", default=1.0),
-            timeout=dict(type="float", default=60),
-            request_timeout=dict(type="float", default=5),
-        ),
+        argument_spec=_health.ARGUMENT_SPEC,
         required_one_of=[("url", "port")],
         supports_check_mode=True,
     )
     p = module.params
     if p["successes"] < 1:
         module.fail_json(msg="successes must be 1 or more")
-    report = _health.wait_healthy(build_probe(p), p["successes"], p["interval"], p["timeout"])
+    report = _health.wait_healthy(_health.probe_from(p), p["successes"], p["interval"], p["timeout"])
     if not report["healthy"]:
         module.fail_json(msg="%s is not healthy: %d of %d consecutive successes after %.1f s (%d probes); last: %s"
-                         % (target(p), report["consecutive"], p["successes"], report["elapsed"], report["attempts"],
+                         % (_health.target(p), report["consecutive"], p["successes"], report["elapsed"], report["attempts"],
                             _health.describe(report)), changed=False, **report)
     module.exit_json(changed=False, **report)
 

@@ -51,15 +51,14 @@ options:
     default: 0.25
 attributes:
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: full
   platform:
-    description: Target OS/families that can be operated against.
     support: full
     platforms: posix
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 notes:
   - "Why not community.general.haproxy: collections cannot come from Galaxy on every build machine, and one module
     should not pull in all of community.general; this one also waits for sessions to drain and reports them."

@@ -124,20 +124,23 @@ options:
     default: {}
 attributes:
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
     details: Check mode reads only; it takes no lock.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: full
   action:
-    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
     support: full
     details: The action plugin records the controller host, user and AWX/Tower job id in O(deployed_by).
   platform:
-    description: Target OS/families that can be operated against.
     support: full
     platforms: posix
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
 notes:
   - Files are owned by the user the module runs as unless O(owner)/O(group) are given; owners stored in the
     archive are not applied.

@@ -48,6 +48,10 @@ options:
       body_regex:
         description: Regular expression the body must match.
         type: str
+      headers:
+        description: Extra request headers.
+        type: dict
+        default: {}
       host:
         description: Host for a TCP check.
         type: str
@@ -93,16 +97,15 @@ options:
     default: 60
 attributes:
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
     details: In check mode nothing is restarted; the task reports that it would be.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: none
   platform:
-    description: Target OS/families that can be operated against.
     support: full
     platforms: posix
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 seealso:
   - module: seedops.deploy.health_check
   - module: seedops.deploy.release
@@ -172,19 +175,6 @@ from ansible_collections.seedops.deploy.plugins.module_utils import _health
 from ansible_collections.seedops.deploy.plugins.module_utils import _lock
 from ansible_collections.seedops.deploy.plugins.module_utils import _releases as rel
 
-HEALTH_SPEC = dict(
-    url=dict(type="str"),
-    status_code=dict(type="list", elements="int", default=[200]),
-    body_regex=dict(type="str"),
-    host=dict(type="str", default="127.0.0.1"),
-    port=dict(type="int"),
-    successes=dict(type="int", default=3),
-    interval=dict(type="float", default=0.5),
-    timeout=dict(type="float", default=60),
-    request_timeout=dict(type="float", default=5),
-    validate_certs=dict(type="bool", default=True),
-)
-
 
 class Restarter:
     def __init__(self, module):
@@ -205,19 +195,9 @@ class Restarter:
         except ValueError:
             return 0
 
-    def probe(self):
-        h = self.h
-        if h["url"]:
-            return _health.http_probe(h["url"], tuple(h["status_code"]), h["body_regex"], h["request_timeout"],
-                                      h["validate_certs"])
-        return _health.tcp_probe(h["host"], h["port"], h["request_timeout"])
-
     def check(self):
         h = self.h
-        return _health.wait_healthy(self.probe, h["successes"], h["interval"], h["timeout"])
-
-    def target(self):
-        return self.h["url"] or "tcp://%s:%s" % (self.h["host"], self.h["port"])
+        return _health.wait_healthy(_health.probe_from(h), h["successes"], h["interval"], h["timeout"])
 
     def journal_tail(self):
         journalctl = self.module.get_bin_path("journalctl")
@@ -302,7 +282,7 @@ def main():
             service=dict(type="str", required=True),
             mode=dict(type="str", default="restart", choices=["restart", "reload"]),
             daemon_reload=dict(type="bool", default=False),
-            health=dict(type="dict", required=True, options=HEALTH_SPEC),
+            health=dict(type="dict", required=True, options=_health.ARGUMENT_SPEC),
             path=dict(type="path"),
             rollback=dict(type="bool", default=True),
             rollback_to=dict(type="str"),
