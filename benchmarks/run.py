@@ -93,25 +93,17 @@ def suite_artifact(host, state_dir, repo_address, sizes_mb, push_mb, hosts):
         url = f"http://{repo_address}/bench/{name}"
         size = mb << 20
         results = {}
-        # seedops.deploy.artifact
-        host.run(f"sudo rm -rf {REMOTE}/store; sync")
-        wall = ansible(state_dir, host.name, "seedops.deploy.artifact",
-                       {"url": url, "checksum": "sha256:" + digest, "store": f"{REMOTE}/store"},
-                       interpreter=wrap)[0]
-        proc = io_log(host)[-1]
-        results["seedops.deploy.artifact"] = {"wall_s": wall, "host_s": proc["seconds"],
-                                              "reread_bytes": max(0, proc["rchar"] - size)}
-        host.run(f"sudo rm -rf {REMOTE}/store")
-        # ansible.builtin.get_url with checksum
-        host.run("sync")
-        wall = ansible(state_dir, host.name, "ansible.builtin.get_url",
-                       {"url": url, "checksum": "sha256:" + digest, "dest": f"{REMOTE}/get_url.bin"},
-                       interpreter=wrap)[0]
-        proc = io_log(host)[-1]
-        results["ansible.builtin.get_url"] = {"wall_s": wall, "host_s": proc["seconds"],
-                                              "reread_bytes": max(0, proc["rchar"] - size)}
-        host.run(f"sudo rm -f {REMOTE}/get_url.bin; sync")
+        modules = (("seedops.deploy.artifact", {"store": f"{REMOTE}/store"}, f"{REMOTE}/store"),
+                   ("ansible.builtin.get_url", {"dest": f"{REMOTE}/get_url.bin"}, f"{REMOTE}/get_url.bin"))
+        for module, target, written in modules:
+            host.run("sync")
+            wall = ansible(state_dir, host.name, module, {"url": url, "checksum": "sha256:" + digest, **target},
+                           interpreter=wrap)[0]
+            proc = io_log(host)[-1]
+            results[module] = {"wall_s": wall, "host_s": proc["seconds"], "reread_bytes": max(0, proc["rchar"] - size)}
+            host.run(f"sudo rm -rf {written}")
         # curl -o + sha256sum on the host
+        host.run("sync")
         started = time.monotonic()
         host.run(f"sudo {wrap} --cmd curl -sS -o {REMOTE}/curl.bin {url} && sudo {wrap} --cmd sha256sum {REMOTE}/curl.bin")
         wall = time.monotonic() - started

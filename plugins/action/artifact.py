@@ -12,7 +12,6 @@ streamed from disk by the connection plugin.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import shlex
@@ -23,7 +22,8 @@ from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.action import ActionBase
 
-HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
+from ansible_collections.seedops.deploy.plugins.module_utils import _digest
+
 MODULE = "seedops.deploy.artifact"
 
 
@@ -41,11 +41,7 @@ def local_digest(path, algorithm, cache_dir):
             known = {}
         if key in known:
             return known[key], True
-        h = hashlib.new(algorithm)
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1024 * 1024), b""):
-                h.update(chunk)
-        known[key] = h.hexdigest()
+        known[key] = _digest.file_digest(path, algorithm)
         tmp = cache + ".tmp"
         with open(tmp, "w") as f:
             json.dump(known, f)
@@ -128,11 +124,10 @@ class ActionModule(ActionBase):
         checksum = args.get("checksum")
         algorithm, expected = "sha256", None
         if checksum:
-            algorithm, _sep, expected = str(checksum).strip().partition(":")
-            algorithm, expected = algorithm.lower(), expected.lower()
-            if algorithm not in HEX_LENGTHS or len(expected) != HEX_LENGTHS[algorithm]:
-                return self._fail(result, "checksum %r is malformed: write it as sha256:<64 hex digits> (or sha384:, "
-                                          "sha512:)" % checksum)
+            try:
+                algorithm, expected = _digest.parse_checksum(checksum)
+            except _digest.DigestError as exc:
+                return self._fail(result, to_native(exc))
         elif args.get("checksum_url"):
             return self._fail(result, "checksum_url works with url only; for src give checksum")
         elif not args.get("allow_unverified"):

@@ -710,7 +710,10 @@ class Lab:
     def down(self) -> None:
         docker = _import_docker()
         with self.locked():
-            client = connect(start_engine=False) if self._engine_expected() else None
+            try:
+                client = connect(start_engine=False)
+            except LabError:
+                client = None  # no engine: nothing of the lab runs, only its state is left to remove
             removed = []
             if client is not None:
                 for cname, container in sorted(self.containers(client).items()):
@@ -725,14 +728,6 @@ class Lab:
                 shutil.rmtree(self.state_dir)
                 removed.append(f"state {self.state_dir}")
         say(("removed " + ", ".join(removed)) if removed else f"lab {self.name}: nothing to remove")
-
-    @staticmethod
-    def _engine_expected() -> bool:
-        try:
-            connect(start_engine=False)
-            return True
-        except LabError:
-            return False
 
     def status(self, as_json: bool) -> int:
         try:
