@@ -11,6 +11,7 @@ import socket
 
 FMAINT = 0x01
 FDRAIN = 0x08
+CHK_ST_ENABLED = 0x04
 
 
 class HAProxyError(Exception):
@@ -56,6 +57,7 @@ def parse_servers_state(text):
             "op_state": int(row["srv_op_state"]),
             "weight": int(row["srv_uweight"]),
             "address": row.get("srv_addr"),
+            "check_state": int(row.get("srv_check_state") or 0),
         }
     return servers
 
@@ -66,6 +68,11 @@ def admin_name(admin_state):
     if admin_state & FDRAIN:
         return "drain"
     return "ready"
+
+
+def checks_name(check_state):
+    """'enabled' or 'disabled' from srv_check_state (CHK_ST_* bits)."""
+    return "enabled" if check_state & CHK_ST_ENABLED else "disabled"
 
 
 def parse_stat(text):

@@ -16,6 +16,9 @@ description:
     its weight (for a canary share of traffic).
   - Runs on the load balancer, usually with C(delegate_to). Reads the state first; unchanged when it already is
     as asked. Check mode and diff mode.
+  - With O(checks), turns the server's health checks off and on. While they are off, HAProxy keeps the server's
+    last known state, so a server restarting for a moment stays in rotation and HAProxy's own retries (C(retries),
+    C(option redispatch)) carry the requests that hit the restart. C(deploy_switch=together) uses this.
   - The states are runtime states, which a reload of HAProxy resets to the configuration's.
 options:
   backend:
@@ -33,6 +36,10 @@ options:
   weight:
     description: Weight to set, 0-256 (relative to the others; 0 takes no new traffic while staying up).
     type: int
+  checks:
+    description: Turn the server's health checks V(enabled) or V(disabled) (C(enable health) / C(disable health)).
+    type: str
+    choices: [enabled, disabled]
   socket:
     description: Path of HAProxy's admin socket.
     type: path
@@ -117,6 +124,15 @@ waited:
   description: Seconds spent waiting for sessions to drain.
   returned: always
   type: float
+checks:
+  description: Whether the server's health checks are V(enabled) or V(disabled) after the task.
+  returned: always
+  type: str
+  sample: enabled
+previous_checks:
+  description: The same, before.
+  returned: always
+  type: str
 """
 
 import time
@@ -149,12 +165,13 @@ def main():
             server=dict(type="str", required=True),
             state=dict(type="str", choices=["ready", "drain", "maint"]),
             weight=dict(type="int"),
+            checks=dict(type="str", choices=["enabled", "disabled"]),
             socket=dict(type="path", default="/run/haproxy/admin.sock"),
             wait=dict(type="bool", default=True),
             drain_timeout=dict(type="float", default=60),
             poll_interval=dict(type="float", default=0.25),
         ),
-        required_one_of=[("state", "weight")],
+        required_one_of=[("state", "weight", "checks")],
         supports_check_mode=True,
     )
     p = module.params
@@ -164,7 +181,8 @@ def main():
     try:
         before = read(module, p)
         result = {"changed": False, "previous_state": hap.admin_name(before["admin_state"]),
-                  "previous_weight": before["weight"], "waited": 0.0}
+                  "previous_weight": before["weight"], "previous_checks": hap.checks_name(before["check_state"]),
+                  "waited": 0.0}
         state = p["state"] or result["previous_state"]
         weight = p["weight"] if p["weight"] is not None else before["weight"]
         commands = []
@@ -172,10 +190,14 @@ def main():
             commands.append("set server %s state %s" % (target, state))
         if weight != before["weight"]:
             commands.append("set server %s weight %d" % (target, weight))
+        checks = p["checks"] or result["previous_checks"]
+        if checks != result["previous_checks"]:
+            commands.append("%s health %s" % ("enable" if checks == "enabled" else "disable", target))
         result["changed"] = bool(commands)
         if module._diff and commands:
-            result["diff"] = {"before": {"state": result["previous_state"], "weight": before["weight"]},
-                              "after": {"state": state, "weight": weight}}
+            result["diff"] = {"before": {"state": result["previous_state"], "weight": before["weight"],
+                                         "checks": result["previous_checks"]},
+                              "after": {"state": state, "weight": weight, "checks": checks}}
         if not module.check_mode:
             for line in commands:
                 hap.check_answer(hap.command(p["socket"], line), line)
@@ -192,7 +214,8 @@ def main():
                                      sessions=current, state=state, weight=weight, **result)
             after = read(module, p)
             state, weight = hap.admin_name(after["admin_state"]), after["weight"]
-        result.update(state=state, weight=weight, sessions=sessions(p))
+            checks = hap.checks_name(after["check_state"])
+        result.update(state=state, weight=weight, checks=checks, sessions=sessions(p))
     except hap.HAProxyError as exc:
         module.fail_json(msg=to_native(exc))
     module.exit_json(**result)

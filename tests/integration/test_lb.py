@@ -102,6 +102,22 @@ def test_weight_for_a_canary_share(lab, fleet):
     assert member(lab, server="app1", weight=1)["weight"] == 1
 
 
+def test_health_checks_off_and_on(lab, fleet):
+    check = member(lab, check=True, server="app2", checks="disabled")
+    assert check["changed"] and check["checks"] == "disabled" and check["previous_checks"] == "enabled"
+    state = lab.ssh("lb1", "echo 'show servers state app' | sudo python3 -c \"import socket,sys; s=socket.socket(socket.AF_UNIX); "
+                           "s.connect('/run/haproxy/admin.sock'); s.sendall(sys.stdin.read().encode()); "
+                           "print(s.makefile().read())\"").stdout
+    app2 = next(line.split() for line in state.splitlines() if " app2 " in line)
+    assert int(app2[13]) & 0x04, "check mode left the checks on"
+    off = member(lab, server="app2", checks="disabled")
+    assert off["changed"] and off["checks"] == "disabled" and off["state"] == "ready"
+    assert not member(lab, server="app2", checks="disabled")["changed"]
+    on = member(lab, server="app2", checks="enabled")
+    assert on["changed"] and on["checks"] == "enabled"
+    assert hosts_answering(fleet) == set(APPS)
+
+
 def test_unknown_server_and_bad_socket_are_clear_errors(lab, fleet):
     r = member(lab, server="app9", state="drain")
     assert r["_status"] == "FAILED!" and "no server app9 in backend app (it has: app1, app2, app3)" in r["msg"]

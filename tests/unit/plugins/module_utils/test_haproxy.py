@@ -23,10 +23,25 @@ app,BACKEND,0,0,2,5,UP,3,
 
 def test_parse_servers_state_and_admin_names():
     servers = hap.parse_servers_state(STATE)
-    assert servers[("app", "app1")] == {"admin_state": 0, "op_state": 2, "weight": 1, "address": "172.18.0.4"}
+    assert servers[("app", "app1")] == {"admin_state": 0, "op_state": 2, "weight": 1, "address": "172.18.0.4",
+                                        "check_state": 0}
     assert [hap.admin_name(servers[("app", s)]["admin_state"]) for s in ("app1", "app2", "app3")] == [
         "ready", "drain", "maint"]
     assert servers[("app", "app3")]["weight"] == 10
+
+
+STATE_26 = (
+    "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight "
+    "srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state\n"
+    "3 app 1 app1 172.18.0.3 2 0 1 1 17 8 2 2 6\n"
+    "3 app 2 app2 172.18.0.6 2 0 1 1 14 8 2 2 2\n"
+)
+
+
+def test_check_state_as_haproxy_2_6_reports_it():
+    servers = hap.parse_servers_state(STATE_26)
+    assert hap.checks_name(servers[("app", "app1")]["check_state"]) == "enabled"
+    assert hap.checks_name(servers[("app", "app2")]["check_state"]) == "disabled"
 
 
 def test_parse_stat():
