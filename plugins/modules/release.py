@@ -300,11 +300,14 @@ class Releaser:
                         "one artifact: use a new release_id, or remove the old release first"
                         % (release_id, existing["digest"], src_digest))
             return existing
+        if self.check:
+            # The artifact may not be on the host yet: in check mode an earlier transfer only said it would be.
+            self.result["changed"] = True
+            self.diff["after"]["staged"] = release_id
+            return {"id": release_id, "state": "staged", "source": self.p["src"]}
         src, algorithm, expected = self.source()
         self.result["changed"] = True
         self.diff["after"]["staged"] = release_id
-        if self.check:
-            return {"id": release_id, "state": "staged", "source": src}
         staging = os.path.join(self.layout.releases, ".staging-%s-%d" % (release_id, os.getpid()))
         os.mkdir(staging, 0o700)
         try:

@@ -93,6 +93,13 @@ exists:
   description: Whether O(path) holds a release layout at all.
   returned: always
   type: bool
+platform:
+  description:
+    - The host's operating system and machine as C(uname) names them - the same values as the C(system) and
+      C(architecture) facts, so C(seedops.deploy.platform) turns them into V(linux/amd64) without gathering facts.
+  returned: always
+  type: dict
+  sample: {"system": "Linux", "architecture": "x86_64"}
 """
 
 import fcntl
@@ -146,6 +153,7 @@ def main():
         rollback_target=rel.rollback_target(records, current),
         releases=releases,
         lock=lock_holder(layout.lock),
+        platform={"system": os.uname().sysname, "architecture": os.uname().machine},
     )
 
 

@@ -166,7 +166,17 @@ rollback_health:
   description: The health report after the rollback's restart.
   returned: when rolled back
   type: dict
+times:
+  description:
+    - Wall-clock times (seconds since the epoch, from the host's clock) of the restart or reload - V(start) when the
+      task began, V(acted) when C(systemctl) returned (the new process is running), V(end) when the health check
+      ended. M(seedops.deploy.deploy_report) uses them for the timeline and the version-skew window.
+  returned: unless check mode
+  type: dict
+  sample: {"start": 1795791234.12, "acted": 1795791234.51, "end": 1795791235.43}
 """
+
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
@@ -228,13 +238,16 @@ class Restarter:
         if self.module.check_mode:
             self.result["healthy"] = True
             return self.result
+        times = self.result["times"] = {"start": round(time.time(), 3)}
         if p["daemon_reload"]:
             self.run_systemctl("daemon-reload")
         rc, out = self.act(p["mode"])
+        times["acted"] = round(time.time(), 3)
         report = self.check() if rc == 0 else {"healthy": False, "attempts": 0, "consecutive": 0, "elapsed": 0,
                                                "responses": [{"error": "systemctl %s failed: %s" % (p["mode"], out)}]}
         self.result["health"] = report
         self.result["pid_after"] = self.main_pid()
+        times["end"] = round(time.time(), 3)
         problem = None
         if rc != 0:
             problem = "systemctl %s %s failed (rc %d): %s" % (p["mode"], p["service"], rc, out)
