@@ -16,7 +16,7 @@ VERSION ?= 1.0.0
 .PHONY: help venv lab-up lab-down lab-status site test unit go-test sanity lint integration app build bench clean
 
 help:
-	@echo "make site         bring the lab up and run playbooks/site.yml against it (the main job)"
+	@echo "make site         lab up, site.yml (deploys 1.0.0), then a rolling deploy of 2.0.0 under load, with the report"
 	@echo "make test         run every test: unit, sanity, lint, integration (brings the lab up)"
 	@echo "make unit         pytest unit tests and the sample service's go test"
 	@echo "make sanity       ansible-test sanity on a temporary ansible_collections/ tree"
@@ -41,7 +41,7 @@ lab-status: venv
 	$(LAB) status
 
 site: lab-up
-	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/site.yml
+	$(BIN)/python tests/lab/demo.py
 
 unit: venv go-test
 	$(BIN)/pytest tests/unit

@@ -10,6 +10,9 @@ Suites:
            of the processes on the host, bytes those processes read beyond the file itself); push of
            256 MiB to the app hosts: artifact src= vs ansible.builtin.copy (wall time, controller CPU
            seconds and peak RSS), and a rerun with the artifact already present.
+  deploy   deploy.yml v1 -> v2 under load vs a builtin-modules rolling playbook (zero downtime, wall
+           time), version skew of deploy_switch=together vs rolling, no-op rerun vs a trivial playbook
+           (see benchmarks/deploy_bench.py).
   release  switch latency of `current` (p50/p99 over N switches, and reads that found `current`
            dangling) for seedops.deploy's rename-over switch vs `ln -sfn` as hand-written playbooks
            use it; unpack throughput of the release module's safe Python unpack vs `tar -xzf` of the
@@ -211,16 +214,17 @@ def suite_release(host, switches, unpack_mb, repeat):
 
 def print_table(title, header, rows):
     print(f"\n{title}")
-    print(f"  {'measure':<40} {header[0]:>16} {header[1]:>30} {'ratio':>14}")
-    for name, a, b, ratio in rows:
-        if isinstance(ratio, float):
-            ratio = f"{ratio:.2f}x"
-        print(f"  {name:<40} {a!s:>16} {b!s:>30} {ratio or '-':>14}")
+    cells = [(str(name), str(a), str(b), f"{ratio:.2f}x" if isinstance(ratio, float) else str(ratio or "-"))
+             for name, a, b, ratio in rows]
+    widths = [max(len(c[i]) for c in cells + [("measure", header[0], header[1], "ratio")]) for i in range(4)]
+    print(f"  {'measure':<{widths[0]}}  {header[0]:>{widths[1]}}  {header[1]:>{widths[2]}}  {'ratio':>{widths[3]}}")
+    for name, a, b, ratio in cells:
+        print(f"  {name:<{widths[0]}}  {a:>{widths[1]}}  {b:>{widths[2]}}  {ratio:>{widths[3]}}")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
-    parser.add_argument("--suite", choices=["artifact", "release", "all"], default="all")
+    parser.add_argument("--suite", choices=["artifact", "release", "deploy", "all"], default="all")
     parser.add_argument("--sizes", default="256,1024", help="pull file sizes in MiB (default 256,1024)")
     parser.add_argument("--push-mb", type=int, default=256)
     parser.add_argument("--lab", default=os.environ.get("SEEDOPS_LAB_NAME", "seedops-lab"))
@@ -228,6 +232,8 @@ def main(argv=None):
     parser.add_argument("--switches", type=int, default=1000)
     parser.add_argument("--unpack-mb", type=int, default=256, help="size of the unpack benchmark's payload")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--deploy-repeat", type=int, default=2, help="v1 -> v2 runs of each side in the deploy suite")
+    parser.add_argument("--big-mb", type=int, default=128, help="padding of the deploy suite's realistic package")
     args = parser.parse_args(argv)
     state = lab_up(args.lab)
     host = Host(state, args.host)
@@ -249,6 +255,19 @@ def main(argv=None):
                     f"{data['unpack']['archive_bytes'] / 1e6:.0f} MB tar.gz "
                     f"({data['unpack']['unpacked_bytes'] / 1e6:.0f} MB, {data['unpack']['members']} members), "
                     f"best of {args.repeat}; alternative: ln -sfn / tar -xzf", header, rows)
+        print("  targets: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in data["targets"].items()))
+    if args.suite in ("deploy", "all"):
+        import deploy_bench  # pylint: disable=import-outside-toplevel
+
+        with open(os.path.join(state, "lab.json"), encoding="utf-8") as f:
+            apps = [h["name"] for h in json.load(f)["hosts"] if h["group"] == "app"]
+        os.makedirs(RESULTS, exist_ok=True)
+        data, rows = deploy_bench.suite_deploy(state, args.lab, apps, args.deploy_repeat,
+                                               os.path.join(RESULTS, "deploy-reports"), args.big_mb)
+        report["suites"]["deploy"] = data
+        print_table(f"deploy: v1 -> v2 on {', '.join(apps)} under 60 requests/s (1 in 10 slow, 1 s); "
+                    "alternative: builtin modules (get_url, unarchive, file, systemd, uri), no drain",
+                    ("seedops.deploy", "alternative"), rows)
         print("  targets: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in data["targets"].items()))
     os.makedirs(RESULTS, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -140,3 +140,24 @@ def app_packages(tmp_path_factory):
         subprocess.run([build, "-o", str(out / version), "-p", "linux/amd64", *extra, version], check=True,
                        capture_output=True)
     return {v: str(out / v / f"seedops-app-{v}-linux-amd64.tar.gz") for v in ("1.0.0", "2.0.0", "3.0.0")}
+
+
+DEMO_DIST = os.path.join(REPO_ROOT, "tests", "fixtures", "app", "dist")
+
+
+@pytest.fixture(scope="session")
+def demo_packages():
+    """The sample service's packages where the lab's repo host is fed from (tests/fixtures/app/dist/VERSION/):
+    1.0.0 and 2.0.0, and a broken 3.0.0 whose health check always fails. Builds are reproducible."""
+    build = os.path.join(REPO_ROOT, "tests", "fixtures", "app", "build.sh")
+    for version, extra in (("1.0.0", []), ("2.0.0", []), ("3.0.0", ["--broken"])):
+        subprocess.run([build, *extra, version], check=True, capture_output=True)
+    return DEMO_DIST
+
+
+def load_client():
+    """tests/lab/load.py as a module (the bounded load client)."""
+    sys.path.insert(0, os.path.dirname(LAB_TOOL))
+    import load  # pylint: disable=import-outside-toplevel
+
+    return load

@@ -12,21 +12,27 @@ from conftest import REPO_ROOT, VENV_BIN, run_playbook
 pytestmark = pytest.mark.lab
 
 
-def test_site_from_checkout_succeeds_then_changes_nothing(lab):
-    first, recap = run_playbook("playbooks/site.yml", lab.inventory)
+V1 = ("-e", "deploy_version=1.0.0")
+
+
+def test_site_from_checkout_succeeds_then_changes_nothing(lab, demo_packages):
+    first, recap = run_playbook("playbooks/site.yml", lab.inventory, *V1)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
     assert set(recap) == {h["name"] for h in lab.hosts}
     assert all(r["failed"] == 0 and r["unreachable"] == 0 for r in recap.values()), recap
     for h in lab.hosts:
         assert f"{h['name']} ({h['group']}): linux/amd64, Debian 12" in first.stdout
 
-    second, recap2 = run_playbook("playbooks/site.yml", lab.inventory)
+    for host in ("app1", "app2", "app3"):
+        assert lab.ssh(host, "readlink /srv/seedops-app/current").stdout.strip() == "releases/1.0.0"
+
+    second, recap2 = run_playbook("playbooks/site.yml", lab.inventory, *V1)
     assert second.returncode == 0, second.stdout[-3000:]
     assert {host: r["changed"] for host, r in recap2.items()} == {h["name"]: 0 for h in lab.hosts}
 
 
 def test_site_in_check_mode_changes_nothing(lab):
-    result, recap = run_playbook("playbooks/site.yml", lab.inventory, "--check", "--diff")
+    result, recap = run_playbook("playbooks/site.yml", lab.inventory, "--check", "--diff", *V1)
     assert result.returncode == 0, result.stdout[-3000:]
     assert all(r["changed"] == 0 and r["failed"] == 0 for r in recap.values()), recap
 
@@ -59,6 +65,7 @@ def test_built_collection_installs_offline_and_runs_site(lab, tmp_path):
     (tarball,) = glob.glob(str(tmp_path / "seedops-deploy-*.tar.gz"))
     listing = subprocess.run(["tar", "tzf", tarball], capture_output=True, text=True, check=True).stdout.split()
     assert "playbooks/site.yml" in listing and "roles/preflight/meta/argument_specs.yml" in listing
+    assert "plugins/callback/deploy_report.py" in listing and "playbooks/deploy.yml" in listing
     for ignored in (".lab", ".venv", "tests/output", ".git"):
         assert not any(p == ignored or p.startswith(ignored + "/") for p in listing), ignored
 
@@ -85,6 +92,6 @@ def test_built_collection_installs_offline_and_runs_site(lab, tmp_path):
                           capture_output=True, text=True, cwd=tmp_path, env=env, check=False)
     assert role.returncode == 0 and "preflight_min_disk_mb" in role.stdout, role.stderr
 
-    result, recap = run_playbook("seedops.deploy.site", lab.inventory, cwd=str(tmp_path), env=env)
+    result, recap = run_playbook("seedops.deploy.site", lab.inventory, *V1, cwd=str(tmp_path), env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert {host: (r["failed"], r["changed"]) for host, r in recap.items()} == {h["name"]: (0, 0) for h in lab.hosts}

@@ -188,6 +188,20 @@ def pick_debian_mirror(entries: list[dict], suite: str = "bookworm") -> str | No
     return None
 
 
+GROUP_VARS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "group_vars")
+
+
+def link_group_vars(state_dir: str) -> None:
+    """group_vars/ beside the inventory -> tests/lab/group_vars (the demo's settings), as a user's inventory
+    directory would have them."""
+    link = os.path.join(state_dir, "group_vars")
+    if os.path.islink(link) and os.readlink(link) == GROUP_VARS:
+        return
+    tmp = f"{link}.tmp-{os.getpid()}"
+    os.symlink(GROUP_VARS, tmp)
+    os.replace(tmp, link)
+
+
 def render_inventory(lab: str, hosts: list[HostSpec], addresses: dict, state_dir: str) -> dict:
     """The Ansible inventory (as a dict for YAML) with the same groups as inventory.example."""
     key = os.path.join(state_dir, "id_ed25519")
@@ -200,9 +214,13 @@ def render_inventory(lab: str, hosts: list[HostSpec], addresses: dict, state_dir
                 "ansible_python_interpreter": "/usr/bin/python3",
                 "ansible_ssh_private_key_file": key,
                 "ansible_ssh_common_args": (
-                    f"-o UserKnownHostsFile={known} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"
+                    f"-o UserKnownHostsFile={known} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes "
+                    # A paused or vanished host shows up as unreachable within seconds, not never.
+                    "-o ServerAliveInterval=2 -o ServerAliveCountMax=3"
                 ),
                 "seedops_lab_name": lab,
+                # The checkout the lab was made from: the demo settings find the sample service's packages here.
+                "seedops_lab_repo_root": os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
             },
             "children": {"app": {"hosts": {}}, "lb": {"hosts": {}}, "repo": {"hosts": {}}},
         }
@@ -695,6 +713,7 @@ class Lab:
         inventory = render_inventory(self.name, hosts, addresses, self.state_dir)
         header = f"# Written by tests/lab/lab.py for lab {self.name!r}; rewritten on every `up`.\n"
         write_atomic(os.path.join(self.state_dir, "inventory.yml"), header + yaml.safe_dump(inventory, sort_keys=False))
+        link_group_vars(self.state_dir)
         write_atomic(os.path.join(self.state_dir, "known_hosts"), render_known_hosts(hosts, host_keys))
         write_atomic(os.path.join(self.state_dir, "ssh_config"), render_ssh_config(hosts, self.state_dir))
         doc = {

@@ -1,0 +1,392 @@
+# -*- coding: utf-8 -*-
+# Copyright: seedops.deploy contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: deploy_report
+type: aggregate
+short_description: One report per deploy - a table, a JSON file and an HTML timeline of the batches
+version_added: 0.1.0
+author: Seedops Maintainers (@seedops-maintainers)
+description:
+  - Watches the tasks of seedops.deploy's deploy, rollback and reconfigure playbooks (the modules
+    M(seedops.deploy.artifact), M(seedops.deploy.release), M(seedops.deploy.lb_member) and
+    M(seedops.deploy.staged_restart)) and, at the end of the run, prints one table - host, old and new release,
+    batch, stage, switch and health durations, result - and writes the same as JSON plus an HTML timeline.
+  - The table also says what every host runs when the run ends, so a rollout that stopped halfway is plain to see,
+    and the version-skew window (the spread between the first and the last host starting the new release).
+  - Runs without those modules print and write nothing, so the callback can stay enabled for every playbook.
+  - Enable it with C(callbacks_enabled = seedops.deploy.deploy_report) in C(ansible.cfg) or
+    E(ANSIBLE_CALLBACKS_ENABLED).
+requirements:
+  - enabled in callbacks_enabled
+options:
+  report_dir:
+    description: Directory the JSON and HTML files are written to (created when missing).
+    type: path
+    default: ./deploy-reports
+    env:
+      - name: SEEDOPS_DEPLOY_REPORT_DIR
+    ini:
+      - section: seedops_deploy_report
+        key: report_dir
+  write_files:
+    description: Write the JSON and HTML files (the table is always printed).
+    type: bool
+    default: true
+    env:
+      - name: SEEDOPS_DEPLOY_REPORT_FILES
+    ini:
+      - section: seedops_deploy_report
+        key: write_files
+"""
+
+import datetime
+import html
+import json
+import os
+import tempfile
+import time
+
+from ansible.plugins.callback import CallbackBase
+
+WATCHED = {
+    "seedops.deploy.artifact": "artifact",
+    "seedops.deploy.release": "release",
+    "seedops.deploy.release_info": "release_info",
+    "seedops.deploy.lb_member": "lb_member",
+    "seedops.deploy.staged_restart": "staged_restart",
+}
+PHASES = ("stage", "drain", "switch", "health", "ready")
+COLOURS = {"stage": "#9aa5b1", "drain": "#f0a202", "switch": "#2b6cb0", "health": "#2f855a", "ready": "#319795",
+           "failed": "#c53030"}
+
+
+class HostRecord:
+    """What one host went through in this run."""
+
+    def __init__(self, name):
+        self.name = name
+        self.old = None
+        self.new = None
+        self.now = None
+        self.batch = None
+        self.phases = {}
+        self.outcome = None
+        self.pending = False
+        self.message = None
+        self.times = None
+
+    def phase(self, phase, start, end, failed=False):
+        span = self.phases.setdefault(phase, {"start": start, "end": end, "failed": False})
+        span["start"] = min(span["start"], start)
+        span["end"] = max(span["end"], end)
+        span["failed"] = span["failed"] or failed
+
+    def seconds(self, *phases):
+        spans = [self.phases[p] for p in phases if p in self.phases]
+        return round(sum(s["end"] - s["start"] for s in spans), 2) if spans else None
+
+    def result(self):
+        if self.outcome == "switched" and self.old is not None and self.old == self.new:
+            return "restarted"
+        if self.outcome:
+            return self.outcome
+        if self.pending:
+            return "not reached"
+        if self.old is not None and self.new in (None, self.old):
+            return "unchanged"
+        return "staged" if self.new else "-"
+
+    def runs(self):
+        if self.outcome == "unreachable":
+            return "unknown (was %s)" % (self.now or self.old or "-")
+        return self.now or self.old or "-"
+
+    def as_dict(self):
+        new = self.old if self.new is None and self.result() == "unchanged" else self.new
+        return {"host": self.name, "old": self.old, "new": new, "runs": self.runs(), "batch": self.batch,
+                "result": self.result(), "stage_s": self.seconds("stage"), "switch_s": self.seconds("drain", "switch"),
+                "health_s": self.seconds("health"), "message": self.message, "restart_times": self.times,
+                "phases": self.phases}
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "aggregate"
+    CALLBACK_NAME = "seedops.deploy.deploy_report"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self, display=None):
+        super().__init__(display=display)
+        self.hosts = {}
+        self.starts = {}
+        self.play_starts = {}
+        self.batch = None
+        self.playbook = None
+        self.started = time.time()
+        self.seen = False
+        self.batches = []
+
+    # -- bookkeeping ---------------------------------------------------------------------------------
+
+    def host(self, name):
+        if name not in self.hosts:
+            self.hosts[name] = HostRecord(name)
+        return self.hosts[name]
+
+    def v2_playbook_on_start(self, playbook):
+        self.playbook = os.path.basename(getattr(playbook, "_file_name", "") or "")
+        self.started = time.time()
+
+    def v2_playbook_on_play_start(self, play):
+        name = play.get_name().strip()
+        self.play_starts[name] = self.play_starts.get(name, 0) + 1
+        serial = play.serial if isinstance(play.serial, list) else [play.serial]
+        self.batch = {"play": name, "number": self.play_starts[name], "start": time.time(), "hosts": [],
+                      "serial": bool(serial and serial != [0] and serial != [None])}
+
+    def v2_runner_on_start(self, host, task):
+        self.starts[(host.get_name(), task._uuid)] = time.time()
+
+    def v2_runner_on_ok(self, result):
+        self.record(result, "ok")
+
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        self.record(result, "failed")
+
+    def v2_runner_on_unreachable(self, result):
+        self.record(result, "unreachable")
+        if self.seen:
+            rec = self.host(result._host.get_name())
+            rec.outcome = "unreachable"
+            rec.message = result._result.get("msg")
+
+    def v2_runner_on_skipped(self, result):
+        pass
+
+    def record(self, result, status):
+        task = result._task
+        action = getattr(task, "resolved_action", None) or task.action
+        kind = WATCHED.get(action)
+        name = result._host.get_name()
+        if kind is None:
+            if task.action in ("ansible.builtin.group_by", "group_by") and self.seen and status == "ok":
+                self.host(name).pending = True
+            facts = result._result.get("ansible_facts") or {}
+            if status == "ok" and "deploy_new_release" in facts and "deploy_old_release" in facts:
+                # The deploy role's plan: what each host runs and is to run.
+                rec = self.host(name)
+                rec.old, rec.new = facts["deploy_old_release"], facts["deploy_new_release"]
+                self.seen = True
+            return
+        self.seen = True
+        res = result._result
+        end = time.time()
+        start = self.starts.pop((name, task._uuid), end)
+        failed = status != "ok"
+        invocation = res.get("invocation")
+        if invocation is None and res.get("results"):
+            # A loop (lb_member over the load balancers): every item ran the same module with the same state.
+            invocation = res["results"][0].get("invocation")
+        args = (invocation or {}).get("module_args") or {}
+        rec = self.host(name)
+        if kind == "artifact":
+            rec.phase("stage", start, end, failed)
+        elif kind == "release_info":
+            if rec.old is None:
+                rec.old = res.get("current")
+        elif kind == "release":
+            state = args.get("state", "active")
+            if rec.old is None and "previous" in res:
+                rec.old = res.get("previous")
+            if state == "staged":
+                rec.phase("stage", start, end, failed)
+                rec.new = res.get("release_id") or args.get("release_id")
+                if rec.new and rec.old != rec.new:
+                    rec.pending = True
+            else:
+                rec.phase("switch", start, end, failed)
+                self.assign_batch(rec)
+                if not failed:
+                    rec.new = args.get("rollback_to") if state == "rolled_back" else res.get("release_id")
+                    rec.now = res.get("current")
+                    rec.pending = False
+                    if state == "rolled_back" and rec.outcome == "switched":
+                        rec.outcome = "rolled back"
+        elif kind == "lb_member":
+            state = args.get("state")
+            if state in ("drain", "ready"):
+                rec.phase(state, start, end, failed)
+                if state == "drain":
+                    self.assign_batch(rec)
+        elif kind == "staged_restart":
+            if args.get("mode") == "reload":
+                rec.phase("health", start, end, failed)
+                self.assign_batch(rec)
+                rec.outcome = "failed" if failed else "reloaded"
+                if res.get("release"):
+                    rec.old = rec.new = rec.now = res["release"]
+            else:
+                rec.phase("health", start, end, failed and not res.get("rolled_back"))
+                rec.times = res.get("times")
+                if res.get("release"):
+                    rec.now = res.get("release")
+                if res.get("rolled_back"):
+                    rec.outcome = "rolled back"
+                elif failed:
+                    rec.outcome = "failed"
+                elif rec.outcome is None:
+                    rec.outcome = "switched"
+        if failed and rec.outcome is None and status == "failed":
+            rec.outcome = "failed"
+        if failed and not rec.message:
+            rec.message = res.get("msg")
+
+    def assign_batch(self, rec):
+        if rec.batch is None and self.batch is not None:
+            label = self.batch["number"] if self.batch["serial"] else "all"
+            rec.batch = label
+            if not self.batches or self.batches[-1]["label"] != label or self.batches[-1]["play"] != self.batch["play"]:
+                self.batches.append({"label": label, "play": self.batch["play"], "hosts": []})
+            self.batches[-1]["hosts"].append(rec.name)
+
+    # -- the report ----------------------------------------------------------------------------------
+
+    def skew(self):
+        acted = [r.times["acted"] for r in self.hosts.values()
+                 if r.times and r.times.get("acted") and r.outcome in ("switched", "reloaded")]
+        if len(acted) < 2:
+            return None
+        return round(max(acted) - min(acted), 3)
+
+    def v2_playbook_on_stats(self, stats):
+        if not self.seen:
+            return
+        ended = time.time()
+        rows = [self.hosts[n].as_dict() for n in sorted(self.hosts)]
+        for row in rows:
+            summary = stats.summarize(row["host"])
+            if summary.get("unreachable") and row["result"] not in ("unreachable",):
+                row["result"] = "unreachable"
+                row["runs"] = "unknown (was %s)" % (row["old"] or "-")
+        doc = {
+            "playbook": self.playbook,
+            "started": datetime.datetime.fromtimestamp(self.started, datetime.timezone.utc).isoformat(),
+            "seconds": round(ended - self.started, 2),
+            "skew_s": self.skew(),
+            "batches": self.batches,
+            "hosts": rows,
+            "runs": {},
+        }
+        for row in rows:
+            doc["runs"].setdefault(row["runs"], []).append(row["host"])
+        self.print_table(doc)
+        if self.get_option("write_files"):
+            self.write_files(doc)
+
+    def print_table(self, doc):
+        head = ["host", "batch", "old -> new", "stage s", "switch s", "health s", "result", "runs now"]
+        lines = []
+        for row in doc["hosts"]:
+            lines.append([row["host"], str(row["batch"] or "-"), "%s -> %s" % (row["old"] or "-", row["new"] or "-"),
+                          self.num(row["stage_s"]), self.num(row["switch_s"]), self.num(row["health_s"]),
+                          row["result"], row["runs"]])
+        widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(head)]
+        out = ["DEPLOY REPORT (%s, %.1f s)" % (doc["playbook"] or "run", doc["seconds"]),
+               "  ".join(h.ljust(w) for h, w in zip(head, widths)),
+               "  ".join("-" * w for w in widths)]
+        out += ["  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in lines]
+        runs = "; ".join("%s on %s" % (rel, ", ".join(hosts)) for rel, hosts in sorted(doc["runs"].items()))
+        out.append("runs now: " + runs)
+        if doc["skew_s"] is not None:
+            out.append("version skew: %.3f s between the first and the last host starting the new release" % doc["skew_s"])
+        for row in doc["hosts"]:
+            if row["message"] and row["result"] not in ("switched", "unchanged", "reloaded"):
+                out.append("%s: %s" % (row["host"], " ".join(str(row["message"]).split())[:600]))
+        self._display.banner("SEEDOPS.DEPLOY REPORT")
+        self._display.display("\n".join(out))
+
+    @staticmethod
+    def num(value):
+        return "-" if value is None else "%.2f" % value
+
+    def write_files(self, doc):
+        directory = self.get_option("report_dir")
+        try:
+            os.makedirs(directory, exist_ok=True)
+            stamp = datetime.datetime.fromtimestamp(self.started, datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            base = os.path.join(directory, "deploy-%s-%d" % (stamp, os.getpid()))
+            self.atomic_write(base + ".json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
+            self.atomic_write(base + ".html", self.render_html(doc))
+            for ext in ("json", "html"):
+                self.atomic_write(os.path.join(directory, "latest.%s" % ext),
+                                  open(base + "." + ext, encoding="utf-8").read())
+        except OSError as exc:
+            self._display.warning("deploy_report: could not write the report to %s: %s" % (directory, exc))
+            return
+        self._display.display("report: %s.json and %s.html" % (base, base))
+
+    @staticmethod
+    def atomic_write(path, text):
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".report-")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def render_html(self, doc):
+        t0 = self.started
+        spans = [s for row in doc["hosts"] for s in row["phases"].values()]
+        t1 = max([s["end"] for s in spans] + [t0 + 1])
+        width, label_w, row_h = 900, 150, 26
+        scale = (width - label_w - 20) / max(t1 - t0, 0.001)
+        height = 40 + row_h * len(doc["hosts"]) + 30
+        svg = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" '
+               'font-size="12">' % (width, height)]
+        step = max(1, int((t1 - t0) / 10) or 1)
+        for sec in range(0, int(t1 - t0) + 1, step):
+            x = label_w + sec * scale
+            svg.append('<line x1="%.1f" y1="25" x2="%.1f" y2="%d" stroke="#e2e8f0"/>' % (x, x, height - 25))
+            svg.append('<text x="%.1f" y="18" fill="#4a5568" text-anchor="middle">%ds</text>' % (x, sec))
+        for i, row in enumerate(doc["hosts"]):
+            y = 30 + i * row_h
+            label = "%s  (batch %s)" % (row["host"], row["batch"] or "-")
+            svg.append('<text x="4" y="%d" fill="#1a202c">%s</text>' % (y + 15, html.escape(label)))
+            for phase in PHASES:
+                span = row["phases"].get(phase)
+                if not span:
+                    continue
+                x = label_w + (span["start"] - t0) * scale
+                w = max(2.0, (span["end"] - span["start"]) * scale)
+                colour = COLOURS["failed"] if span["failed"] else COLOURS[phase]
+                svg.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s %s: %.2f s</title></rect>'
+                           % (x, y + 3, w, row_h - 8, colour, html.escape(row["host"]), phase, span["end"] - span["start"]))
+        legend_y = height - 8
+        for i, phase in enumerate(PHASES + ("failed",)):
+            x = label_w + i * 110
+            svg.append('<rect x="%d" y="%d" width="12" height="12" fill="%s"/>' % (x, legend_y - 11, COLOURS[phase]))
+            svg.append('<text x="%d" y="%d">%s</text>' % (x + 16, legend_y, phase))
+        svg.append("</svg>")
+        cells = "".join(
+            "<tr><td>%s</td><td>%s</td><td>%s &rarr; %s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>"
+            % tuple(html.escape(str(v)) for v in (row["host"], row["batch"] or "-", row["old"] or "-", row["new"] or "-",
+                                                  self.num(row["stage_s"]), self.num(row["switch_s"]),
+                                                  self.num(row["health_s"]), row["result"], row["runs"]))
+            for row in doc["hosts"])
+        skew = "" if doc["skew_s"] is None else "<p>Version skew: %.3f s</p>" % doc["skew_s"]
+        return ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>seedops.deploy report</title>"
+                "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+                "td,th{border:1px solid #cbd5e0;padding:4px 8px;text-align:left}</style></head><body>"
+                "<h1>Deploy report</h1><p>%s, started %s, %.1f s</p>%s%s"
+                "<table><tr><th>host</th><th>batch</th><th>old &rarr; new</th><th>stage s</th><th>switch s</th>"
+                "<th>health s</th><th>result</th><th>runs now</th></tr>%s</table></body></html>\n"
+                % (html.escape(doc["playbook"] or "run"), html.escape(doc["started"]), doc["seconds"], skew,
+                   "\n".join(svg), cells))

@@ -1,0 +1,301 @@
+"""The main job on the lab: site.yml brings up v1, then rolling deploys, rollbacks and a live
+reconfiguration of the sample service behind HAProxy, each under load from a real client on the
+controller (tests/lab/load.py, against the lb's 127.0.0.1 port) that counts every request."""
+
+import glob
+import json
+import os
+import subprocess
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from conftest import REPO_ROOT, VENV_BIN, load_client, run_playbook
+
+pytestmark = pytest.mark.lab
+
+APPS = ["app1", "app2", "app3"]
+BASE = "/srv/seedops-app"
+RPS = 60
+
+
+@pytest.fixture(scope="module")
+def demo(lab, demo_packages, tmp_path_factory):
+    """A clean slate on the app hosts, then site.yml: preflight, repo, app hosts, lb, deploy 1.0.0."""
+    for host in APPS:
+        lab.ssh(host, f"sudo systemctl stop seedops-app 2>/dev/null; sudo rm -rf {BASE} /etc/seedops-app "
+                      "/etc/systemd/system/seedops-app.service; sudo systemctl daemon-reload")
+    reports = tmp_path_factory.mktemp("reports")
+    result, recap = run_playbook("playbooks/site.yml", lab.inventory, "-e", "deploy_version=1.0.0",
+                                 env={"SEEDOPS_DEPLOY_REPORT_DIR": str(reports)})
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert all(r["failed"] == 0 and r["unreachable"] == 0 for r in recap.values()), recap
+    port = lab.host("lb1")["ports"]["80/tcp"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and answering(port) != set(APPS):
+        time.sleep(0.5)
+    return {"port": port, "reports": reports}
+
+
+def answering(port, n=24):
+    """The app hosts that answered n requests through the lb."""
+    seen = set()
+    for _i in range(n):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+                seen.add(r.read().decode().split("host=")[1].strip())
+        except OSError:
+            pass
+    return seen
+
+
+def live(lab, host):
+    """(current release, the running service's version and pid, its log level) read on the host."""
+    current = lab.ssh(host, f"readlink {BASE}/current").stdout.strip().rsplit("/", 1)[-1]
+    out = lab.ssh(host, "python3 -c \"import urllib.request as u; "
+                        "print(u.urlopen('http://127.0.0.1:8080/version', timeout=5).read().decode())\"").stdout
+    doc = json.loads(out) if out.strip() else {}
+    return current, doc.get("version"), doc.get("pid"), doc.get("log_level")
+
+
+def record_state(lab, host, release):
+    out = lab.ssh(host, f"sudo cat {BASE}/releases/{release}.json").stdout
+    return json.loads(out)["state"] if out.strip() else None
+
+
+def playbook_under_load(demo, lab, playbook, *args, env=None, during=None):
+    """Run a playbook while the load client sends RPS requests/s (1 in 10 slow, 1 s) through the lb.
+    `during(proc)` may act while it runs. Returns (result, recap, load summary, report)."""
+    load = load_client().Load(f"http://127.0.0.1:{demo['port']}/", RPS, 0.1, "1s", 15)
+    before = set(glob.glob(os.path.join(demo["reports"], "deploy-*.json")))
+    load.start()
+    time.sleep(1.0)
+    marks = {"start": time.time()}
+    env = {"SEEDOPS_DEPLOY_REPORT_DIR": str(demo["reports"]), **(env or {})}
+    try:
+        if during is None:
+            result, recap = run_playbook(playbook, lab.inventory, *args, env=env)
+        else:
+            box = {}
+            thread = threading.Thread(target=lambda: box.update(out=run_playbook(playbook, lab.inventory, *args, env=env)))
+            thread.start()
+            try:
+                during()
+            finally:
+                thread.join(900)
+            result, recap = box["out"]
+    finally:
+        marks["end"] = time.time()
+        time.sleep(1.0)
+        load.stop()
+    summary = load.summary(marks)
+    new = sorted(set(glob.glob(os.path.join(demo["reports"], "deploy-*.json"))) - before)
+    report = None
+    if new:
+        with open(new[-1], encoding="utf-8") as f:
+            report = json.load(f)
+    return result, recap, summary, report
+
+
+def rows(report):
+    return {row["host"]: row for row in report["hosts"]}
+
+
+def test_site_deploys_v1_to_every_app_host_behind_the_lb(lab, demo):
+    for host in APPS:
+        current, version, pid, _level = live(lab, host)
+        assert (current, version) == ("1.0.0", "1.0.0"), host
+        assert pid
+    assert answering(demo["port"]) == set(APPS)
+    sums = lab.ssh("repo1", "cat /srv/artifacts/seedops-app/2.0.0/SHA256SUMS").stdout
+    assert "seedops-app-2.0.0-linux-amd64.tar.gz" in sums
+
+
+def test_rolling_deploy_v2_under_load_fails_no_request(lab, demo):
+    result, recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml",
+                                                      "-e", "deploy_version=2.0.0")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert load["all"]["failed"] == 0, load["errors"]
+    assert load["during"]["sent"] >= RPS * 5 and load["during"]["slow_sent"] > 0, load["during"]
+    assert load["versions"].keys() == {"1.0.0", "2.0.0"}
+    for host in APPS:
+        current, version, _pid, _level = live(lab, host)
+        assert (current, version) == ("2.0.0", "2.0.0"), host
+    # One batch per host with serial [1, "34%", "100%"] on 3 hosts; the canary finished before batch 2 began.
+    by_host = rows(report)
+    assert sorted(r["batch"] for r in by_host.values()) == [1, 2, 3]
+    assert all(r["result"] == "switched" and r["old"] == "1.0.0" and r["runs"] == "2.0.0" for r in by_host.values())
+    ordered = sorted(by_host.values(), key=lambda r: r["batch"])
+    for first, second in zip(ordered, ordered[1:]):
+        assert first["phases"]["ready"]["end"] <= second["phases"]["drain"]["start"]
+    assert "DEPLOY REPORT" in result.stdout and "2.0.0 on app1, app2, app3" in result.stdout
+    html_files = glob.glob(os.path.join(demo["reports"], "deploy-*.html"))
+    assert html_files and "<svg" in open(sorted(html_files)[-1], encoding="utf-8").read()
+
+
+def test_rerunning_the_same_version_changes_nothing(lab, demo):
+    pids = {host: live(lab, host)[2] for host in APPS}
+    result, recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=2.0.0")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert {h: recap[h]["changed"] for h in APPS} == {h: 0 for h in APPS}
+    assert {host: live(lab, host)[2] for host in APPS} == pids, "nothing was restarted"
+
+
+def test_check_mode_of_a_new_version_changes_nothing(lab, demo):
+    pids = {host: live(lab, host)[2] for host in APPS}
+    result, recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=3.0.0",
+                                 "--check", "--diff")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert all(recap[h]["changed"] > 0 for h in APPS), "check mode says what would change"
+    for host in APPS:
+        assert live(lab, host)[:3] == ("2.0.0", "2.0.0", pids[host]), host
+        assert lab.ssh(host, f"test -e {BASE}/releases/3.0.0").returncode != 0, "nothing was staged"
+    assert answering(demo["port"]) == set(APPS), "nothing was drained"
+
+
+def test_broken_v3_canary_is_rolled_back_and_the_rollout_stops(lab, demo):
+    pids = {host: live(lab, host)[2] for host in APPS}
+    # Even with the free strategy configured, the activate play runs linear and stops at the failure.
+    result, recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml",
+                                                      "-e", "deploy_version=3.0.0", env={"ANSIBLE_STRATEGY": "free"})
+    assert result.returncode != 0
+    out = " ".join(result.stdout.split())
+    assert "did not become healthy after restart" in out and "Rolled back: 3.0.0 marked failed" in out
+    assert "The rollout stops here" in out
+    assert load["all"]["failed"] == 0, load["errors"]
+    by_host = rows(report)
+    canary = next(h for h, r in by_host.items() if r["batch"] == 1)
+    assert by_host[canary]["result"] == "rolled back" and by_host[canary]["runs"] == "2.0.0"
+    assert record_state(lab, canary, "3.0.0") == "failed"
+    for host in APPS:
+        current, version, pid, _level = live(lab, host)
+        assert (current, version) == ("2.0.0", "2.0.0"), host
+        if host != canary:
+            assert pid == pids[host], f"{host} was not touched"
+            assert by_host[host]["result"] == "not reached"
+    assert answering(demo["port"]) == set(APPS), "the canary is back in rotation"
+
+
+def test_rollback_brings_every_host_to_the_previous_version(lab, demo):
+    result, recap, load, report = playbook_under_load(demo, lab, "playbooks/rollback.yml")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert load["all"]["failed"] == 0, load["errors"]
+    for host in APPS:
+        current, version, _pid, _level = live(lab, host)
+        assert (current, version) == ("1.0.0", "1.0.0"), host
+        assert record_state(lab, host, "2.0.0") == "failed", "a rolled-back release is not a rollback target"
+    assert {r["runs"] for r in report["hosts"]} == {"1.0.0"}
+    again, recap = run_playbook("playbooks/rollback.yml", lab.inventory, "-e", "deploy_rollback_version=1.0.0")
+    assert again.returncode == 0 and {h: recap[h]["changed"] for h in APPS} == {h: 0 for h in APPS}
+
+
+def test_a_host_unreachable_in_the_second_batch_stops_the_rollout(lab, demo, docker_engine):
+    container = docker_engine.containers.get(f"{lab.name}-app2")
+
+    def pause_app2_once_the_canary_switched():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            r = docker_engine.containers.get(f"{lab.name}-app1").exec_run(["readlink", f"{BASE}/current"])
+            if r.output.decode().strip().endswith("/2.0.0"):
+                container.pause()
+                return
+            time.sleep(0.1)
+        raise AssertionError("the canary never switched")
+
+    try:
+        result, recap, _load, report = playbook_under_load(
+            demo, lab, "playbooks/deploy.yml", "-e", "deploy_version=2.0.0",
+            "-e", '{"deploy_serial": [1, 2]}', during=pause_app2_once_the_canary_switched)
+    finally:
+        container.reload()
+        if container.status == "paused":
+            container.unpause()
+    assert result.returncode != 0
+    assert recap["app2"]["unreachable"] == 1, recap
+    by_host = rows(report)
+    assert (by_host["app1"]["result"], by_host["app1"]["runs"]) == ("switched", "2.0.0")
+    assert by_host["app2"]["result"] == "unreachable" and by_host["app2"]["runs"] == "unknown (was 1.0.0)"
+    assert "failed or became unreachable in this batch" in " ".join(result.stdout.split())
+    # app3 was in the same batch as app2: it finished its switch; no host is half-switched.
+    for host in APPS:
+        current, version, _pid, _level = live(lab, host)
+        assert current == version, f"{host}: current {current} but the service runs {version}"
+    assert by_host["app3"]["runs"] == live(lab, "app3")[0]
+    assert live(lab, "app2")[0] == "1.0.0", "the unreachable host was not switched"
+    # Undo the halted rollout: every host back to what the fleet ran before it.
+    undo, _recap = run_playbook("playbooks/rollback.yml", lab.inventory)
+    assert undo.returncode == 0, undo.stdout[-3000:]
+    assert {live(lab, h)[:2] for h in APPS} == {("1.0.0", "1.0.0")}
+
+
+def test_reconfigure_changes_the_log_level_in_place(lab, demo):
+    before = {host: live(lab, host) for host in APPS}
+    assert {b[3] for b in before.values()} == {"debug"}
+    result, recap, load, _report = playbook_under_load(demo, lab, "playbooks/reconfigure.yml",
+                                                       "-e", "seedops_demo_log_level=info")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert load["all"]["failed"] == 0, load["errors"]
+    for host in APPS:
+        _current, _version, pid, level = live(lab, host)
+        assert (pid, level) == (before[host][2], "info"), f"{host}: same process, new log level"
+        env = lab.ssh(host, "sudo stat -c '%a %U %G' /etc/seedops-app/env && sudo grep LOG_LEVEL /etc/seedops-app/env")
+        assert env.stdout.split() == ["640", "root", "seedops-app", "LOG_LEVEL=\"info\""], env.stdout
+    again, recap = run_playbook("playbooks/reconfigure.yml", lab.inventory, "-e", "seedops_demo_log_level=info")
+    assert again.returncode == 0 and {h: recap[h]["changed"] for h in APPS} == {h: 0 for h in APPS}
+
+
+def test_together_switches_every_host_in_one_step_and_reports_the_skew(lab, demo):
+    result, recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml",
+                                                      "-e", "deploy_version=2.0.0", "-e", "deploy_switch=together")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert {live(lab, h)[:2] for h in APPS} == {("2.0.0", "2.0.0")}
+    assert {r["batch"] for r in report["hosts"]} == {"all"}
+    assert isinstance(report["skew_s"], float) and report["skew_s"] >= 0
+    assert "version skew:" in result.stdout
+    assert load["all"]["sent"] > 0
+
+
+def test_together_takes_every_host_back_when_one_fails(lab, demo):
+    # A health check only app1 and app2 can pass: app3 fails its gate while the others succeed.
+    health = {"url": "http://127.0.0.1:8080/version", "body_regex": '"hostname":"app[12]"', "successes": 2,
+              "interval": 0.25, "timeout": 5}
+    result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=1.0.0",
+                                  "-e", "deploy_switch=together", "-e", json.dumps({"deploy_health": health}))
+    assert result.returncode != 0
+    out = " ".join(result.stdout.split())
+    assert "app3 did not become healthy in 1.0.0, so every host was switched back to the release it ran before" in out
+    assert {live(lab, h)[:2] for h in APPS} == {("2.0.0", "2.0.0")}
+    for host in ("app1", "app2"):
+        assert record_state(lab, host, "1.0.0") == "failed"
+
+
+def test_a_platform_without_a_build_fails_before_any_change(lab, demo):
+    pids = {host: live(lab, host)[2] for host in APPS}
+    result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=1.0.0",
+                                  "-e", '{"deploy_artifact_name": "seedops-app-1.0.0-plan9-mips.tar.gz"}')
+    assert result.returncode != 0
+    out = " ".join(result.stdout.split())
+    assert "No build of seedops-app 1.0.0 for app1 (linux/amd64: seedops-app-1.0.0-plan9-mips.tar.gz)" in out
+    assert "Nothing was changed" in out
+    assert {host: live(lab, host)[2] for host in APPS} == pids
+
+
+def test_a_version_missing_from_the_repository_fails_before_any_change(lab, demo):
+    pids = {host: live(lab, host)[2] for host in APPS}
+    result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=9.9.9")
+    assert result.returncode != 0
+    assert "9.9.9/SHA256SUMS" in result.stdout and "404" in result.stdout
+    assert {host: live(lab, host)[2] for host in APPS} == pids
+    for host in APPS:
+        assert lab.ssh(host, f"test -e {BASE}/releases/9.9.9").returncode != 0
+
+
+def test_the_main_command_runs_the_demo(lab, demo):
+    """README's main command, as `make site` runs it after bringing the lab up (demo only, not the lab)."""
+    env = {**os.environ, "SEEDOPS_DEPLOY_REPORT_DIR": str(demo["reports"])}
+    result = subprocess.run([os.path.join(VENV_BIN, "python"), os.path.join(REPO_ROOT, "tests", "lab", "demo.py")],
+                            capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=900, check=False)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "DEPLOY REPORT" in result.stdout and "failed: 0 requests" in result.stdout

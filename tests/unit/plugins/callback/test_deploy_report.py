@@ -1,0 +1,151 @@
+"""Unit tests for the deploy_report callback's bookkeeping: results in, table, JSON and HTML out."""
+
+import json
+import os
+
+import pytest
+
+from ansible_collections.seedops.deploy.plugins.callback import deploy_report as plugin
+
+
+class Host:
+    def __init__(self, name):
+        self.name = name
+
+    def get_name(self):
+        return self.name
+
+
+class Task:
+    count = 0
+
+    def __init__(self, action):
+        Task.count += 1
+        self.action = self.resolved_action = action
+        self._uuid = f"task-{Task.count}"
+
+
+class Result:
+    def __init__(self, host, task, result):
+        self._host, self._task, self._result = host, task, result
+
+
+class Play:
+    def __init__(self, name, serial):
+        self.name, self.serial = name, serial
+
+    def get_name(self):
+        return self.name
+
+
+class Stats:
+    def __init__(self, unreachable=()):
+        self.unreachable = unreachable
+
+    def summarize(self, host):
+        return {"unreachable": 1 if host in self.unreachable else 0}
+
+
+@pytest.fixture
+def callback(tmp_path, monkeypatch):
+    cb = plugin.CallbackModule()
+    options = {"report_dir": str(tmp_path), "write_files": True}
+    monkeypatch.setattr(cb, "get_option", options.get)
+    return cb
+
+
+def run(cb, host, action, result, status="ok", **args):
+    task = Task(action)
+    cb.v2_runner_on_start(Host(host), task)
+    res = Result(Host(host), task, {**({"invocation": {"module_args": args}} if args else {}), **result})
+    if status == "ok":
+        cb.v2_runner_on_ok(res)
+    elif status == "failed":
+        cb.v2_runner_on_failed(res)
+    else:
+        cb.v2_runner_on_unreachable(res)
+
+
+def plan(cb, hosts, old, new):
+    for host in hosts:
+        run(cb, host, "seedops.deploy.release_info", {"current": old})
+        run(cb, host, "ansible.builtin.set_fact", {"ansible_facts": {"deploy_old_release": old, "deploy_new_release": new}})
+        run(cb, host, "ansible.builtin.group_by", {"changed": False})
+
+
+def batch(cb, host, old, new, healthy=True, acted=100.0):
+    run(cb, host, "seedops.deploy.lb_member", {"results": [{"invocation": {"module_args": {"state": "drain"}}}]})
+    run(cb, host, "seedops.deploy.release", {"release_id": new, "current": new, "previous": old}, state="active")
+    if healthy:
+        run(cb, host, "seedops.deploy.staged_restart", {"release": new, "times": {"start": acted - 0.2, "acted": acted}})
+        run(cb, host, "seedops.deploy.lb_member", {"results": [{"invocation": {"module_args": {"state": "ready"}}}]})
+    else:
+        run(cb, host, "seedops.deploy.staged_restart", {"release": old, "rolled_back": True, "msg": "unhealthy; rolled back"},
+            status="failed")
+
+
+def test_a_rollout_that_stopped_at_the_canary_is_reported_host_by_host(callback, tmp_path, capsys):
+    callback.v2_playbook_on_play_start(Play("stage", None))
+    plan(callback, ["app1", "app2", "app3"], "1.0.0", "2.0.0")
+    callback.v2_playbook_on_play_start(Play("activate", [1, "34%", "100%"]))
+    batch(callback, "app1", "1.0.0", "2.0.0", healthy=False)
+    callback.v2_playbook_on_stats(Stats())
+    out = capsys.readouterr().out
+    assert "app1  1      1.0.0 -> 2.0.0" in out and "rolled back" in out
+    assert "runs now: 1.0.0 on app1, app2, app3" in out
+    assert "app1: unhealthy; rolled back" in out
+    doc = json.loads((tmp_path / "latest.json").read_text())
+    results = {row["host"]: (row["result"], row["runs"], row["batch"]) for row in doc["hosts"]}
+    assert results == {"app1": ("rolled back", "1.0.0", 1), "app2": ("not reached", "1.0.0", None),
+                       "app3": ("not reached", "1.0.0", None)}
+    html = (tmp_path / "latest.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and "<svg" in html and "app1  (batch 1)" in html
+
+
+def test_batches_are_numbered_by_play_start_and_the_skew_spans_the_new_processes(callback, tmp_path):
+    callback.v2_playbook_on_play_start(Play("stage", None))
+    plan(callback, ["app1", "app2"], "1.0.0", "2.0.0")
+    for number, host in enumerate(["app1", "app2"]):
+        callback.v2_playbook_on_play_start(Play("activate", [1, "100%"]))
+        batch(callback, host, "1.0.0", "2.0.0", acted=100.0 + 2.5 * number)
+    callback.v2_playbook_on_stats(Stats())
+    doc = json.loads((tmp_path / "latest.json").read_text())
+    assert [(b["label"], b["hosts"]) for b in doc["batches"]] == [(1, ["app1"]), (2, ["app2"])]
+    assert doc["skew_s"] == 2.5
+    assert {row["result"] for row in doc["hosts"]} == {"switched"}
+    assert all(set(row["phases"]) == {"drain", "switch", "health", "ready"} for row in doc["hosts"])
+    assert len([n for n in os.listdir(tmp_path) if n.startswith("deploy-")]) == 2
+
+
+def test_an_unreachable_host_runs_an_unknown_release(callback, tmp_path):
+    callback.v2_playbook_on_play_start(Play("stage", None))
+    plan(callback, ["app1", "app2"], "1.0.0", "2.0.0")
+    callback.v2_playbook_on_play_start(Play("activate", [1, 2]))
+    batch(callback, "app1", "1.0.0", "2.0.0")
+    callback.v2_playbook_on_play_start(Play("activate", [1, 2]))
+    run(callback, "app2", "seedops.deploy.release_info", {"msg": "ssh timed out"}, status="unreachable")
+    callback.v2_playbook_on_stats(Stats(unreachable=("app2",)))
+    doc = json.loads((tmp_path / "latest.json").read_text())
+    assert doc["runs"] == {"2.0.0": ["app1"], "unknown (was 1.0.0)": ["app2"]}
+
+
+def test_runs_without_deploy_tasks_print_and_write_nothing(callback, tmp_path, capsys):
+    callback.v2_playbook_on_play_start(Play("other", None))
+    run(callback, "app1", "ansible.builtin.copy", {"changed": True})
+    callback.v2_playbook_on_stats(Stats())
+    assert "DEPLOY REPORT" not in capsys.readouterr().out
+    assert not os.listdir(tmp_path)
+
+
+def test_an_unchanged_host_and_a_restarted_one(callback, tmp_path):
+    callback.v2_playbook_on_play_start(Play("stage", None))
+    for host in ("app1", "app2"):
+        run(callback, host, "seedops.deploy.release_info", {"current": "2.0.0"})
+        run(callback, host, "ansible.builtin.set_fact",
+            {"ansible_facts": {"deploy_old_release": "2.0.0", "deploy_new_release": "2.0.0"}})
+    run(callback, "app2", "ansible.builtin.group_by", {"changed": False})
+    callback.v2_playbook_on_play_start(Play("activate", [1]))
+    batch(callback, "app2", "2.0.0", "2.0.0")
+    callback.v2_playbook_on_stats(Stats())
+    doc = json.loads((tmp_path / "latest.json").read_text())
+    assert {row["host"]: row["result"] for row in doc["hosts"]} == {"app1": "unchanged", "app2": "restarted"}

@@ -1,0 +1,86 @@
+"""Unit tests for the deploy-planning filters: checksum_for and fleet_rollback."""
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.seedops.deploy.plugins.filter import deploy as plugin
+
+A = "a" * 64
+B = "b" * 64
+SUMS = f"{A}  app-1.0.0-linux-amd64.tar.gz\n{B} *./dist/app-1.0.0-linux-arm64.tar.gz\n"
+
+
+def test_checksum_for_finds_text_and_binary_mode_lines():
+    assert plugin.checksum_for(SUMS, "app-1.0.0-linux-amd64.tar.gz") == f"sha256:{A}"
+    assert plugin.checksum_for(SUMS, "app-1.0.0-linux-arm64.tar.gz") == f"sha256:{B}"
+
+
+def test_checksum_for_a_missing_name_fails_listing_what_is_there_unless_missing_is_given():
+    with pytest.raises(AnsibleFilterError) as err:
+        plugin.checksum_for(SUMS, "app-1.0.0-plan9-mips.tar.gz")
+    assert "app-1.0.0-plan9-mips.tar.gz is not listed" in str(err.value)
+    assert "app-1.0.0-linux-amd64.tar.gz" in str(err.value)
+    assert plugin.checksum_for(SUMS, "app-1.0.0-plan9-mips.tar.gz", missing="") == ""
+
+
+def test_checksum_for_conflicting_lines_fail_even_with_missing():
+    text = f"{A}  app.tar.gz\n{B}  app.tar.gz\n"
+    with pytest.raises(AnsibleFilterError, match="different checksums"):
+        plugin.checksum_for(text, "app.tar.gz", missing="")
+
+
+@pytest.mark.parametrize("text,name", [(None, "x"), ({"a": 1}, "x"), (SUMS, ""), (SUMS, None)])
+def test_checksum_for_rejects_bad_input(text, name):
+    with pytest.raises(AnsibleFilterError, match="checksum_for"):
+        plugin.checksum_for(text, name)
+
+
+def info(current, target, *releases):
+    """A release_info result: releases as (id, activated) pairs, all on disk."""
+    return {"current": current, "rollback_target": target,
+            "releases": [{"id": rid, "activated": at, "exists": True} for rid, at in releases]}
+
+
+def test_fleet_rollback_goes_to_the_common_previous_release():
+    infos = {h: info("2.0.0", "1.0.0", ("2.0.0", "2026-11-27T10:00:0%d" % i), ("1.0.0", "2026-11-26T10:00:00"))
+             for i, h in enumerate(["app1", "app2", "app3"])}
+    assert plugin.fleet_rollback(infos) == {"target": "1.0.0", "switch": ["app1", "app2", "app3"], "errors": []}
+
+
+def test_fleet_rollback_undoes_a_rollout_that_stopped_halfway():
+    infos = {
+        "app1": info("2.0.0", "1.0.0", ("2.0.0", "2026-11-27T10:00:00"), ("1.0.0", "2026-11-26T10:00:00")),
+        "app2": info("1.0.0", "0.9.0", ("1.0.0", "2026-11-26T10:00:01"), ("0.9.0", "2026-11-25T10:00:00")),
+    }
+    assert plugin.fleet_rollback(infos) == {"target": "1.0.0", "switch": ["app1"], "errors": []}
+
+
+def test_fleet_rollback_refuses_when_hosts_disagree_or_have_no_previous_release():
+    disagree = {
+        "app1": info("2.0.0", "1.0.0", ("2.0.0", "t2"), ("1.0.0", "t1")),
+        "app2": info("2.0.0", "1.5.0", ("2.0.0", "t2"), ("1.5.0", "t1")),
+    }
+    plan = plugin.fleet_rollback(disagree)
+    assert plan["target"] is None and plan["switch"] == []
+    assert "would roll back to different releases (1.0.0, 1.5.0)" in plan["errors"][0]
+    none = {"app1": info("2.0.0", None, ("2.0.0", "t2"))}
+    assert "app1 on 2.0.0 have no previous healthy release" in plugin.fleet_rollback(none)["errors"][0]
+    empty = {"app1": info(None, None)}
+    assert "no host has a live release" in plugin.fleet_rollback(empty)["errors"][0]
+
+
+def test_fleet_rollback_to_a_named_version_needs_it_staged_everywhere():
+    infos = {
+        "app1": info("2.0.0", "1.0.0", ("2.0.0", "t2"), ("1.0.0", "t1")),
+        "app2": info("2.0.0", "1.0.0", ("2.0.0", "t2")),
+        "app3": info("1.0.0", None, ("1.0.0", "t1")),
+    }
+    plan = plugin.fleet_rollback(infos, "1.0.0")
+    assert plan["target"] == "1.0.0" and plan["switch"] == ["app1", "app2"]
+    assert plan["errors"] == ["release 1.0.0 is not staged on app2; deploy it there with playbooks/deploy.yml "
+                              "-e deploy_version=... (it stages, then switches)"]
+
+
+def test_fleet_rollback_rejects_a_non_mapping():
+    with pytest.raises(AnsibleFilterError, match="mapping of host"):
+        plugin.fleet_rollback([])
