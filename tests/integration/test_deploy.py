@@ -23,13 +23,15 @@ RPS = 60
 
 @pytest.fixture(scope="module")
 def demo(lab, demo_packages, tmp_path_factory):
-    """A clean slate on the app hosts, then site.yml: preflight, repo, app hosts, lb, deploy 1.0.0."""
+    """A clean slate on the app hosts, then site.yml: preflight, repo, app hosts, lb, deploy 1.0.0.
+    The service's stop timeout is 100 ms, shorter than the 1 s slow requests: a restart that did not drain
+    first would cut the requests in flight, so zero failed requests shows the drain at work."""
     for host in APPS:
         lab.ssh(host, f"sudo systemctl stop seedops-app 2>/dev/null; sudo rm -rf {BASE} /etc/seedops-app "
                       "/etc/systemd/system/seedops-app.service; sudo systemctl daemon-reload")
     reports = tmp_path_factory.mktemp("reports")
     result, recap = run_playbook("playbooks/site.yml", lab.inventory, "-e", "deploy_version=1.0.0",
-                                 env={"SEEDOPS_DEPLOY_REPORT_DIR": str(reports)})
+                                 "-e", "seedops_demo_shutdown_timeout=100ms", env={"SEEDOPS_DEPLOY_REPORT_DIR": str(reports)})
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert all(r["failed"] == 0 and r["unreachable"] == 0 for r in recap.values()), recap
     port = lab.host("lb1")["ports"]["80/tcp"]
