@@ -288,7 +288,9 @@ def test_a_version_missing_from_the_repository_fails_before_any_change(lab, demo
     pids = {host: live(lab, host)[2] for host in APPS}
     result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=9.9.9")
     assert result.returncode != 0
-    assert "9.9.9/SHA256SUMS" in result.stdout and "404" in result.stdout
+    out = " ".join(result.stdout.split())
+    assert "Cannot fetch the checksum list of seedops-app 9.9.9:" in out and "9.9.9/SHA256SUMS answered:" in out
+    assert "404" in out and "Nothing was changed" in out
     assert {host: live(lab, host)[2] for host in APPS} == pids
     for host in APPS:
         assert lab.ssh(host, f"test -e {BASE}/releases/9.9.9").returncode != 0
