@@ -197,19 +197,22 @@ def test_a_host_unreachable_in_the_second_batch_stops_the_rollout(lab, demo, doc
     container = docker_engine.containers.get(f"{lab.name}-app2")
 
     def pause_app2_once_the_canary_switched():
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            r = docker_engine.containers.get(f"{lab.name}-app1").exec_run(["readlink", f"{BASE}/current"])
-            if r.output.decode().strip().endswith("/2.0.0"):
-                container.pause()
-                return
-            time.sleep(0.1)
-        raise AssertionError("the canary never switched")
+        # One exec that returns the moment app1's current switches (polling by exec would lag under load), then
+        # the pause lands while app1 restarts and waits for its health - well before batch 2 starts.
+        r = docker_engine.containers.get(f"{lab.name}-app1").exec_run(
+            ["sh", "-c", f"for i in $(seq 1 2400); do [ \"$(readlink {BASE}/current)\" = releases/2.0.0 ] && exit 0; "
+                         "sleep 0.05; done; exit 1"])
+        if r.exit_code != 0:
+            raise AssertionError("the canary never switched")
+        container.pause()
 
+    # A longer health gate (at least 8 x 0.3 s) gives the pause a wide window inside batch 1.
+    slow_gate = {"url": "http://127.0.0.1:8080/healthz", "successes": 8, "interval": 0.3, "timeout": 30}
     try:
         result, recap, _load, report = playbook_under_load(
             demo, lab, "playbooks/deploy.yml", "-e", "deploy_version=2.0.0",
-            "-e", '{"deploy_serial": [1, 2]}', during=pause_app2_once_the_canary_switched)
+            "-e", json.dumps({"deploy_serial": [1, 2], "deploy_health": slow_gate}),
+            during=pause_app2_once_the_canary_switched)
     finally:
         container.reload()
         if container.status == "paused":
