@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import statistics
 import subprocess
@@ -53,24 +54,14 @@ class Runner:
 
     def under_load(self, path, *args, rps=60):
         load = load_client.Load(load_client.lab_url(self.lab_name, os.path.dirname(self.state_dir)), rps, 0.1, "1s", 15)
-        load.start()
-        time.sleep(2.0)
-        marks = {"start": time.time()}
-        try:
-            seconds, _r = self.playbook(path, *args)
-        finally:
-            marks["end"] = time.time()
-            time.sleep(2.0)
-            load.stop()
-        return seconds, load.summary(marks)
+        (seconds, _r), summary = load.around(lambda: self.playbook(path, *args), margin=2.0)
+        return seconds, summary
 
     def ssh(self, host, command):
         return subprocess.run(["ssh", "-F", os.path.join(self.state_dir, "ssh_config"), "-o", "BatchMode=yes", host,
                                command], capture_output=True, text=True, check=False)
 
     def latest_report(self):
-        import json  # pylint: disable=import-outside-toplevel
-
         with open(os.path.join(self.report_dir, "latest.json"), encoding="utf-8") as f:
             return json.load(f)
 

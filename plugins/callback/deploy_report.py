@@ -165,7 +165,7 @@ class CallbackModule(CallbackBase):
             rec.message = result._result.get("msg")
 
     def v2_runner_on_skipped(self, result):
-        pass
+        self.starts.pop((result._host.get_name(), result._task._uuid), None)
 
     def record(self, result, status):
         task = result._task
@@ -319,11 +319,9 @@ class CallbackModule(CallbackBase):
             os.makedirs(directory, exist_ok=True)
             stamp = datetime.datetime.fromtimestamp(self.started, datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
             base = os.path.join(directory, "deploy-%s-%d" % (stamp, os.getpid()))
-            self.atomic_write(base + ".json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
-            self.atomic_write(base + ".html", self.render_html(doc))
-            for ext in ("json", "html"):
-                self.atomic_write(os.path.join(directory, "latest.%s" % ext),
-                                  open(base + "." + ext, encoding="utf-8").read())
+            for ext, text in (("json", json.dumps(doc, indent=2, sort_keys=True) + "\n"), ("html", self.render_html(doc))):
+                self.atomic_write("%s.%s" % (base, ext), text)
+                self.atomic_write(os.path.join(directory, "latest.%s" % ext), text)
         except OSError as exc:
             self._display.warning("deploy_report: could not write the report to %s: %s" % (directory, exc))
             return

@@ -69,30 +69,24 @@ def record_state(lab, host, release):
 
 def playbook_under_load(demo, lab, playbook, *args, env=None, during=None):
     """Run a playbook while the load client sends RPS requests/s (1 in 10 slow, 1 s) through the lb.
-    `during(proc)` may act while it runs. Returns (result, recap, load summary, report)."""
+    `during()` may act while it runs. Returns (result, recap, load summary, report)."""
     load = load_client().Load(f"http://127.0.0.1:{demo['port']}/", RPS, 0.1, "1s", 15)
     before = set(glob.glob(os.path.join(demo["reports"], "deploy-*.json")))
-    load.start()
-    time.sleep(1.0)
-    marks = {"start": time.time()}
     env = {"SEEDOPS_DEPLOY_REPORT_DIR": str(demo["reports"]), **(env or {})}
-    try:
+
+    def work():
         if during is None:
-            result, recap = run_playbook(playbook, lab.inventory, *args, env=env)
-        else:
-            box = {}
-            thread = threading.Thread(target=lambda: box.update(out=run_playbook(playbook, lab.inventory, *args, env=env)))
-            thread.start()
-            try:
-                during()
-            finally:
-                thread.join(900)
-            result, recap = box["out"]
-    finally:
-        marks["end"] = time.time()
-        time.sleep(1.0)
-        load.stop()
-    summary = load.summary(marks)
+            return run_playbook(playbook, lab.inventory, *args, env=env)
+        box = {}
+        thread = threading.Thread(target=lambda: box.update(out=run_playbook(playbook, lab.inventory, *args, env=env)))
+        thread.start()
+        try:
+            during()
+        finally:
+            thread.join(900)
+        return box["out"]
+
+    (result, recap), summary = load.around(work)
     new = sorted(set(glob.glob(os.path.join(demo["reports"], "deploy-*.json"))) - before)
     report = None
     if new:

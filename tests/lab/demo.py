@@ -13,7 +13,6 @@ import argparse
 import os
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -44,17 +43,8 @@ def main(argv=None) -> int:
         return 1
     load = load_client.Load(load_client.lab_url(args.lab, state), args.rps, 0.1, "1s", 15)
     print(f"demo: deploying {args.to} rolling while {args.rps:.0f} requests/s go through the load balancer", flush=True)
-    load.start()
-    time.sleep(1.0)
-    marks = {"start": time.time()}
-    try:
-        rc = subprocess.run(playbook + ["playbooks/deploy.yml", "-e", f"deploy_version={args.to}"], cwd=ROOT,
-                            check=False).returncode
-    finally:
-        marks["end"] = time.time()
-        time.sleep(1.0)
-        load.stop()
-    summary = load.summary(marks)
+    rc, summary = load.around(lambda: subprocess.run(playbook + ["playbooks/deploy.yml", "-e", f"deploy_version={args.to}"],
+                                                     cwd=ROOT, check=False).returncode)
     load_client.print_summary(summary)
     failed = summary["all"]["failed"]
     print(f"demo: deploy.yml exited {rc}; failed: {failed} requests of {summary['all']['sent']}")

@@ -119,6 +119,20 @@ class Load:
             self.thread.join()
         self.pool.shutdown(wait=True)
 
+    def around(self, work, margin: float = 1.0):
+        """Load from `margin` seconds before `work()` until `margin` seconds after it; returns (its result,
+        the summary with before / during / after windows)."""
+        self.start()
+        time.sleep(margin)
+        marks = {"start": time.time()}
+        try:
+            value = work()
+        finally:
+            marks["end"] = time.time()
+            time.sleep(margin)
+            self.stop()
+        return value, self.summary(marks)
+
     def summary(self, marks: dict | None = None) -> dict:
         """Counts and latencies, overall and per window between marks (before / during / after)."""
         with self.lock:
@@ -204,20 +218,10 @@ def main(argv=None) -> int:
     if not command and not args.duration:
         parser.error("give --duration or -- COMMAND")
     load = Load(args.url or lab_url(args.lab), args.rps, args.slow_share, args.slow, args.timeout)
-    load.start()
-    time.sleep(1.0)
-    marks = {"start": time.time()}
-    rc = 0
-    try:
-        if command:
-            rc = subprocess.run(command, check=False).returncode
-        else:
-            time.sleep(min(args.duration, MAX_SECONDS))
-    finally:
-        marks["end"] = time.time()
-        time.sleep(1.0)
-        load.stop()
-    summary = load.summary(marks)
+    if command:
+        rc, summary = load.around(lambda: subprocess.run(command, check=False).returncode)
+    else:
+        rc, summary = load.around(lambda: time.sleep(min(args.duration, MAX_SECONDS)) or 0)
     summary["command_rc"] = rc
     print_summary(summary)
     if args.json:

@@ -71,3 +71,16 @@ def test_a_short_run_counts_every_answer_by_window_and_version():
         assert out["all"]["failed"] == out["all"]["sent"] > 0 and out["errors"] == {"HTTP 503": out["all"]["sent"]}
     finally:
         server.shutdown()
+
+
+def test_around_loads_before_during_and_after_the_work():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = load.Load(f"http://127.0.0.1:{server.server_port}/", 40, 0, "1s", 5)
+        value, summary = client.around(lambda: threading.Event().wait(0.3) or "done", margin=0.3)
+        assert value == "done"
+        assert summary["before"]["sent"] > 0 and summary["during"]["sent"] > 0 and summary["after"]["sent"] > 0
+        assert summary["all"]["failed"] == 0
+    finally:
+        server.shutdown()
