@@ -40,14 +40,25 @@ def test_site_in_check_mode_changes_nothing(lab):
 def test_preflight_lists_everything_missing_at_once(lab):
     result, recap = run_playbook(
         "playbooks/site.yml", lab.inventory, "--limit", "app1",
-        "-e", '{"preflight_min_cpus": 4096, "preflight_min_memory_mb": 99999999, "preflight_os_families": ["RedHat"]}',
+        "-e", '{"preflight_min_cpus": 4096, "preflight_min_memory_mb": 99999999, "preflight_os_families": ["RedHat"],'
+              ' "preflight_require_time_sync": true, "preflight_resolve": ["localhost", "seedops-no-such-host.invalid"],'
+              ' "preflight_free_ports": [22, 8443, {"port": 8080, "allow": ["seedops-app"]}],'
+              ' "preflight_builds": ["linux/arm64", "linux/riscv64"], "preflight_max_clock_offset": 0.0001}',
     )
     assert result.returncode != 0
     assert recap["app1"]["failed"] == 1
     out = " ".join(result.stdout.split())
     assert "app1 is not fit to deploy to:" in out
-    for fragment in ("need at least 4096", "need at least 99999999 MiB", "OS family: Debian, supported: RedHat"):
+    for fragment in ("need at least 4096", "need at least 99999999 MiB", "OS family: Debian, supported: RedHat",
+                     "time sync: the clock is not synchronised (timedatectl NTPSynchronized=no)",
+                     "name resolution: seedops-no-such-host.invalid not resolved",
+                     "port 22/tcp is in use by sshd (pid ",
+                     "platform: linux/amd64 has no build (builds exist for linux/arm64, linux/riscv64)",
+                     "s off the controller's clock, at most 0.0001 s allowed"):
         assert fragment in out, fragment
+    # localhost resolves, 8443 is free and the service may hold its own port: none of them is listed
+    assert "localhost" not in out.split("name resolution:")[1].split(";")[0]
+    assert "8443" not in out and "port 8080" not in out
 
 
 def test_preflight_rejects_a_bad_variable_by_its_argument_spec(lab):

@@ -1,0 +1,156 @@
+"""The firewall role on lb1: default deny with an allow list (seen from other lab hosts), idempotence and
+check mode, a ruleset that locks SSH out reverting itself, bad input refused before anything changes, the
+ruleset coming back from nftables.service, and removal."""
+
+import json
+import time
+
+import pytest
+
+from conftest import run_module, run_playbook
+
+pytestmark = pytest.mark.lab
+
+HOST = "lb1"
+PLAYBOOK = "tests/integration/playbooks/firewall.yml"
+TABLE = "inet seedops_firewall"
+KEPT = "/etc/nftables.d/seedops_firewall.nft"
+OPEN_PORT, CLOSED_PORT = 8081, 9999
+
+
+def sh(lab, host, command):
+    r = lab.ssh(host, command)
+    assert r.returncode == 0, f"{host}: {command}: {r.stdout}{r.stderr}"
+    return r.stdout.strip()
+
+
+def reaches(lab, source, target, port):
+    """Whether `source` can open a TCP connection to `target`:port over the lab network."""
+    address = lab.host(target)["address"]
+    probe = f"import socket; socket.create_connection(('{address}', {port}), timeout=2).close()"
+    return lab.ssh(source, f"python3 -c \"{probe}\"").returncode == 0
+
+
+def converge(lab, settings, *args):
+    return run_playbook(PLAYBOOK, lab.inventory, "-e", f"target_hosts={HOST}", "-e", json.dumps(settings), *args)
+
+
+def table(lab):
+    return lab.ssh(HOST, f"sudo nft list table {TABLE}").stdout
+
+
+@pytest.fixture(scope="module")
+def listeners(lab):
+    """Two TCP listeners on lb1 (8081 to allow, 9999 to stay closed), started clean with no firewall."""
+    result, _ = converge(lab, {"firewall_state": "absent"})
+    assert result.returncode == 0, result.stdout[-3000:]
+    for port in (OPEN_PORT, CLOSED_PORT):
+        sh(lab, HOST, f"sudo systemctl stop fw-test-{port} 2>/dev/null; sudo systemd-run --unit fw-test-{port} "
+                      f"python3 -m http.server --directory /var/empty {port}")
+    deadline = time.monotonic() + 20
+    while not (reaches(lab, "app1", HOST, OPEN_PORT) and reaches(lab, "app1", HOST, CLOSED_PORT)):
+        assert time.monotonic() < deadline, "the test listeners did not come up"
+        time.sleep(0.5)
+    yield
+    converge(lab, {"firewall_state": "absent"})
+    lab.ssh(HOST, f"sudo systemctl stop fw-test-{OPEN_PORT} fw-test-{CLOSED_PORT}")
+
+
+SETTINGS = {
+    "firewall_allow": [
+        {"port": 80, "comment": "http"},
+        {"port": OPEN_PORT, "sources": ["{{ hostvars['app1'].seedops_lab_address }}"], "comment": "from app1 only"},
+    ],
+    "firewall_revert_timeout": 20,
+    "firewall_reconnect_timeout": 8,
+}
+
+
+@pytest.fixture(scope="module")
+def converged(lab, listeners):
+    result, recap = converge(lab, SETTINGS)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert recap[HOST]["changed"] > 0
+    return result
+
+
+def test_default_deny_with_the_allow_list_seen_from_other_hosts(lab, converged):
+    assert reaches(lab, "app1", HOST, OPEN_PORT)
+    assert not reaches(lab, "app2", HOST, OPEN_PORT), "8081 is allowed from app1 only"
+    assert not reaches(lab, "app1", HOST, CLOSED_PORT), "9999 is not in the allow list"
+    rules = table(lab)
+    app1 = lab.host("app1")["address"]
+    assert "policy drop;" in rules
+    # The SSH port inside the host (22), not the port published on the controller's side (ansible_port)
+    assert 'tcp dport 22 accept comment "ssh (the connection Ansible uses)"' in rules
+    assert f'ip saddr {app1} tcp dport {OPEN_PORT} accept comment "from app1 only"' in rules
+    assert sh(lab, HOST, f"sudo stat -c '%a %U' {KEPT}") == "640 root"
+    assert sh(lab, HOST, "systemctl list-timers --all --no-legend | grep -c seedops-firewall-revert || true") == "0"
+
+
+def test_rerun_and_check_mode_change_nothing(lab, converged):
+    before = table(lab)
+    result, recap = converge(lab, SETTINGS)
+    assert result.returncode == 0 and recap[HOST]["changed"] == 0, result.stdout[-3000:]
+    result, recap = converge(lab, {**SETTINGS, "firewall_allow": [{"port": 80}]}, "--check", "--diff")
+    assert result.returncode == 0 and recap[HOST]["changed"] == 1, result.stdout[-3000:]
+    assert f"-    ip saddr {{ {lab.host('app1')['address']} }} tcp dport {OPEN_PORT}" in result.stdout  # the diff
+    assert table(lab) == before
+    result, recap = converge(lab, SETTINGS, "--check")
+    assert result.returncode == 0 and recap[HOST]["changed"] == 0, result.stdout[-3000:]
+
+
+def test_a_ruleset_that_locks_ssh_out_reverts_itself_and_the_next_task_gets_in(lab, converged):
+    before, kept = table(lab), sh(lab, HOST, f"sudo sha256sum {KEPT}")
+    started = time.monotonic()
+    result, recap = converge(lab, {**SETTINGS, "firewall_custom_rules": ["tcp dport 22 drop"]})
+    elapsed = time.monotonic() - started
+    assert result.returncode != 0 and recap[HOST]["failed"] == 1 and recap[HOST]["unreachable"] == 0
+    out = " ".join(result.stdout.split())
+    assert "the new ruleset was not kept: Ansible could not open a new SSH connection to port 22 through it within 8 s" in out
+    assert "It reverted itself after 20 s" in out and "the previous ruleset is loaded again" in out
+    assert elapsed < 300, elapsed
+    # The next connection gets in; the previous ruleset is loaded and kept as it was
+    ping = run_module(lab, HOST, "ansible.builtin.ping", {"data": "pong"})
+    assert ping["_status"] == "SUCCESS", ping
+    assert table(lab) == before and "tcp dport 22 drop" not in table(lab)
+    assert sh(lab, HOST, f"sudo sha256sum {KEPT}") == kept
+    assert not reaches(lab, "app1", HOST, CLOSED_PORT)
+    # and the role converges again from there
+    result, recap = converge(lab, SETTINGS)
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"firewall_allow": [{"port": 70000}]}, "firewall_allow[0]: port 70000 is out of range: ports are 1-65535"),
+    ({"firewall_allow": [{"port": 80, "sources": ["10.0.0.300"]}]}, "source '10.0.0.300' is not an IP address or network"),
+    ({"firewall_custom_rules": ["tcp dport 22 acept"]}, "failed to validate"),
+    ({"firewall_revert_timeout": 5, "firewall_reconnect_timeout": 10}, "must be above 0 and below firewall_revert_timeout"),
+])
+def test_bad_input_fails_clearly_and_changes_nothing(lab, converged, settings, message):
+    before, kept = table(lab), sh(lab, HOST, f"sudo sha256sum {KEPT}")
+    result, recap = converge(lab, {**SETTINGS, **settings})
+    assert result.returncode != 0 and recap[HOST]["changed"] == 0, result.stdout[-3000:]
+    assert message in " ".join(result.stdout.split())
+    assert table(lab) == before
+    assert sh(lab, HOST, f"sudo sha256sum {KEPT}") == kept
+
+
+def test_nftables_service_loads_the_kept_ruleset_at_boot(lab, converged):
+    before = table(lab)
+    sh(lab, HOST, f"sudo nft delete table {TABLE}")
+    assert reaches(lab, "app1", HOST, CLOSED_PORT)
+    assert sh(lab, HOST, "systemctl is-enabled nftables") == "enabled"
+    sh(lab, HOST, "sudo systemctl restart nftables")
+    assert table(lab) == before
+    assert not reaches(lab, "app1", HOST, CLOSED_PORT)
+
+
+def test_absent_removes_the_table_and_its_files(lab, converged):
+    result, recap = converge(lab, {"firewall_state": "absent"})
+    assert result.returncode == 0 and recap[HOST]["changed"] > 0, result.stdout[-3000:]
+    assert lab.ssh(HOST, f"sudo nft list table {TABLE}").returncode != 0
+    assert lab.ssh(HOST, f"sudo test -e {KEPT}").returncode != 0
+    assert reaches(lab, "app2", HOST, CLOSED_PORT)
+    result, recap = converge(lab, {"firewall_state": "absent"})
+    assert result.returncode == 0 and recap[HOST]["changed"] == 0
