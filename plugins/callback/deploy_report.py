@@ -17,7 +17,10 @@ description:
     batch, stage, switch and health durations, result - and writes the same as JSON plus an HTML timeline.
   - The table also says what every host runs when the run ends, so a rollout that stopped halfway is plain to see,
     and the version-skew window (the spread between the first and the last host starting the new release).
-  - Runs without those modules print and write nothing, so the callback can stay enabled for every playbook.
+  - Runs in which neither M(seedops.deploy.release), M(seedops.deploy.release_info) nor
+    M(seedops.deploy.staged_restart) ran print and write nothing (a runtime download with
+    M(seedops.deploy.artifact), or a drain for patching, is no deploy), so the callback can stay enabled for
+    every playbook.
   - Enable it with C(callbacks_enabled = seedops.deploy.deploy_report) in C(ansible.cfg) or
     E(ANSIBLE_CALLBACKS_ENABLED).
 requirements:
@@ -128,6 +131,7 @@ class CallbackModule(CallbackBase):
         self.playbook = None
         self.started = time.time()
         self.seen = False
+        self.deployed = False  # a release module ran (or the deploy plan): artifact or lb_member alone is no deploy
         self.batches = []
 
     # -- bookkeeping ---------------------------------------------------------------------------------
@@ -180,9 +184,11 @@ class CallbackModule(CallbackBase):
                 # The deploy role's plan: what each host runs and is to run.
                 rec = self.host(name)
                 rec.old, rec.new = facts["deploy_old_release"], facts["deploy_new_release"]
-                self.seen = True
+                self.seen = self.deployed = True
             return
         self.seen = True
+        if kind in ("release", "release_info", "staged_restart"):
+            self.deployed = True
         res = result._result
         end = time.time()
         start = self.starts.pop((name, task._uuid), end)
@@ -263,7 +269,7 @@ class CallbackModule(CallbackBase):
         return round(max(acted) - min(acted), 3)
 
     def v2_playbook_on_stats(self, stats):
-        if not self.seen:
+        if not self.deployed:
             return
         ended = time.time()
         rows = [self.hosts[n].as_dict() for n in sorted(self.hosts)]

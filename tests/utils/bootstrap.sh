@@ -9,7 +9,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 
-packages=(docker.io debootstrap golang-go openssh-client git make tar gzip ca-certificates shellcheck python3-venv)
+packages=(docker.io debootstrap golang-go openjdk-17-jdk-headless openssh-client git make tar gzip ca-certificates shellcheck python3-venv)
 if [ -f /etc/debian_version ] && command -v dpkg-query >/dev/null; then
   missing=()
   for p in "${packages[@]}"; do

@@ -149,3 +149,12 @@ def test_an_unchanged_host_and_a_restarted_one(callback, tmp_path):
     callback.v2_playbook_on_stats(Stats())
     doc = json.loads((tmp_path / "latest.json").read_text())
     assert {row["host"]: row["result"] for row in doc["hosts"]} == {"app1": "unchanged", "app2": "restarted"}
+
+
+def test_downloads_and_drains_alone_are_no_deploy_and_write_nothing(callback, tmp_path, capsys):
+    callback.v2_playbook_on_start(type("Book", (), {"_file_name": "prepare.yml"})())
+    run(callback, "app1", "seedops.deploy.artifact", {"changed": True, "dest": "/var/cache/jdk.tar.gz"})
+    run(callback, "app1", "seedops.deploy.lb_member", {"changed": True}, state="drain")
+    callback.v2_playbook_on_stats(Stats())
+    assert "DEPLOY REPORT" not in capsys.readouterr().out
+    assert not os.listdir(tmp_path)
