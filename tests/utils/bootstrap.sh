@@ -31,6 +31,14 @@ else
   done
 fi
 
+# Each lab host runs systemd, which needs inotify instances; the kernel's default (128 per user) runs out
+# with a couple of labs up, and hosts then boot degraded. Raise it (not persistent across reboots).
+if [ "$(id -u)" -eq 0 ] && [ -w /proc/sys/fs/inotify/max_user_instances ] \
+   && [ "$(cat /proc/sys/fs/inotify/max_user_instances)" -lt 1024 ]; then
+  echo "bootstrap: raising fs.inotify.max_user_instances to 1024 for the lab's systemd hosts"
+  echo 1024 > /proc/sys/fs/inotify/max_user_instances
+fi
+
 python=${PYTHON:-python3}
 stamp=.venv/.requirements.sha256
 want=$(sha256sum requirements.txt | cut -d' ' -f1)
