@@ -20,7 +20,7 @@ USER = "deploy"
 DROPIN = "/etc/ssh/sshd_config.d/00-seedops-access.conf"
 SUDOERS = f"/etc/sudoers.d/seedops-access-{USER}"
 PROBE = "seedops-access-probe"
-PROBE_UNIT = f"""[Unit]
+PROBE_UNIT = """[Unit]
 Description=access role test: a unit the deploy user may restart
 [Service]
 ExecStart=/bin/sleep infinity
@@ -146,7 +146,7 @@ def test_fail2ban_guards_sshd_and_never_bans_the_controller(lab, converged):
         return int(sh(lab, f"sudo grep -c 'Ignore {controller} by ip' /var/log/fail2ban.log || true") or 0)
 
     before = ignores()
-    for _ in range(7):  # more than maxretry (5)
+    for _attempt in range(7):  # more than maxretry (5)
         r = ssh_as(lab, "nosuchuser", os.path.join(lab.state_dir, "id_ed25519"), "true")
         assert "Permission denied" in r.stderr, r.stderr
     deadline = time.monotonic() + 30

@@ -42,7 +42,7 @@ def table(lab):
 @pytest.fixture(scope="module")
 def listeners(lab):
     """Two TCP listeners on lb1 (8081 to allow, 9999 to stay closed), started clean with no firewall."""
-    result, _ = converge(lab, {"firewall_state": "absent"})
+    result = converge(lab, {"firewall_state": "absent"})[0]
     assert result.returncode == 0, result.stdout[-3000:]
     for port in (OPEN_PORT, CLOSED_PORT):
         sh(lab, HOST, f"sudo systemctl stop fw-test-{port} 2>/dev/null; sudo systemd-run --unit fw-test-{port} "

@@ -168,7 +168,7 @@ def runtimes(lab, tmp_path_factory):
                      "jdk_etc_environment": True,
                      "jdk_tarballs": [{"name": JDK_NAME, "url": f"http://{repo1}/runtimes/{JDK_NAME}.tar.gz",
                                        "checksum": sha256_file(tarball)}]}
-        runs = [play(lab, JDK_PLAYBOOK, JDK_HOST, variables) for _ in range(2)]
+        runs = [play(lab, JDK_PLAYBOOK, JDK_HOST, variables) for _run in range(2)]
         runs.append(play(lab, JDK_PLAYBOOK, JDK_HOST, variables, "--check", "--diff"))
         return {"vars": variables, "runs": runs}
 
@@ -178,7 +178,7 @@ def runtimes(lab, tmp_path_factory):
                          "/etc/profile.d/golang.sh")
         variables = {"golang_version": GO_PACKAGE_VERSION,
                      "golang_tarballs": [{"version": version, "src": tarball, "checksum": sha256_file(tarball)}]}
-        runs = [play(lab, GO_PLAYBOOK, GO_HOST, variables) for _ in range(2)]
+        runs = [play(lab, GO_PLAYBOOK, GO_HOST, variables) for _run in range(2)]
         runs.append(play(lab, GO_PLAYBOOK, GO_HOST, variables, "--check", "--diff"))
         return {"vars": variables, "runs": runs, "version": version, "tarball": tarball}
 
@@ -246,8 +246,8 @@ def test_jdk_tarball_with_a_wrong_checksum_installs_nothing(lab, runtimes):
     before = jdk_state(lab)
     good = runtimes["jdk"]["vars"]["jdk_tarballs"][0]
     bad = {"name": "jdk-17-bad", "url": good["url"], "checksum": WRONG}
-    result, recap = play(lab, JDK_PLAYBOOK, JDK_HOST, {**runtimes["jdk"]["vars"], "jdk_version": "jdk-17-bad",
-                                                        "jdk_tarballs": [good, bad]})
+    settings = {**runtimes["jdk"]["vars"], "jdk_version": "jdk-17-bad", "jdk_tarballs": [good, bad]}
+    result, recap = play(lab, JDK_PLAYBOOK, JDK_HOST, settings)
     out = failed_cleanly(result, recap, JDK_HOST)
     assert "jdk: could not get the tarball jdk-17-bad: checksum mismatch for " + good["url"] in out, out[-3000:]
     assert f"expected {WRONG}" in out and "No JDK was installed and the selected one is unchanged" in out
@@ -280,8 +280,8 @@ def test_golang_converges_then_reruns_and_check_runs_change_nothing(lab, runtime
     # Converged with the OS package's Go active and the tarball's installed next to it.
     version = runtimes["go"]["version"]
     assert sh(lab, GO_HOST, "readlink /usr/local/go") == GO_PACKAGE_ROOT
-    assert sh(lab, GO_HOST, "bash -lc 'command -v go; go env GOROOT'").splitlines() == ["/usr/local/go/bin/go",
-                                                                                         GO_PACKAGE_ROOT]
+    found = sh(lab, GO_HOST, "bash -lc 'command -v go; go env GOROOT'").splitlines()
+    assert found == ["/usr/local/go/bin/go", GO_PACKAGE_ROOT]
     assert sh(lab, GO_HOST, f"/usr/local/go-{version}/bin/go version") == f"go version go{version} linux/amd64"
 
 
