@@ -206,6 +206,7 @@ def fleet(lab, demo_packages, tmp_path_factory):
     repo = Repo(lab, tmp_path_factory.mktemp("os-patch-repo"))
     repo.publish(main=[(PATCHME, "1.0"), (KEEPME, "1.0")], security=[(SECFIX, "1.0")])
     sources = f"deb [trusted=yes] {repo.url}/main ./\\ndeb [trusted=yes] {repo.url}/security ./\\n"
+
     def install_1_0(host):
         sh(lab, host, f"printf '{sources}' | sudo tee {SOURCES} >/dev/null && "
                       f"sudo apt-get update -q -o Dir::Etc::sourcelist={SOURCES} -o Dir::Etc::sourceparts=- "
