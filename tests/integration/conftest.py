@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import urllib.request
 from dataclasses import dataclass
 
 import pytest
@@ -161,3 +162,15 @@ def load_client():
     import load  # pylint: disable=import-outside-toplevel
 
     return load
+
+
+def answering(port, n=24):
+    """The app hosts that answered n requests through the lb."""
+    seen = set()
+    for _i in range(n):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+                seen.add(r.read().decode().split("host=")[1].strip())
+        except OSError:
+            pass
+    return seen

@@ -8,11 +8,10 @@ import os
 import subprocess
 import threading
 import time
-import urllib.request
 
 import pytest
 
-from conftest import REPO_ROOT, VENV_BIN, load_client, run_playbook
+from conftest import REPO_ROOT, VENV_BIN, answering, load_client, run_playbook
 
 pytestmark = pytest.mark.lab
 
@@ -39,18 +38,6 @@ def demo(lab, demo_packages, tmp_path_factory):
     while time.monotonic() < deadline and answering(port) != set(APPS):
         time.sleep(0.5)
     return {"port": port, "reports": reports}
-
-
-def answering(port, n=24):
-    """The app hosts that answered n requests through the lb."""
-    seen = set()
-    for _i in range(n):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
-                seen.add(r.read().decode().split("host=")[1].strip())
-        except OSError:
-            pass
-    return seen
 
 
 def live(lab, host):

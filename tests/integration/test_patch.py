@@ -11,13 +11,12 @@ import shlex
 import shutil
 import subprocess
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
 
 import pytest
 
-from conftest import load_client, run_module, run_playbook
+from conftest import answering, load_client, run_module, run_playbook
 
 pytestmark = pytest.mark.lab
 
@@ -140,17 +139,6 @@ def lb_servers(lab):
             servers[row["srv_name"]] = {"op": int(row["srv_op_state"]), "admin": int(row["srv_admin_state"]),
                                         "addr": row["srv_addr"]}
     return servers
-
-
-def answering(port, n=24):
-    seen = set()
-    for _i in range(n):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
-                seen.add(r.read().decode().split("host=")[1].strip())
-        except OSError:
-            pass
-    return seen
 
 
 def wait_answering(port, hosts, timeout=60):
