@@ -3,6 +3,7 @@ lab commands and playbooks against it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -51,6 +52,40 @@ class LabInfo:
             ["ssh", "-F", os.path.join(self.state_dir, "ssh_config"), "-o", "BatchMode=yes", host, command],
             capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120, check=False,
         )
+
+
+def sh(lab: LabInfo, host: str, command: str, check: bool = True) -> str:
+    """Run a shell command on a lab host over SSH and return its stdout without surrounding white space. A non-zero
+    exit status fails the test, with the command's output, unless check=False."""
+    result = lab.ssh(host, command)
+    if check:
+        assert result.returncode == 0, f"{host}: {command}: exit {result.returncode}: {result.stdout}{result.stderr}"
+    return result.stdout.strip()
+
+
+def flat(output) -> str:
+    """Output with its line breaks undone (the YAML callback folds long messages): a run's stdout, or a string."""
+    text = output if isinstance(output, str) else output.stdout
+    return " ".join(text.split())
+
+
+def file_sha256(path) -> str:
+    """The SHA-256 of a file on the controller, as hex digits."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def refused(result, recap, host: str, *fragments: str) -> str:
+    """Assert that a playbook run failed having changed nothing on `host`, and that its output (line breaks undone)
+    holds every fragment. Returns that output."""
+    assert result.returncode != 0 and recap[host]["changed"] == 0, result.stdout[-3000:]
+    out = flat(result)
+    for fragment in fragments:
+        assert fragment in out, (fragment, out[-3000:])
+    return out
 
 
 def load_lab(name: str, state_root: str | None = None) -> LabInfo:
@@ -130,6 +165,14 @@ def run_module(lab: LabInfo, host: str, module: str, args: dict, check=False, di
         parsed[name]["_stdout"] = result.stdout
         parsed[name]["_stderr"] = result.stderr  # warnings are printed there, not kept in the result
     return parsed if hosts else parsed[host]
+
+
+def copy_to(lab: LabInfo, host: str, src, dest: str, **args) -> dict:
+    """Copy a file (or with a trailing slash, a directory's content) from the controller to a lab host with
+    ansible.builtin.copy, as root; fails the test unless it worked. Returns the module's result."""
+    result = run_module(lab, host, "ansible.builtin.copy", {"src": str(src), "dest": dest, **args})
+    assert result["_status"] in ("SUCCESS", "CHANGED"), result
+    return result
 
 
 @pytest.fixture(scope="session")

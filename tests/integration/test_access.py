@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import run_playbook
+from conftest import run_playbook, sh
 
 pytestmark = pytest.mark.lab
 
@@ -29,12 +29,6 @@ ExecStart=/bin/sleep infinity
 OTHER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBZAgC7KkZzJ2oVb1d5K1mJQmM8p5rL6n4n3Xyq0kq1X other@example"
 
 
-def sh(lab, command):
-    r = lab.ssh(HOST, command)
-    assert r.returncode == 0, f"{command}: {r.stdout}{r.stderr}"
-    return r.stdout.strip()
-
-
 def converge(lab, settings, *args):
     return run_playbook(PLAYBOOK, lab.inventory, "-e", f"target_hosts={HOST}", "-e", json.dumps(settings), *args)
 
@@ -51,7 +45,7 @@ def ssh_as(lab, user, key, command, *options):
 
 
 def digest(lab, path):
-    return sh(lab, f"sudo sha256sum {path} 2>/dev/null || echo absent")
+    return sh(lab, HOST, f"sudo sha256sum {path} 2>/dev/null || echo absent")
 
 
 @pytest.fixture(scope="module")
@@ -70,15 +64,15 @@ def base(key):
 
 @pytest.fixture(scope="module")
 def converged(lab, base):
-    sh(lab, f"printf '%s' '{PROBE_UNIT}' | sudo tee /etc/systemd/system/{PROBE}.service >/dev/null && "
-            f"sudo systemctl daemon-reload && sudo systemctl start {PROBE}")
+    sh(lab, HOST, f"printf '%s' '{PROBE_UNIT}' | sudo tee /etc/systemd/system/{PROBE}.service >/dev/null && "
+                  f"sudo systemctl daemon-reload && sudo systemctl start {PROBE}")
     result, recap = converge(lab, base)
     assert result.returncode == 0, result.stdout[-4000:]
     yield result
     lab.ssh(HOST, f"sudo systemctl stop {PROBE}; sudo rm -f /etc/systemd/system/{PROBE}.service; "
                   "sudo systemctl daemon-reload")
     # The hosts stay usable for the other tests: the lab's login with its key, and sudo.
-    assert sh(lab, "sudo -n id -un") == "root"
+    assert sh(lab, HOST, "sudo -n id -un") == "root"
 
 
 def test_rerun_and_check_mode_change_nothing(lab, converged, base):
@@ -89,38 +83,38 @@ def test_rerun_and_check_mode_change_nothing(lab, converged, base):
 
 
 def test_sshd_runs_with_the_hardened_settings(lab, converged):
-    effective = set(sh(lab, "sudo sshd -T").splitlines())
+    effective = set(sh(lab, HOST, "sudo sshd -T").splitlines())
     for line in ("passwordauthentication no", "kbdinteractiveauthentication no", "permitrootlogin no",
                  "pubkeyauthentication yes", "maxauthtries 4", "logingracetime 30", "x11forwarding no",
                  "permitemptypasswords no"):
         assert line in effective, line
     assert not [line for line in effective if line.startswith(("allowusers ", "allowgroups "))]
-    assert sh(lab, f"stat -c '%a %U' {DROPIN}") == "644 root"
-    assert sh(lab, "systemctl is-active ssh") == "active"
+    assert sh(lab, HOST, f"stat -c '%a %U' {DROPIN}") == "644 root"
+    assert sh(lab, HOST, "systemctl is-active ssh") == "active"
 
 
 def test_deploy_user_logs_in_with_its_key_and_sudo_runs_only_what_is_allowed(lab, converged, key):
     r = ssh_as(lab, USER, key["private"], "id -un; stat -c '%a %U' ~/.ssh ~/.ssh/authorized_keys")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split("\n")[:3] == [USER, "700 deploy", "600 deploy"]
-    assert sh(lab, f"sudo cat /home/{USER}/.ssh/authorized_keys").splitlines() == [key["public"]]
+    assert sh(lab, HOST, f"sudo cat /home/{USER}/.ssh/authorized_keys").splitlines() == [key["public"]]
     # The lab's key is not the deploy user's.
     lab_key = os.path.join(lab.state_dir, "id_ed25519")
     assert "Permission denied" in ssh_as(lab, USER, lab_key, "true").stderr
 
     allowed = ssh_as(lab, USER, key["private"], "sudo -n /usr/bin/id -u")
     assert allowed.returncode == 0 and allowed.stdout.strip() == "0", allowed.stderr
-    before = sh(lab, f"systemctl show -p MainPID --value {PROBE}")
+    before = sh(lab, HOST, f"systemctl show -p MainPID --value {PROBE}")
     restart = ssh_as(lab, USER, key["private"], f"sudo -n /usr/bin/systemctl restart {PROBE}")
     assert restart.returncode == 0, restart.stderr
-    assert sh(lab, f"systemctl show -p MainPID --value {PROBE}") not in (before, "0")
+    assert sh(lab, HOST, f"systemctl show -p MainPID --value {PROBE}") not in (before, "0")
     for refused in ("/usr/bin/id", "/bin/sh -c id", "/usr/bin/systemctl restart ssh", f"/usr/bin/systemctl edit {PROBE}",
                     "/usr/bin/cat /etc/shadow"):
         r = ssh_as(lab, USER, key["private"], f"sudo -n {refused}")
         assert r.returncode != 0 and "password is required" in r.stderr, (refused, r.stdout, r.stderr)
     listed = ssh_as(lab, USER, key["private"], "sudo -n -l").stdout
     assert f"/usr/bin/systemctl reload {PROBE}" in listed and "(ALL" not in listed
-    assert sh(lab, f"sudo stat -c '%a %U' {SUDOERS}") == "440 root"
+    assert sh(lab, HOST, f"sudo stat -c '%a %U' {SUDOERS}") == "440 root"
 
 
 def test_password_and_keyboard_interactive_logins_are_refused(lab, converged, key):
@@ -132,18 +126,18 @@ def test_password_and_keyboard_interactive_logins_are_refused(lab, converged, ke
 
 
 def test_fail2ban_guards_sshd_and_never_bans_the_controller(lab, converged):
-    assert sh(lab, "systemctl is-active fail2ban") == "active"
-    assert sh(lab, "systemctl is-enabled fail2ban") == "enabled"
-    status = sh(lab, "sudo fail2ban-client status sshd")
+    assert sh(lab, HOST, "systemctl is-active fail2ban") == "active"
+    assert sh(lab, HOST, "systemctl is-enabled fail2ban") == "enabled"
+    status = sh(lab, HOST, "sudo fail2ban-client status sshd")
     assert "Status for the jail: sshd" in status
-    controller = sh(lab, "echo $SSH_CONNECTION").split()[0]  # the Docker network's gateway, as the host sees it
-    ignored = sh(lab, "sudo fail2ban-client get sshd ignoreip")
+    controller = sh(lab, HOST, "echo $SSH_CONNECTION").split()[0]  # the Docker network's gateway, as the host sees it
+    ignored = sh(lab, HOST, "sudo fail2ban-client get sshd ignoreip")
     for address in ("127.0.0.0/8", "::1", controller):
         assert address in ignored, ignored
 
     # Failed logins from the controller's address are seen by the jail, and ignored.
     def ignores():
-        return int(sh(lab, f"sudo grep -c 'Ignore {controller} by ip' /var/log/fail2ban.log || true") or 0)
+        return int(sh(lab, HOST, f"sudo grep -c 'Ignore {controller} by ip' /var/log/fail2ban.log || true") or 0)
 
     before = ignores()
     for _attempt in range(7):  # more than maxretry (5)
@@ -153,17 +147,17 @@ def test_fail2ban_guards_sshd_and_never_bans_the_controller(lab, converged):
     while ignores() < before + 7:
         assert time.monotonic() < deadline, "fail2ban never saw the failed logins from the controller's address"
         time.sleep(1)
-    assert controller not in sh(lab, "sudo fail2ban-client status sshd").split("Banned IP list:")[1]
-    assert sh(lab, "id -un") == "debian"
+    assert controller not in sh(lab, HOST, "sudo fail2ban-client status sshd").split("Banned IP list:")[1]
+    assert sh(lab, HOST, "id -un") == "debian"
 
     # The same failures from an address that is not ignored get it banned. fail2ban ignores the host's own
     # addresses (ignoreself), so the host logs in to itself from a test address on its loopback (TEST-NET-2).
     attacker = "198.51.100.7"
 
     def banned():
-        return attacker in sh(lab, "sudo fail2ban-client status sshd").split("Banned IP list:")[1]
+        return attacker in sh(lab, HOST, "sudo fail2ban-client status sshd").split("Banned IP list:")[1]
 
-    sh(lab, f"sudo ip addr replace {attacker}/32 dev lo")
+    sh(lab, HOST, f"sudo ip addr replace {attacker}/32 dev lo")
     try:
         deadline = time.monotonic() + 60
         while not banned():
@@ -171,33 +165,33 @@ def test_fail2ban_guards_sshd_and_never_bans_the_controller(lab, converged):
             # A ban can land mid-login; then the client would wait for ever on a dropped connection.
             lab.ssh(HOST, f"timeout 10 ssh -b {attacker} -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
                           f"-o ConnectTimeout=3 nosuchuser@{attacker} true")
-        assert attacker in sh(lab, "sudo nft list table inet f2b-table")
+        assert attacker in sh(lab, HOST, "sudo nft list table inet f2b-table")
         refused = lab.ssh(HOST, f"timeout 10 ssh -b {attacker} -o BatchMode=yes -o ConnectTimeout=3 debian@{attacker} true")
         assert "Connection refused" in refused.stderr or "timed out" in refused.stderr, refused.stderr
     finally:
         lab.ssh(HOST, f"sudo fail2ban-client set sshd unbanip {attacker}; sudo ip addr del {attacker}/32 dev lo")
-    assert not banned() and sh(lab, "id -un") == "debian"
+    assert not banned() and sh(lab, HOST, "id -un") == "debian"
 
 
 def test_non_exclusive_keys_allow_lists_and_full_sudo(lab, converged, base, key):
-    sh(lab, f"echo '{OTHER_KEY}' | sudo tee -a /home/{USER}/.ssh/authorized_keys >/dev/null")
+    sh(lab, HOST, f"echo '{OTHER_KEY}' | sudo tee -a /home/{USER}/.ssh/authorized_keys >/dev/null")
     settings = {**base, "access_deploy_keys_exclusive": False, "access_deploy_sudo": "full",
                 "access_sshd_allow_users": ["debian", "deploy"], "access_sshd_allow_groups": ["debian", "deploy"]}
     try:
         result, recap = converge(lab, settings)
         assert result.returncode == 0, result.stdout[-3000:]
-        lines = sh(lab, f"sudo cat /home/{USER}/.ssh/authorized_keys").splitlines()
+        lines = sh(lab, HOST, f"sudo cat /home/{USER}/.ssh/authorized_keys").splitlines()
         assert lines == [key["public"], OTHER_KEY]
-        effective = set(sh(lab, "sudo sshd -T").splitlines())
+        effective = set(sh(lab, HOST, "sudo sshd -T").splitlines())
         assert {"allowusers debian", "allowusers deploy", "allowgroups debian", "allowgroups deploy"} <= effective
         full = ssh_as(lab, USER, key["private"], "sudo -n /bin/sh -c 'id -u'")
         assert full.returncode == 0 and full.stdout.strip() == "0", full.stderr
-        assert sh(lab, "id -un") == "debian"
+        assert sh(lab, HOST, "id -un") == "debian"
     finally:
         result, recap = converge(lab, base)
         assert result.returncode == 0, result.stdout[-3000:]
-    assert sh(lab, f"sudo cat /home/{USER}/.ssh/authorized_keys").splitlines() == [key["public"]]
-    assert not [line for line in sh(lab, "sudo sshd -T").splitlines() if line.startswith(("allowusers", "allowgroups"))]
+    assert sh(lab, HOST, f"sudo cat /home/{USER}/.ssh/authorized_keys").splitlines() == [key["public"]]
+    assert not [line for line in sh(lab, HOST, "sudo sshd -T").splitlines() if line.startswith(("allowusers", "allowgroups"))]
     refused = ssh_as(lab, USER, key["private"], "sudo -n /bin/sh -c 'id -u'")
     assert refused.returncode != 0 and "password is required" in refused.stderr
 
@@ -209,29 +203,29 @@ def state(lab):
 
 def test_a_setting_sshd_refuses_changes_nothing(lab, converged, base):
     before = state(lab)
-    pid = sh(lab, "systemctl show -p MainPID --value ssh")
+    pid = sh(lab, HOST, "systemctl show -p MainPID --value ssh")
     result, _recap = converge(lab, {**base, "access_deploy_user": "seedops-nobody",
                                     "access_sshd_options": {"MaxSessions": "lots", "LogLevel": "VERBOSE"}})
     assert result.returncode != 0
     assert "the new sshd settings failed their check" in result.stdout
     assert f"the new {DROPIN} line" in result.stdout and "MaxSessions integer value invalid" in result.stdout
     assert state(lab) == before
-    assert sh(lab, "systemctl show -p MainPID --value ssh") == pid and sh(lab, "systemctl is-active ssh") == "active"
-    assert "maxsessions 10" in sh(lab, "sudo sshd -T").splitlines()
-    assert sh(lab, "id -un") == "debian"  # a new login
+    assert sh(lab, HOST, "systemctl show -p MainPID --value ssh") == pid and sh(lab, HOST, "systemctl is-active ssh") == "active"
+    assert "maxsessions 10" in sh(lab, HOST, "sudo sshd -T").splitlines()
+    assert sh(lab, HOST, "id -un") == "debian"  # a new login
 
     # A drop-in sorted before the role's sets PasswordAuthentication first: sshd -t accepts the candidate, but sshd -T
     # shows the setting would not be in force.
     early = "/etc/ssh/sshd_config.d/00-a-early.conf"
-    sh(lab, f"echo 'PasswordAuthentication yes' | sudo tee {early} >/dev/null")
+    sh(lab, HOST, f"echo 'PasswordAuthentication yes' | sudo tee {early} >/dev/null")
     try:
         result, _recap = converge(lab, {**base, "access_sshd_max_auth_tries": 5})
     finally:
-        sh(lab, f"sudo rm -f {early}")
+        sh(lab, HOST, f"sudo rm -f {early}")
     assert result.returncode != 0
     assert 'sshd would run with "passwordauthentication yes", not "passwordauthentication no"' in result.stdout
     assert "a file sorted before 00-seedops-access.conf in /etc/ssh/sshd_config.d" in result.stdout
-    assert state(lab) == before and "maxauthtries 4" in sh(lab, "sudo sshd -T").splitlines()
+    assert state(lab) == before and "maxauthtries 4" in sh(lab, HOST, "sudo sshd -T").splitlines()
 
 
 def test_allow_lists_refusing_the_login_user_stop_before_any_change(lab, converged, base):
@@ -255,14 +249,13 @@ def test_allow_lists_refusing_the_login_user_stop_before_any_change(lab, converg
     assert "Ansible logs in as the deploy user debian, and access_deploy_sudo limited would take away the become" in out
     assert "Ansible logs in as the deploy user debian with the key SHA256:" in out and "would remove" in out
     assert state(lab) == before and digest(lab, "/etc/sudoers.d/seedops-access-debian") == "absent"
-    assert sh(lab, "id -un") == "debian"
-    assert sh(lab, "id -un") == "debian"
+    assert sh(lab, HOST, "id -un") == "debian"
 
 
 def test_bad_input_is_listed_at_once_and_changes_nothing(lab, converged, base):
     before = state(lab)
     # An sshd_config without the Include of sshd_config.d (sshd is not reloaded, so it keeps running as it was).
-    sh(lab, "sudo sed -i.access-test 's|^Include /etc/ssh/sshd_config.d/|#&|' /etc/ssh/sshd_config")
+    sh(lab, HOST, "sudo sed -i.access-test 's|^Include /etc/ssh/sshd_config.d/|#&|' /etc/ssh/sshd_config")
     try:
         result, _recap = converge(lab, {**base, "access_deploy_user": "seedops-nobody",
                                         "access_deploy_keys": ["ssh-ed25519 not-a-key"],
@@ -270,7 +263,7 @@ def test_bad_input_is_listed_at_once_and_changes_nothing(lab, converged, base):
                                         "access_sshd_options": {"Port": 2222, "AuthenticationMethods": "password"},
                                         "access_fail2ban_bantime": "one hour"})
     finally:
-        sh(lab, "sudo mv /etc/ssh/sshd_config.access-test /etc/ssh/sshd_config")
+        sh(lab, HOST, "sudo mv /etc/ssh/sshd_config.access-test /etc/ssh/sshd_config")
     assert result.returncode != 0
     out = result.stdout
     for fragment in ("access_deploy_keys has entries that are not one OpenSSH public key line",
@@ -279,7 +272,7 @@ def test_bad_input_is_listed_at_once_and_changes_nothing(lab, converged, base):
                      "/etc/ssh/sshd_config does not include /etc/ssh/sshd_config.d/*.conf"):
         assert fragment in out, fragment
     assert state(lab) == before
-    assert "passwordauthentication no" in sh(lab, "sudo sshd -T").splitlines()
+    assert "passwordauthentication no" in sh(lab, HOST, "sudo sshd -T").splitlines()
 
     result, _recap = converge(lab, {**base, "access_test_os_family": "Gentoo"})
     assert result.returncode != 0

@@ -10,17 +10,13 @@ import uuid
 
 import pytest
 
-from conftest import MODULE_ENV, REPO_ROOT, module_command, parse_module_output, run_playbook, run_module
+from conftest import (MODULE_ENV, REPO_ROOT, copy_to, file_sha256, module_command, parse_module_output, run_module, run_playbook,
+                      sh)
 
 pytestmark = pytest.mark.lab
 
 WEB = "/srv/artifacts"
 BIG_MB = 48
-
-
-def sha256_file(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +27,7 @@ def repo(lab, app_packages, tmp_path_factory):
     assert result.returncode == 0 and recap["repo1"]["failed"] == 0, result.stdout[-3000:]
     local = app_packages["1.0.0"]
     name = os.path.basename(local)
-    digest = sha256_file(local)
+    digest = file_sha256(local)
     work = tmp_path_factory.mktemp("repo")
     flipped = bytearray(open(local, "rb").read())
     flipped[len(flipped) // 2] ^= 0x01
@@ -49,8 +45,7 @@ def repo(lab, app_packages, tmp_path_factory):
     dirs = " ".join(sorted({f"{WEB}/{os.path.dirname(rel)}" for rel in files}))
     assert lab.ssh("repo1", f"sudo mkdir -p {dirs}").returncode == 0
     for rel, src in files.items():
-        r = run_module(lab, "repo1", "ansible.builtin.copy", {"src": src, "dest": f"{WEB}/{rel}", "mode": "0644"})
-        assert r["_status"] in ("SUCCESS", "CHANGED"), r
+        copy_to(lab, "repo1", src, f"{WEB}/{rel}", mode="0644")
     big = lab.ssh("repo1", f"sudo mkdir -p {WEB}/slow && (test -s {WEB}/slow/big.bin || sudo sh -c "
                            f"'head -c {BIG_MB}M /dev/urandom > {WEB}/slow/big.bin') && sha256sum {WEB}/slow/big.bin")
     assert big.returncode == 0, big.stderr
@@ -68,12 +63,6 @@ def store(lab):
 
 def art(lab, host, check=False, diff=False, **args):
     return run_module(lab, host, "seedops.deploy.artifact", args, check=check, diff=diff)
-
-
-def sh(lab, host, command):
-    r = lab.ssh(host, command)
-    assert r.returncode == 0, f"{command}: {r.stdout}{r.stderr}"
-    return r.stdout.strip()
 
 
 def store_listing(lab, host, store):
@@ -114,7 +103,7 @@ def test_basic_auth_wrong_credentials_and_404(lab, repo, store):
     assert "not-the-password" not in bad["_stdout"] + bad["_stderr"]
     inline = url.replace("http://", "http://deploy:not-the-password@")
     bad2 = art(lab, "app2", url=inline, checksum="sha256:" + repo["digest"], store=store + "2")
-    assert "HTTP 401" in bad2["msg"] and "not-the-password" not in bad2["msg"]
+    assert bad2["_status"] == "FAILED!" and "HTTP 401" in bad2["msg"] and "not-the-password" not in bad2["msg"]
     missing = art(lab, "app2", url=f"{repo['base']}/app/9.9.9/nothing.tar.gz", checksum="sha256:" + repo["digest"],
                   store=store + "2")
     assert missing["_status"] == "FAILED!" and "HTTP 404 not found" in missing["msg"]
@@ -172,8 +161,9 @@ def test_push_to_every_app_host_then_rerun_moves_nothing(lab, repo, store):
     assert sum(not again[h]["digest_cached"] for h in hosts) == 1
     check = run_module(lab, "app", "seedops.deploy.artifact", {**args, "store": store + "-new"}, check=True,
                        hosts=hosts)
-    assert all(check[h]["changed"] and check[h]["bytes_transferred"] == 0 for h in hosts)
-    assert store_listing(lab, "app1", store + "-new") == ""
+    assert all(check[h]["changed"] and check[h]["bytes_transferred"] == 0 for h in hosts), check
+    for host in hosts:
+        assert sh(lab, host, f"sudo test -e {store}-new && echo yes || echo no") == "no", f"check mode wrote on {host}"
 
 
 def _downloader_pid(lab, host):

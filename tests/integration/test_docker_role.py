@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import run_module, run_playbook
+from conftest import copy_to, flat, refused, run_playbook, sh
 
 pytestmark = pytest.mark.lab
 
@@ -23,24 +23,13 @@ DAEMON_JSON = {
 }
 
 
-def sh(lab, command):
-    r = lab.ssh(HOST, command)
-    assert r.returncode == 0, f"{command}: {r.stdout}{r.stderr}"
-    return r.stdout.strip()
-
-
 def play(lab, *args):
     return run_playbook(PLAYBOOK, lab.inventory, "-e", f"target_hosts={HOST}", *args)
 
 
-def flat(result):
-    """The run's output with line breaks undone (the YAML callback folds long messages)."""
-    return " ".join(result.stdout.split())
-
-
 def daemon_json_state(lab):
     """The file's checksum, the engine's state and the files beside daemon.json."""
-    return sh(lab, "sha256sum /etc/docker/daemon.json; systemctl is-active docker; ls /etc/docker")
+    return sh(lab, HOST, "sha256sum /etc/docker/daemon.json; systemctl is-active docker; ls /etc/docker")
 
 
 @pytest.fixture(scope="module")
@@ -58,40 +47,38 @@ def test_converged_host_reruns_and_checks_without_changes(lab, docker):
 
 
 def test_daemon_json_is_written_and_in_effect(lab, docker):
-    assert json.loads(sh(lab, "cat /etc/docker/daemon.json")) == DAEMON_JSON
-    assert sh(lab, "stat -c '%a %U' /etc/docker/daemon.json") == "644 root"
-    info = json.loads(sh(lab, "sudo docker info --format '{{json .}}'"))
+    assert json.loads(sh(lab, HOST, "cat /etc/docker/daemon.json")) == DAEMON_JSON
+    assert sh(lab, HOST, "stat -c '%a %U' /etc/docker/daemon.json") == "644 root"
+    info = json.loads(sh(lab, HOST, "sudo docker info --format '{{json .}}'"))
     assert info["Driver"] == "vfs"
     assert info["LoggingDriver"] == "json-file"
     assert info["LiveRestoreEnabled"] is True
     assert info["RegistryConfig"]["Mirrors"] == ["http://repo1.invalid:5000/"]
-    assert sh(lab, "systemctl is-enabled docker; systemctl is-active docker") == "enabled\nactive"
+    assert sh(lab, HOST, "systemctl is-enabled docker; systemctl is-active docker") == "enabled\nactive"
 
 
 def test_user_in_docker_group_and_python_sdk(lab, docker):
-    assert "docker" in sh(lab, "id -nG debian").split()
+    assert "docker" in sh(lab, HOST, "id -nG debian").split()
     # A new SSH login has the group: the engine answers without sudo.
-    assert sh(lab, "docker version --format '{{.Server.Version}}'").startswith("20.10")
-    assert sh(lab, "python3 -c 'import docker; print(docker.from_env().version()[\"Version\"])'").startswith("20.10")
+    assert sh(lab, HOST, "docker version --format '{{.Server.Version}}'").startswith("20.10")
+    assert sh(lab, HOST, "python3 -c 'import docker; print(docker.from_env().version()[\"Version\"])'").startswith("20.10")
 
 
 def test_runs_a_locally_imported_image(lab, docker, app_packages):
     # The sample service's package is a tree with one static binary: a rootfs good enough to import.
-    r = run_module(lab, HOST, "ansible.builtin.copy",
-                   {"src": app_packages["1.0.0"], "dest": "/var/tmp/seedops-docker-test.tar.gz", "mode": "0644"})
-    assert r["_status"] in ("SUCCESS", "CHANGED"), r
-    sh(lab, f"docker rm -f {CONTAINER} >/dev/null 2>&1; docker rmi -f {IMAGE} >/dev/null 2>&1; "
-            f"docker import /var/tmp/seedops-docker-test.tar.gz {IMAGE}")
-    assert sh(lab, f"docker run --rm {IMAGE} /bin/seedops-app -version") == "1.0.0 linux/amd64"
+    copy_to(lab, HOST, app_packages["1.0.0"], "/var/tmp/seedops-docker-test.tar.gz", mode="0644")
+    sh(lab, HOST, f"docker rm -f {CONTAINER} >/dev/null 2>&1; docker rmi -f {IMAGE} >/dev/null 2>&1; "
+                  f"docker import /var/tmp/seedops-docker-test.tar.gz {IMAGE}")
+    assert sh(lab, HOST, f"docker run --rm {IMAGE} /bin/seedops-app -version") == "1.0.0 linux/amd64"
     # A long-running container on the engine's bridge network, its port published on the host, with the log
     # options of daemon.json.
     try:
-        sh(lab, f"docker run -d --name {CONTAINER} -p 127.0.0.1:18080:8080 {IMAGE} /bin/seedops-app")
-        body = sh(lab, "for i in $(seq 50); do python3 -c \"import urllib.request as u; "
-                       "print(u.urlopen('http://127.0.0.1:18080/version', timeout=2).read().decode())\" "
-                       "2>/dev/null && exit 0; sleep 0.2; done; exit 1")
+        sh(lab, HOST, f"docker run -d --name {CONTAINER} -p 127.0.0.1:18080:8080 {IMAGE} /bin/seedops-app")
+        body = sh(lab, HOST, "for i in $(seq 50); do python3 -c \"import urllib.request as u; "
+                             "print(u.urlopen('http://127.0.0.1:18080/version', timeout=2).read().decode())\" "
+                             "2>/dev/null && exit 0; sleep 0.2; done; exit 1")
         assert json.loads(body)["version"] == "1.0.0"
-        log_config = json.loads(sh(lab, f"docker inspect --format '{{{{json .HostConfig.LogConfig}}}}' {CONTAINER}"))
+        log_config = json.loads(sh(lab, HOST, f"docker inspect --format '{{{{json .HostConfig.LogConfig}}}}' {CONTAINER}"))
         assert log_config == {"Type": "json-file", "Config": {"compress": "true", "max-file": "2", "max-size": "5m"}}
     finally:
         lab.ssh(HOST, f"docker rm -f {CONTAINER}; docker rmi {IMAGE}; rm -f /var/tmp/seedops-docker-test.tar.gz")
@@ -99,22 +86,16 @@ def test_runs_a_locally_imported_image(lab, docker, app_packages):
 
 def test_unsupported_os_family_fails_first(lab, docker):
     before = daemon_json_state(lab)
-    result, recap = play(lab, "-e", "docker_test_os_family=Gentoo", "-e", '{"docker_daemon_extra": {"debug": true}}')
-    assert result.returncode != 0 and recap[HOST]["changed"] == 0
-    assert "does not support the OS family Gentoo" in flat(result)
-    assert "supported: Debian, RedHat" in flat(result)
+    refused(*play(lab, "-e", "docker_test_os_family=Gentoo", "-e", '{"docker_daemon_extra": {"debug": true}}'), HOST,
+            "the docker role does not support the OS family Gentoo", "supported: Debian, RedHat")
     assert daemon_json_state(lab) == before
 
 
 def test_bad_settings_fail_clearly_and_change_nothing(lab, docker):
     before = daemon_json_state(lab)
-    result, recap = play(lab, "-e", '{"docker_daemon_extra": ["live-restore"]}')
-    assert result.returncode != 0 and recap[HOST]["changed"] == 0
-    assert "docker_daemon_extra" in flat(result) and "dict" in flat(result)
-    result, recap = play(lab, "-e", '{"docker_users": ["debian", "no-such-user"], "docker_log_max_size": "5 MB"}')
-    assert result.returncode != 0 and recap[HOST]["changed"] == 0
-    assert "docker_users: no such user on the host: no-such-user" in flat(result)
-    assert "docker_log_max_size must be a number" in flat(result)
+    refused(*play(lab, "-e", '{"docker_daemon_extra": ["live-restore"]}'), HOST, "docker_daemon_extra", "dict")
+    refused(*play(lab, "-e", '{"docker_users": ["debian", "no-such-user"], "docker_log_max_size": "5 MB"}'), HOST,
+            "docker_users: no such user on the host: no-such-user", "docker_log_max_size must be a number")
     assert daemon_json_state(lab) == before
 
 
@@ -122,9 +103,9 @@ def test_option_dockerd_refuses_is_rolled_back(lab, docker):
     before = daemon_json_state(lab)
     result, recap = play(lab, "-e", '{"docker_daemon_extra": {"live-restore": true, "no-such-option": 1}}')
     assert result.returncode != 0 and recap[HOST]["failed"] == 1
-    assert "dockerd refused the new /etc/docker/daemon.json" in flat(result)
-    assert "no-such-option" in flat(result)
-    assert "The previous daemon.json was put back and the engine runs with it again" in flat(result)
+    out = flat(result)
+    assert "dockerd refused the new /etc/docker/daemon.json" in out and "no-such-option" in out
+    assert "The previous daemon.json was put back and the engine runs with it again" in out
     # Same file as before, engine up, no backup left behind.
     assert daemon_json_state(lab) == before
-    assert json.loads(sh(lab, "sudo docker info --format '{{json .}}'"))["Driver"] == "vfs"
+    assert json.loads(sh(lab, HOST, "sudo docker info --format '{{json .}}'"))["Driver"] == "vfs"

@@ -11,7 +11,7 @@ import shlex
 
 import pytest
 
-from conftest import run_playbook
+from conftest import flat, refused, run_playbook, sh
 
 pytestmark = pytest.mark.lab
 
@@ -31,34 +31,23 @@ CLEANUP = {
 }
 
 
-def sh(lab, command):
-    r = lab.ssh(HOST, command)
-    assert r.returncode == 0, f"{command}: {r.stdout}{r.stderr}"
-    return r.stdout.strip()
-
-
 def play(lab, *args, extra=None):
     more = ["-e", json.dumps(extra)] if extra else []
     return run_playbook(PLAYBOOK, lab.inventory, "-e", f"target_hosts={HOST}", *more, *args)
 
 
-def flat(result):
-    """The run's output with line breaks undone (the YAML callback folds long messages)."""
-    return " ".join(result.stdout.split())
-
-
 def host_state(lab):
     """What a failed run must leave as it was."""
-    return sh(lab, "sudo sha256sum /etc/environment /etc/hosts /etc/timezone /etc/sysctl.d/90-seedops.conf "
-                   f"{ENV_FILE}; readlink /etc/localtime; /sbin/sysctl -n net.core.somaxconn")
+    return sh(lab, HOST, "sudo sha256sum /etc/environment /etc/hosts /etc/timezone /etc/sysctl.d/90-seedops.conf "
+                         f"{ENV_FILE}; readlink /etc/localtime; /sbin/sysctl -n net.core.somaxconn")
 
 
 @pytest.fixture(scope="module")
 def env_config(lab):
-    sysctl_before = {k: sh(lab, f"/sbin/sysctl -n {k}").replace("\t", " ") for k in SYSCTLS}
-    sh(lab, "mountpoint -q /proc/sys/net || { sudo mount --bind /proc/sys/net /proc/sys/net && "
-            "sudo mount -o remount,bind,rw /proc/sys/net; }")
-    sh(lab, f"grep -qx {FOREIGN_LINE} /etc/environment || echo {FOREIGN_LINE} | sudo tee -a /etc/environment")
+    sysctl_before = {k: sh(lab, HOST, f"/sbin/sysctl -n {k}").replace("\t", " ") for k in SYSCTLS}
+    sh(lab, HOST, "mountpoint -q /proc/sys/net || { sudo mount --bind /proc/sys/net /proc/sys/net && "
+                  "sudo mount -o remount,bind,rw /proc/sys/net; }")
+    sh(lab, HOST, f"grep -qx {FOREIGN_LINE} /etc/environment || echo {FOREIGN_LINE} | sudo tee -a /etc/environment")
     result, recap = play(lab)
     assert result.returncode == 0 and recap[HOST]["failed"] == 0, result.stdout[-4000:]
     assert SECRET not in result.stdout + result.stderr
@@ -83,17 +72,17 @@ def test_rerun_and_check_mode_change_nothing(lab, env_config):
 
 
 def test_environment_and_env_files(lab, env_config):
-    environment = sh(lab, "cat /etc/environment").splitlines()
+    environment = sh(lab, HOST, "cat /etc/environment").splitlines()
     assert 'SEEDOPS_ENVTEST="hello world"' in environment and FOREIGN_LINE in environment
     # A new login gets it (pam_env).
-    assert sh(lab, 'echo "$SEEDOPS_ENVTEST"') == "hello world"
-    assert sh(lab, f"sudo stat -c '%a %U %G' {ENV_FILE}") == "640 root adm"
-    assert sh(lab, "stat -c '%a %U %G' /etc/seedops-envtest.public") == "644 root root"
-    lines = sh(lab, f"sudo cat {ENV_FILE}").splitlines()[1:]
+    assert sh(lab, HOST, 'echo "$SEEDOPS_ENVTEST"') == "hello world"
+    assert sh(lab, HOST, f"sudo stat -c '%a %U %G' {ENV_FILE}") == "640 root adm"
+    assert sh(lab, HOST, "stat -c '%a %U %G' /etc/seedops-envtest.public") == "644 root root"
+    lines = sh(lab, HOST, f"sudo cat {ENV_FILE}").splitlines()[1:]
     assert lines == [f'API_TOKEN="{SECRET}"', 'GREETING="say \\"hi\\" to $HOME"', 'PORT="8080"']
     # systemd reads it as written (EnvironmentFile=): quotes undone, no $ expansion.
-    out = sh(lab, f"sudo systemd-run --quiet --pipe --wait -p EnvironmentFile={ENV_FILE} /usr/bin/printenv GREETING "
-                  "API_TOKEN PORT")
+    out = sh(lab, HOST, f"sudo systemd-run --quiet --pipe --wait -p EnvironmentFile={ENV_FILE} /usr/bin/printenv GREETING "
+                        "API_TOKEN PORT")
     assert out.splitlines() == ['say "hi" to $HOME', SECRET, "8080"]
 
 
@@ -103,7 +92,7 @@ def test_secrets_never_printed_even_with_diff_and_verbose(lab, env_config):
     assert result.returncode == 0 and recap[HOST]["changed"] == 1, result.stdout[-3000:]
     assert SECRET not in result.stdout + result.stderr
     assert changed_secret not in result.stdout + result.stderr
-    assert f'API_TOKEN="{changed_secret}"' in sh(lab, f"sudo cat {ENV_FILE}")
+    assert f'API_TOKEN="{changed_secret}"' in sh(lab, HOST, f"sudo cat {ENV_FILE}")
     result, recap = play(lab, "--diff")
     assert result.returncode == 0 and recap[HOST]["changed"] == 1
     assert SECRET not in result.stdout + result.stderr and changed_secret not in result.stdout + result.stderr
@@ -111,27 +100,27 @@ def test_secrets_never_printed_even_with_diff_and_verbose(lab, env_config):
 
 def test_sysctl_values(lab, env_config):
     for key, value in SYSCTLS.items():
-        assert sh(lab, f"/sbin/sysctl -n {key}").split() == value.split()
-    assert sh(lab, "cat /etc/sysctl.d/90-seedops.conf").splitlines()[1:] == [
+        assert sh(lab, HOST, f"/sbin/sysctl -n {key}").split() == value.split()
+    assert sh(lab, HOST, "cat /etc/sysctl.d/90-seedops.conf").splitlines()[1:] == [
         "net.core.somaxconn = 8192", "net.ipv4.ip_local_port_range = 20000 60999"]
 
 
 def test_limits(lab, env_config):
-    assert sh(lab, "cat /etc/security/limits.d/90-seedops.conf").splitlines()[-1] == "debian soft nofile 4096"
-    assert sh(lab, "ulimit -Sn") == "4096"  # a new login, through pam_limits
-    show = sh(lab, "systemctl show -p DefaultLimitNOFILE -p DefaultLimitNOFILESoft").splitlines()
+    assert sh(lab, HOST, "cat /etc/security/limits.d/90-seedops.conf").splitlines()[-1] == "debian soft nofile 4096"
+    assert sh(lab, HOST, "ulimit -Sn") == "4096"  # a new login, through pam_limits
+    show = sh(lab, HOST, "systemctl show -p DefaultLimitNOFILE -p DefaultLimitNOFILESoft").splitlines()
     assert sorted(show) == ["DefaultLimitNOFILE=524288", "DefaultLimitNOFILESoft=65536"]
 
 
 def test_timezone_and_hosts(lab, env_config):
-    assert sh(lab, "readlink /etc/localtime") == "/usr/share/zoneinfo/Europe/Berlin"
-    assert sh(lab, "cat /etc/timezone") == "Europe/Berlin"
-    assert sh(lab, "date +%Z") in ("CET", "CEST")
-    assert sh(lab, "getent hosts seedops-envtest").split() == ["10.11.12.13", "seedops-envtest.example",
-                                                               "seedops-envtest"]
+    assert sh(lab, HOST, "readlink /etc/localtime") == "/usr/share/zoneinfo/Europe/Berlin"
+    assert sh(lab, HOST, "cat /etc/timezone") == "Europe/Berlin"
+    assert sh(lab, HOST, "date +%Z") in ("CET", "CEST")
+    assert sh(lab, HOST, "getent hosts seedops-envtest").split() == ["10.11.12.13", "seedops-envtest.example",
+                                                                     "seedops-envtest"]
     # Written in place: still Docker's bind-mounted file, with Docker's own entries.
-    assert sh(lab, "findmnt -rn -o TARGET /etc/hosts") == "/etc/hosts"
-    assert sh(lab, "getent hosts $(hostname)").split()[1] == HOST
+    assert sh(lab, HOST, "findmnt -rn -o TARGET /etc/hosts") == "/etc/hosts"
+    assert sh(lab, HOST, "getent hosts $(hostname)").split()[1] == HOST
 
 
 def test_bad_input_fails_once_and_changes_nothing(lab, env_config):
@@ -142,37 +131,29 @@ def test_bad_input_fails_once_and_changes_nothing(lab, env_config):
         "env_config_hosts": [{"ip": "10.0.0.300", "names": ["seedops-envtest"]}],
         "env_config_resolvers": ["10.0.0.2"],
     })
-    assert result.returncode != 0 and recap[HOST]["changed"] == 0
-    out = flat(result)
-    assert "env_config_sysctl: unknown key net.core.no_such_key (no /proc/sys/net/core/no_such_key" in out
-    assert 'env_config_timezone: unknown time zone "Mars/Olympus_Mons"' in out
-    assert 'env_config_hosts[0]: "10.0.0.300" is not an IP address' in out
-    assert "env_config_resolvers: /etc/resolv.conf is a mount point (the container runtime provides it)" in out
-    assert "Nothing was changed" in out
+    refused(result, recap, HOST,
+            "env_config_sysctl: unknown key net.core.no_such_key (no /proc/sys/net/core/no_such_key",
+            'env_config_timezone: unknown time zone "Mars/Olympus_Mons"',
+            'env_config_hosts[0]: "10.0.0.300" is not an IP address',
+            "env_config_resolvers: /etc/resolv.conf is a mount point (the container runtime provides it)",
+            "Nothing was changed")
     assert host_state(lab) == before
 
-    result, recap = play(lab, extra={"env_config_limits": [{"domain": "*", "type": "medium", "item": "nofile",
-                                                            "value": "1"}]})
-    assert result.returncode != 0 and recap[HOST]["changed"] == 0
-    assert "medium" in flat(result) and "soft, hard, -" in flat(result)
-
-    result, recap = play(lab, "-e", "env_test_os_family=Gentoo", extra={"env_config_timezone": "Etc/UTC"})
-    assert result.returncode != 0 and recap[HOST]["changed"] == 0
-    assert "the env_config role does not support the OS family Gentoo" in flat(result)
-    assert "supported: Debian, RedHat" in flat(result)
+    refused(*play(lab, extra={"env_config_limits": [{"domain": "*", "type": "medium", "item": "nofile", "value": "1"}]}),
+            HOST, "medium", "soft, hard, -")
+    refused(*play(lab, "-e", "env_test_os_family=Gentoo", extra={"env_config_timezone": "Etc/UTC"}), HOST,
+            "the env_config role does not support the OS family Gentoo", "supported: Debian, RedHat")
     assert host_state(lab) == before
 
 
 def test_read_only_sysctl_fails_clearly(lab, env_config):
     before = host_state(lab)
-    sh(lab, "sudo umount /proc/sys/net")  # as Docker has it: read-only
+    sh(lab, HOST, "sudo umount /proc/sys/net")  # as Docker has it: read-only
     try:
-        result, recap = play(lab, extra={"env_config_sysctl": {**SYSCTLS, "net.core.somaxconn": 4096}})
-        assert result.returncode != 0 and recap[HOST]["changed"] == 0
-        out = flat(result)
-        assert "env_config_sysctl: net.core.somaxconn cannot be set on this host" in out
-        assert "set env_config_sysctl_apply=false to only write /etc/sysctl.d/90-seedops.conf" in out
+        out = refused(*play(lab, extra={"env_config_sysctl": {**SYSCTLS, "net.core.somaxconn": 4096}}), HOST,
+                      "env_config_sysctl: net.core.somaxconn cannot be set on this host",
+                      "set env_config_sysctl_apply=false to only write /etc/sysctl.d/90-seedops.conf")
         assert "ip_local_port_range cannot" not in out  # already has its value: nothing to write
         assert host_state(lab) == before
     finally:
-        sh(lab, "sudo mount --bind /proc/sys/net /proc/sys/net && sudo mount -o remount,bind,rw /proc/sys/net")
+        sh(lab, HOST, "sudo mount --bind /proc/sys/net /proc/sys/net && sudo mount -o remount,bind,rw /proc/sys/net")

@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from conftest import run_module, run_playbook
+from conftest import copy_to, run_module, run_playbook, sh
 
 pytestmark = pytest.mark.lab
 
@@ -34,13 +34,21 @@ def member(lab, check=False, **args):
     return run_module(lab, "lb1", "seedops.deploy.lb_member", {"backend": "app", **args}, check=check)
 
 
+def checks_enabled(lab, server):
+    """Whether HAProxy on lb1 runs the server's health checks (srv_check_state bit 0x04, CHK_ST_ENABLED)."""
+    state = sh(lab, "lb1", "echo 'show servers state app' | sudo python3 -c \"import socket,sys; s=socket.socket(socket.AF_UNIX); "
+                           "s.connect('/run/haproxy/admin.sock'); s.sendall(sys.stdin.read().encode()); "
+                           "print(s.makefile().read())\"")
+    row = next(line.split() for line in state.splitlines() if f" {server} " in line)
+    return bool(int(row[13]) & 0x04)
+
+
 @pytest.fixture(scope="module")
 def fleet(lab, app_packages):
     result, recap = run_playbook("tests/integration/playbooks/app_service.yml", lab.inventory, "-e", "target_hosts=app")
     assert result.returncode == 0, result.stdout[-3000:]
     for host in APPS:
-        r = run_module(lab, host, "ansible.builtin.copy", {"src": app_packages["2.0.0"], "dest": "/var/tmp/app-2.0.0.tar.gz"})
-        assert r["_status"] in ("SUCCESS", "CHANGED"), r
+        copy_to(lab, host, app_packages["2.0.0"], "/var/tmp/app-2.0.0.tar.gz")
         r = run_module(lab, host, "seedops.deploy.release",
                        {"path": BASE, "release_id": "2.0.0", "src": "/var/tmp/app-2.0.0.tar.gz", "state": "active"})
         assert r["_status"] in ("SUCCESS", "CHANGED"), r
@@ -63,8 +71,8 @@ def fleet(lab, app_packages):
 def test_the_role_balances_over_every_app_host_and_is_idempotent(lab, fleet):
     assert hosts_answering(fleet) == set(APPS)
     result, recap = run_playbook("tests/integration/playbooks/lb.yml", lab.inventory)
-    assert recap["lb1"]["changed"] == 0, result.stdout[-2000:]
-    cfg = lab.ssh("lb1", "cat /etc/haproxy/haproxy.cfg").stdout
+    assert result.returncode == 0 and recap["lb1"]["changed"] == 0, result.stdout[-2000:]
+    cfg = sh(lab, "lb1", "cat /etc/haproxy/haproxy.cfg")
     for host in APPS:
         assert f"server {host} {lab.host(host)['address']}:8080 check" in cfg
 
@@ -89,6 +97,7 @@ def test_drain_waits_for_in_flight_requests_then_takes_no_new_ones(lab, fleet):
     assert "app1" not in hosts_answering(fleet, 6), "check mode changed nothing"
     m = member(lab, server="app1", state="maint")
     assert m["state"] == "maint" and m["previous_state"] == "drain"
+    assert "app1" not in hosts_answering(fleet, 6)
     back = member(lab, server="app1", state="ready")
     assert back["changed"] and back["state"] == "ready"
     assert hosts_answering(fleet) == set(APPS)
@@ -100,21 +109,20 @@ def test_weight_for_a_canary_share(lab, fleet):
     assert "app1" not in hosts_answering(fleet, 12)
     assert not member(lab, server="app1", weight=0)["changed"]
     assert member(lab, server="app1", weight=1)["weight"] == 1
+    assert hosts_answering(fleet) == set(APPS)
 
 
 def test_health_checks_off_and_on(lab, fleet):
     check = member(lab, check=True, server="app2", checks="disabled")
     assert check["changed"] and check["checks"] == "disabled" and check["previous_checks"] == "enabled"
-    state = lab.ssh("lb1", "echo 'show servers state app' | sudo python3 -c \"import socket,sys; s=socket.socket(socket.AF_UNIX); "
-                           "s.connect('/run/haproxy/admin.sock'); s.sendall(sys.stdin.read().encode()); "
-                           "print(s.makefile().read())\"").stdout
-    app2 = next(line.split() for line in state.splitlines() if " app2 " in line)
-    assert int(app2[13]) & 0x04, "check mode left the checks on"
+    assert checks_enabled(lab, "app2"), "check mode left the checks on"
     off = member(lab, server="app2", checks="disabled")
     assert off["changed"] and off["checks"] == "disabled" and off["state"] == "ready"
+    assert not checks_enabled(lab, "app2")
     assert not member(lab, server="app2", checks="disabled")["changed"]
     on = member(lab, server="app2", checks="enabled")
     assert on["changed"] and on["checks"] == "enabled"
+    assert checks_enabled(lab, "app2")
     assert hosts_answering(fleet) == set(APPS)
 
 

@@ -1,7 +1,6 @@
 """seedops.deploy.release and release_info on a lab host: the whole cycle with idempotent reruns,
 refusals that change nothing, pruning, the deploy lock under concurrency, and SIGKILL mid-unpack."""
 
-import hashlib
 import io
 import json
 import os
@@ -12,7 +11,7 @@ import uuid
 
 import pytest
 
-from conftest import MODULE_ENV, REPO_ROOT, module_command, parse_module_output, run_module
+from conftest import MODULE_ENV, REPO_ROOT, copy_to, file_sha256, flat, module_command, parse_module_output, run_module, sh
 
 pytestmark = pytest.mark.lab
 
@@ -20,21 +19,15 @@ HOST = "app2"
 REMOTE_PKG = "/var/tmp/seedops-test"
 
 
-def sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 @pytest.fixture(scope="module")
 def packages(lab, app_packages):
     """The sample service's packages copied to the host: {version: (remote path, sha256)}."""
     remote = {}
-    sh(lab, f"sudo install -d -m 0777 {REMOTE_PKG}")
+    sh(lab, HOST, f"sudo install -d -m 0777 {REMOTE_PKG}")
     for version, local in app_packages.items():
         dest = f"{REMOTE_PKG}/app-{version}.tar.gz"
-        r = run_module(lab, HOST, "ansible.builtin.copy", {"src": local, "dest": dest, "mode": "0644"})
-        assert r["_status"] in ("SUCCESS", "CHANGED"), r
-        remote[version] = (dest, sha256(local))
+        copy_to(lab, HOST, local, dest, mode="0644")
+        remote[version] = (dest, file_sha256(local))
     return remote
 
 
@@ -49,14 +42,8 @@ def release(lab, base, check=False, diff=False, **args):
     return run_module(lab, HOST, "seedops.deploy.release", {"path": base, **args}, check=check, diff=diff)
 
 
-def sh(lab, command):
-    r = lab.ssh(HOST, command)
-    assert r.returncode == 0, f"{command}: {r.stdout}{r.stderr}"
-    return r.stdout.strip()
-
-
 def record(lab, base, rid):
-    return json.loads(sh(lab, f"cat {base}/releases/{rid}.json"))
+    return json.loads(sh(lab, HOST, f"cat {base}/releases/{rid}.json"))
 
 
 def test_stage_activate_rollback_cycle_with_idempotent_reruns(lab, packages, base):
@@ -66,15 +53,15 @@ def test_stage_activate_rollback_cycle_with_idempotent_reruns(lab, packages, bas
     r = release(lab, base, release_id="1.0.0", src=v1, state="staged", shared=["logs"])
     assert r["changed"] and r["staged"] and not r["switched"], r
     assert r["digest"] == "sha256:" + d1
-    assert sh(lab, f"test -e {base}/current && echo yes || echo no") == "no", "staging must not make anything live"
-    assert sh(lab, f"readlink {base}/releases/1.0.0/logs") == "../../shared/logs"
+    assert sh(lab, HOST, f"test -e {base}/current && echo yes || echo no") == "no", "staging must not make anything live"
+    assert sh(lab, HOST, f"readlink {base}/releases/1.0.0/logs") == "../../shared/logs"
     again = release(lab, base, release_id="1.0.0", src=v1, state="staged", shared=["logs"])
     assert not again["changed"] and not again["staged"], again
 
     r = release(lab, base, release_id="1.0.0", state="active")
     assert r["changed"] and r["switched"] and r["current"] == "1.0.0" and r["previous"] is None
-    assert sh(lab, f"readlink {base}/current") == "releases/1.0.0"
-    assert sh(lab, f"{base}/current/bin/seedops-app -version") == "1.0.0 linux/amd64"
+    assert sh(lab, HOST, f"readlink {base}/current") == "releases/1.0.0"
+    assert sh(lab, HOST, f"{base}/current/bin/seedops-app -version") == "1.0.0 linux/amd64"
     assert not release(lab, base, release_id="1.0.0", state="active")["changed"]
     assert not release(lab, base, release_id="1.0.0", state="active", check=True)["changed"]
 
@@ -83,7 +70,7 @@ def test_stage_activate_rollback_cycle_with_idempotent_reruns(lab, packages, bas
     assert r["changed"] and r["record"]["digest"] == "sha256:" + d2
     r = release(lab, base, release_id="2.0.0", state="active", check=True, diff=True)
     assert r["changed"] and '-    "current": "1.0.0"' in r["_stdout"] and '+    "current": "2.0.0"' in r["_stdout"]
-    assert sh(lab, f"readlink {base}/current") == "releases/1.0.0"
+    assert sh(lab, HOST, f"readlink {base}/current") == "releases/1.0.0"
     r = release(lab, base, release_id="2.0.0", state="active")
     assert r["changed"] and r["previous"] == "1.0.0" and r["current"] == "2.0.0"
     assert record(lab, base, "1.0.0")["state"] == "previous"
@@ -93,7 +80,7 @@ def test_stage_activate_rollback_cycle_with_idempotent_reruns(lab, packages, bas
     # Roll v2 back: to v1 by the records; v2 marked failed; a rerun changes nothing.
     r = release(lab, base, release_id="2.0.0", state="rolled_back")
     assert r["changed"] and r["current"] == "1.0.0" and r["rolled_back_to"] == "1.0.0", r
-    assert sh(lab, f"{base}/current/bin/seedops-app -version") == "1.0.0 linux/amd64"
+    assert sh(lab, HOST, f"{base}/current/bin/seedops-app -version") == "1.0.0 linux/amd64"
     assert record(lab, base, "2.0.0")["state"] == "failed"
     assert record(lab, base, "1.0.0")["state"] == "active"
     assert not release(lab, base, release_id="2.0.0", state="rolled_back")["changed"]
@@ -102,25 +89,25 @@ def test_stage_activate_rollback_cycle_with_idempotent_reruns(lab, packages, bas
     # Activate v2 again (a fixed environment, say): it goes live and v1 is the rollback target again.
     r = release(lab, base, release_id="2.0.0", state="active")
     assert r["changed"] and r["current"] == "2.0.0"
-    assert sh(lab, f"{base}/current/bin/seedops-app -version") == "2.0.0 linux/amd64"
+    assert sh(lab, HOST, f"{base}/current/bin/seedops-app -version") == "2.0.0 linux/amd64"
     assert not release(lab, base, release_id="2.0.0", state="active")["changed"]
 
     info = run_module(lab, HOST, "seedops.deploy.release_info", {"path": base})
     assert info["current"] == "2.0.0" and info["rollback_target"] == "1.0.0" and info["lock"] is None
     assert {x["id"]: x["state"] for x in info["releases"]} == {"1.0.0": "previous", "2.0.0": "active"}
     assert [x["id"] for x in info["releases"] if x["current"]] == ["2.0.0"]
-    assert sh(lab, f"ls -A {base}/releases | grep -c '^\\.' || true") == "0", "no staging or temp leftovers"
+    assert sh(lab, HOST, f"ls -A {base}/releases | grep -c '^\\.' || true") == "0", "no staging or temp leftovers"
 
 
 def test_same_id_with_another_artifact_is_refused(lab, packages, base):
     v1 = packages["1.0.0"][0]
     v2, d2 = packages["2.0.0"]
     release(lab, base, release_id="1.0.0", src=v1, state="active")
-    before = sh(lab, f"find {base}/releases -printf '%p %s\\n' | sort")
+    before = sh(lab, HOST, f"find {base}/releases -printf '%p %s\\n' | sort")
     r = release(lab, base, release_id="1.0.0", src=v2, state="staged")
     assert r["_status"].startswith("FAILED")
     assert "already staged with sha256:" in r["msg"] and d2 in r["msg"] and "new release_id" in r["msg"]
-    assert sh(lab, f"find {base}/releases -printf '%p %s\\n' | sort") == before
+    assert sh(lab, HOST, f"find {base}/releases -printf '%p %s\\n' | sort") == before
 
 
 def test_digest_mismatch_stages_nothing(lab, packages, base):
@@ -129,8 +116,8 @@ def test_digest_mismatch_stages_nothing(lab, packages, base):
     r = release(lab, base, release_id="1.0.0", src=v1, digest=wrong, state="active")
     assert r["_status"].startswith("FAILED")
     assert f"expected {wrong}" in r["msg"] and d1 in r["msg"] and "Nothing was staged" in r["msg"]
-    assert sh(lab, f"ls -A {base}/releases") == ""
-    assert sh(lab, f"test -e {base}/current && echo yes || echo no") == "no"
+    assert sh(lab, HOST, f"ls -A {base}/releases") == ""
+    assert sh(lab, HOST, f"test -e {base}/current && echo yes || echo no") == "no"
     bad = release(lab, base, release_id="1.0.0", src=v1, digest="md5:abc", state="staged")
     assert bad["_status"].startswith("FAILED") and "unknown algorithm 'md5'" in bad["msg"]
     for rid in ("../x", ".hidden", "a/b"):
@@ -153,17 +140,17 @@ def test_malicious_archive_is_refused_on_the_host(lab, packages, base, tmp_path)
                 info.type = tarfile.DIRTYPE if kind == "dir" else tarfile.SYMTYPE
                 info.linkname = target or ""
                 tar.addfile(info)
-    run_module(lab, HOST, "ansible.builtin.copy", {"src": str(evil), "dest": f"{REMOTE_PKG}/evil.tar.gz"})
+    copy_to(lab, HOST, evil, f"{REMOTE_PKG}/evil.tar.gz")
     r = release(lab, base, release_id="evil", src=f"{REMOTE_PKG}/evil.tar.gz", state="active")
     assert r["_status"].startswith("FAILED")
     assert "refused to stage evil" in r["msg"] and "'esc'" in r["msg"] and "leaves the release" in r["msg"]
-    assert sh(lab, f"ls -A {base}/releases") == "1.0.0\n1.0.0.json"
-    assert sh(lab, f"readlink {base}/current") == "releases/1.0.0"
-    assert sh(lab, f"test -e {base}/pwned -o -e /srv/pwned && echo yes || echo no") == "no"
+    assert sh(lab, HOST, f"ls -A {base}/releases") == "1.0.0\n1.0.0.json"
+    assert sh(lab, HOST, f"readlink {base}/current") == "releases/1.0.0"
+    assert sh(lab, HOST, f"test -e {base}/pwned -o -e /srv/pwned && echo yes || echo no") == "no"
 
 
 def test_pruning_keeps_the_right_releases_with_failed_ones_present(lab, base):
-    sh(lab, f"for i in 1 2 3 4 5 6; do echo r$i > {REMOTE_PKG}/r$i.txt; done")
+    sh(lab, HOST, f"for i in 1 2 3 4 5 6; do echo r$i > {REMOTE_PKG}/r$i.txt; done")
     for i in range(1, 6):
         r = release(lab, base, release_id=f"r{i}", src=f"{REMOTE_PKG}/r{i}.txt", file_name="payload",
                     format="file", state="active")
@@ -176,17 +163,17 @@ def test_pruning_keeps_the_right_releases_with_failed_ones_present(lab, base):
     # failed r5 is among the two newest overall (r6, r5) and stays for inspection; r1, r2 go.
     check = release(lab, base, keep=2, release_id="r4", state="active", check=True)
     assert not check["switched"] and sorted(check["pruned"]) == ["r1", "r2"]
-    assert sh(lab, f"ls {base}/releases | grep -v json | sort | tr '\\n' ' '") == "r1 r2 r3 r4 r5 r6"
+    assert sh(lab, HOST, f"ls {base}/releases | grep -v json | sort | tr '\\n' ' '") == "r1 r2 r3 r4 r5 r6"
     r = release(lab, base, keep=2, release_id="r4", state="active")
     assert sorted(r["pruned"]) == ["r1", "r2"] and r["changed"]
-    assert sh(lab, f"ls {base}/releases | sort | tr '\\n' ' '") == \
+    assert sh(lab, HOST, f"ls {base}/releases | sort | tr '\\n' ' '") == \
         "r3 r3.json r4 r4.json r5 r5.json r6 r6.json"
     assert not release(lab, base, keep=2, release_id="r4", state="active")["changed"]
     # keep=1: r6 is the newest healthy, r4 live, r3 the rollback target; failed r5 is no longer among the
     # newest one overall, so it goes.
     r = release(lab, base, keep=1, release_id="r4", state="active")
     assert r["pruned"] == ["r5"]
-    assert sh(lab, f"cat {base}/current/payload") == "r4"
+    assert sh(lab, HOST, f"cat {base}/current/payload") == "r4"
 
 
 HOLD_LOCK = """
@@ -202,7 +189,7 @@ time.sleep(float(sys.argv[2]))
 
 def test_the_deploy_lock_waits_then_names_the_holder(lab, packages, base):
     v1 = packages["1.0.0"][0]
-    sh(lab, f"sudo mkdir -p {base}")
+    sh(lab, HOST, f"sudo mkdir -p {base}")
     ssh = ["ssh", "-F", f"{lab.state_dir}/ssh_config", "-o", "BatchMode=yes", HOST,
            f"sudo python3 -c '{HOLD_LOCK}' {base}/.lock 15"]
     holder = subprocess.Popen(ssh, stdout=subprocess.PIPE, text=True)
@@ -211,7 +198,7 @@ def test_the_deploy_lock_waits_then_names_the_holder(lab, packages, base):
         r = release(lab, base, release_id="1.0.0", src=v1, state="staged", lock_timeout=1)
         assert r["_status"].startswith("FAILED")
         assert "held by test-holder (pid" in r["msg"] and "lock_timeout" in r["msg"]
-        assert sh(lab, f"ls -A {base}/releases 2>/dev/null || true") == ""
+        assert sh(lab, HOST, f"ls -A {base}/releases 2>/dev/null || true") == ""
         info = run_module(lab, HOST, "seedops.deploy.release_info", {"path": base})
         assert info["lock"]["owner"] == "test-holder"
         r = release(lab, base, release_id="1.0.0", src=v1, state="staged", lock_timeout=60)
@@ -233,16 +220,16 @@ def test_concurrent_runs_on_one_host_both_land(lab, packages, base):
     assert sum(1 for r in results if r["lock_wait"] > 0) <= 1
     for version in ("1.0.0", "2.0.0"):
         assert record(lab, base, version)["state"] == "staged"
-        assert sh(lab, f"{base}/releases/{version}/bin/seedops-app -version") == f"{version} linux/amd64"
+        assert sh(lab, HOST, f"{base}/releases/{version}/bin/seedops-app -version") == f"{version} linux/amd64"
 
 
 def test_sigkill_mid_unpack_then_a_rerun_converges(lab, packages, base):
     v1 = packages["1.0.0"][0]
     release(lab, base, release_id="1.0.0", src=v1, state="active")
     # A large, slow-to-unpack artifact made on the host (random data: gzip cannot shrink it).
-    sh(lab, f"test -s {REMOTE_PKG}/big.tar.gz || (mkdir -p {REMOTE_PKG}/big && "
-            f"head -c 400M /dev/urandom > {REMOTE_PKG}/big/blob && "
-            f"tar -C {REMOTE_PKG}/big -czf {REMOTE_PKG}/big.tar.gz . && rm -rf {REMOTE_PKG}/big)")
+    sh(lab, HOST, f"test -s {REMOTE_PKG}/big.tar.gz || (mkdir -p {REMOTE_PKG}/big && "
+                  f"head -c 400M /dev/urandom > {REMOTE_PKG}/big/blob && "
+                  f"tar -C {REMOTE_PKG}/big -czf {REMOTE_PKG}/big.tar.gz . && rm -rf {REMOTE_PKG}/big)")
     cmd = module_command(lab, HOST, "seedops.deploy.release",
                          {"path": base, "release_id": "big", "src": f"{REMOTE_PKG}/big.tar.gz", "state": "active"})
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -256,20 +243,20 @@ def test_sigkill_mid_unpack_then_a_rerun_converges(lab, packages, base):
                           ).stdout.strip()
             time.sleep(0.05)
         assert pid, "the module never started unpacking"
-        sh(lab, f"sudo kill -9 {pid}")
+        sh(lab, HOST, f"sudo kill -9 {pid}")
         proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
     # Killed mid-unpack: current still the old, complete release; no half release anywhere live.
-    assert sh(lab, f"readlink {base}/current") == "releases/1.0.0"
-    assert sh(lab, f"{base}/current/bin/seedops-app -version") == "1.0.0 linux/amd64"
-    assert sh(lab, f"test -e {base}/releases/big && echo yes || echo no") == "no"
-    assert sh(lab, f"ls -d {base}/releases/.staging-big-* | wc -l") == "1"
+    assert sh(lab, HOST, f"readlink {base}/current") == "releases/1.0.0"
+    assert sh(lab, HOST, f"{base}/current/bin/seedops-app -version") == "1.0.0 linux/amd64"
+    assert sh(lab, HOST, f"test -e {base}/releases/big && echo yes || echo no") == "no"
+    assert sh(lab, HOST, f"ls -d {base}/releases/.staging-big-* | wc -l") == "1"
     # The rerun takes over the lock of the dead holder, clears its leftovers and converges.
     rerun = release(lab, base, release_id="big", src=f"{REMOTE_PKG}/big.tar.gz", state="active")
     assert rerun["changed"] and rerun["current"] == "big", rerun
-    warnings = " ".join(rerun["_stderr"].split())
+    warnings = flat(rerun["_stderr"])
     assert "left by an interrupted run" in warnings and "which is gone" in warnings
-    assert sh(lab, f"ls -A {base}/releases | grep -c '^\\.' || true") == "0"
+    assert sh(lab, HOST, f"ls -A {base}/releases | grep -c '^\\.' || true") == "0"
     assert not release(lab, base, release_id="big", src=f"{REMOTE_PKG}/big.tar.gz", state="active")["changed"]

@@ -1,6 +1,5 @@
 """The sample service, built by its build script and run as a real process on 127.0.0.1."""
 
-import hashlib
 import json
 import os
 import signal
@@ -14,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, file_sha256
 
 APP_DIR = os.path.join(REPO_ROOT, "tests", "fixtures", "app")
 ELF_MACHINE = {"amd64": 62, "arm64": 183}
@@ -72,7 +71,7 @@ def test_packages_and_checksums(dist):
     sums = dict(reversed(line.split("  ")) for line in (dist / "SHA256SUMS").read_text().splitlines())
     assert set(sums) == {"seedops-app-1.2.3-linux-amd64.tar.gz", "seedops-app-1.2.3-linux-arm64.tar.gz"}
     for name, digest in sums.items():
-        assert hashlib.sha256((dist / name).read_bytes()).hexdigest() == digest
+        assert file_sha256(dist / name) == digest
         with tarfile.open(dist / name) as tar:
             assert sorted(tar.getnames()) == ["VERSION", "bin", "bin/seedops-app"]
             assert tar.extractfile("VERSION").read() == b"1.2.3\n"

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import run_module, run_playbook
+from conftest import copy_to, run_module, run_playbook, sh
 
 pytestmark = pytest.mark.lab
 
@@ -14,15 +14,9 @@ BASE = "/srv/seedops-app"
 HEALTH = {"url": "http://127.0.0.1:8080/healthz", "successes": 3, "interval": 0.3, "timeout": 20}
 
 
-def sh(lab, command):
-    r = lab.ssh(HOST, command)
-    assert r.returncode == 0, f"{command}: {r.stdout}{r.stderr}"
-    return r.stdout.strip()
-
-
 def version(lab):
-    return json.loads(sh(lab, "python3 -c \"import urllib.request as u; "
-                              "print(u.urlopen('http://127.0.0.1:8080/version').read().decode())\""))
+    return json.loads(sh(lab, HOST, "python3 -c \"import urllib.request as u; "
+                                    "print(u.urlopen('http://127.0.0.1:8080/version').read().decode())\""))
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +28,7 @@ def service(lab, app_packages):
     assert result.returncode == 0, result.stdout[-3000:]
     assert "do-not-print-me" not in result.stdout + result.stderr
     for v in ("1.0.0", "2.0.0", "3.0.0"):
-        r = run_module(lab, HOST, "ansible.builtin.copy", {"src": app_packages[v], "dest": f"/var/tmp/app-{v}.tar.gz"})
-        assert r["_status"] in ("SUCCESS", "CHANGED"), r
+        copy_to(lab, HOST, app_packages[v], f"/var/tmp/app-{v}.tar.gz")
     yield
     lab.ssh(HOST, "sudo systemctl stop seedops-app")
 
@@ -43,14 +36,14 @@ def service(lab, app_packages):
 def test_role_is_idempotent_and_writes_a_private_env_file(lab, service):
     result, recap = run_playbook("tests/integration/playbooks/app_service.yml", lab.inventory,
                                  "-e", f"target_hosts={HOST}", "-e", "app_api_token=do-not-print-me")
-    assert recap[HOST]["changed"] == 0, result.stdout[-2000:]
+    assert result.returncode == 0 and recap[HOST]["changed"] == 0, result.stdout[-2000:]
     check, recap = run_playbook("tests/integration/playbooks/app_service.yml", lab.inventory, "--check",
                                 "-e", f"target_hosts={HOST}", "-e", "app_api_token=do-not-print-me")
-    assert recap[HOST]["changed"] == 0
-    assert sh(lab, "sudo stat -c '%a %U %G' /etc/seedops-app/env") == "640 root seedops-app"
-    env = sh(lab, "sudo cat /etc/seedops-app/env")
+    assert check.returncode == 0 and recap[HOST]["changed"] == 0, check.stdout[-2000:]
+    assert sh(lab, HOST, "sudo stat -c '%a %U %G' /etc/seedops-app/env") == "640 root seedops-app"
+    env = sh(lab, HOST, "sudo cat /etc/seedops-app/env")
     assert 'API_TOKEN="do-not-print-me"' in env and 'PORT="8080"' in env
-    unit = sh(lab, "systemctl show seedops-app -p NoNewPrivileges -p ProtectSystem -p PrivateTmp -p User")
+    unit = sh(lab, HOST, "systemctl show seedops-app -p NoNewPrivileges -p ProtectSystem -p PrivateTmp -p User")
     assert set(unit.splitlines()) == {"NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes",
                                       "User=seedops-app"}
 
@@ -74,7 +67,7 @@ def test_restart_into_releases_behind_a_health_gate_and_roll_back_a_broken_one(l
     assert r["changed"] and r["healthy"] and not r["rolled_back"], r
     assert r["health"]["consecutive"] == 3 and r["release"] == "1.0.0"
     assert version(lab)["version"] == "1.0.0"
-    assert sh(lab, "systemctl is-enabled seedops-app") == "enabled"
+    assert sh(lab, HOST, "systemctl is-enabled seedops-app") == "enabled"
 
     release("2.0.0")
     r = restart()
@@ -90,14 +83,14 @@ def test_restart_into_releases_behind_a_health_gate_and_roll_back_a_broken_one(l
     assert "the service is healthy in 2.0.0" in r["msg"]
     assert r["rollback_health"]["healthy"]
     assert version(lab)["version"] == "2.0.0"
-    assert sh(lab, f"readlink {BASE}/current") == "releases/2.0.0"
-    assert json.loads(sh(lab, f"cat {BASE}/releases/3.0.0.json"))["state"] == "failed"
+    assert sh(lab, HOST, f"readlink {BASE}/current") == "releases/2.0.0"
+    assert json.loads(sh(lab, HOST, f"cat {BASE}/releases/3.0.0.json"))["state"] == "failed"
     info = run_module(lab, HOST, "seedops.deploy.release_info", {"path": BASE})
     assert info["current"] == "2.0.0" and info["rollback_target"] == "1.0.0"
 
 
 def test_reload_changes_config_without_a_new_process(lab, service):
-    if sh(lab, "systemctl is-active seedops-app || true") != "active":
+    if sh(lab, HOST, "systemctl is-active seedops-app || true") != "active":
         pytest.skip("needs the service from the restart test")
     before = version(lab)
     result, _recap = run_playbook("tests/integration/playbooks/app_service.yml", lab.inventory,
@@ -111,7 +104,7 @@ def test_reload_changes_config_without_a_new_process(lab, service):
 
 
 def test_health_check_from_the_lb_and_a_failing_one(lab, service):
-    if sh(lab, "systemctl is-active seedops-app || true") != "active":
+    if sh(lab, HOST, "systemctl is-active seedops-app || true") != "active":
         pytest.skip("needs the service from the restart test")
     address = lab.host(HOST)["address"]
     r = run_module(lab, "lb1", "seedops.deploy.health_check",

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO_ROOT, VENV_BIN, run_playbook
+from conftest import REPO_ROOT, VENV_BIN, flat, run_playbook, sh
 
 pytestmark = pytest.mark.lab
 
@@ -24,7 +24,7 @@ def test_site_from_checkout_succeeds_then_changes_nothing(lab, demo_packages):
         assert f"{h['name']} ({h['group']}): linux/amd64, Debian 12" in first.stdout
 
     for host in ("app1", "app2", "app3"):
-        assert lab.ssh(host, "readlink /srv/seedops-app/current").stdout.strip() == "releases/1.0.0"
+        assert sh(lab, host, "readlink /srv/seedops-app/current") == "releases/1.0.0"
 
     second, recap2 = run_playbook("playbooks/site.yml", lab.inventory, *V1)
     assert second.returncode == 0, second.stdout[-3000:]
@@ -34,6 +34,7 @@ def test_site_from_checkout_succeeds_then_changes_nothing(lab, demo_packages):
 def test_site_in_check_mode_changes_nothing(lab):
     result, recap = run_playbook("playbooks/site.yml", lab.inventory, "--check", "--diff", *V1)
     assert result.returncode == 0, result.stdout[-3000:]
+    assert set(recap) == {h["name"] for h in lab.hosts}, recap
     assert all(r["changed"] == 0 and r["failed"] == 0 for r in recap.values()), recap
 
 
@@ -47,7 +48,7 @@ def test_preflight_lists_everything_missing_at_once(lab):
     )
     assert result.returncode != 0
     assert recap["app1"]["failed"] == 1
-    out = " ".join(result.stdout.split())
+    out = flat(result)
     assert "app1 is not fit to deploy to:" in out
     for fragment in ("need at least 4096", "need at least 99999999 MiB", "OS family: Debian, supported: RedHat",
                      "time sync: the clock is not synchronised (timedatectl NTPSynchronized=no)",
