@@ -30,6 +30,10 @@ ARGUMENT_SPEC = dict(
     timeout=dict(type="float", default=60),
     request_timeout=dict(type="float", default=5),
 )
+# An HTTP check needs url, a TCP check port.
+REQUIRED_ONE_OF = [("url", "port")]
+# The same options as one dict option (staged_restart's `health`).
+DICT_OPTION = dict(type="dict", required=True, options=ARGUMENT_SPEC, required_one_of=REQUIRED_ONE_OF)
 
 
 def probe_from(params):
@@ -117,3 +121,16 @@ def describe(report):
         else:
             parts.append(seen.get("error") or "ok")
     return "; ".join(parts)
+
+
+def check(params):
+    """health_check's whole job for the options of ARGUMENT_SPEC: (report, None) when the target became
+    healthy, (report, why not) when it did not."""
+    if params["successes"] < 1:
+        return {"healthy": False, "attempts": 0, "consecutive": 0, "elapsed": 0, "responses": []}, "successes must be 1 or more"
+    report = wait_healthy(probe_from(params), params["successes"], params["interval"], params["timeout"])
+    if report["healthy"]:
+        return report, None
+    return report, "%s is not healthy: %d of %d consecutive successes after %.1f s (%d probes); last: %s" % (
+        target(params), report["consecutive"], params["successes"], report["elapsed"], report["attempts"],
+        describe(report))

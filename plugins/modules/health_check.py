@@ -16,49 +16,6 @@ description:
   - "Runs wherever the task runs - on the service's host (C(http://127.0.0.1:PORT/healthz)), on the load balancer
     (C(delegate_to)), or on the controller (C(delegate_to: localhost))."
   - Changes nothing, so it runs in check mode too.
-options:
-  url:
-    description: HTTP(S) URL to GET. Give this or O(port).
-    type: str
-  status_code:
-    description: Status codes that count as healthy.
-    type: list
-    elements: int
-    default: [200]
-  body_regex:
-    description: A regular expression the response body must match to count as healthy.
-    type: str
-  headers:
-    description: Extra request headers.
-    type: dict
-    default: {}
-  validate_certs:
-    description: Verify TLS certificates.
-    type: bool
-    default: true
-  host:
-    description: Host for a TCP check (with O(port)).
-    type: str
-    default: 127.0.0.1
-  port:
-    description: TCP port to connect to (a TCP check; ignored when O(url) is given).
-    type: int
-  successes:
-    description: Consecutive successful probes needed.
-    type: int
-    default: 3
-  interval:
-    description: Seconds between probes.
-    type: float
-    default: 0.5
-  timeout:
-    description: Seconds to wait in all before failing.
-    type: float
-    default: 60
-  request_timeout:
-    description: Seconds to wait for one probe.
-    type: float
-    default: 5
 attributes:
   check_mode:
     support: full
@@ -70,6 +27,7 @@ attributes:
     platforms: posix
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - seedops.deploy.health
 seealso:
   - module: seedops.deploy.staged_restart
   - module: ansible.builtin.uri
@@ -104,8 +62,12 @@ attempts:
   description: Probes made.
   returned: always
   type: int
+consecutive:
+  description: Successful probes in a row at the end (O(successes) when it passed).
+  returned: always
+  type: int
 elapsed:
-  description: Seconds spent.
+  description: Seconds from the first probe until it passed or gave up.
   returned: always
   type: float
 responses:
@@ -121,19 +83,10 @@ from ansible_collections.seedops.deploy.plugins.module_utils import _health
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=_health.ARGUMENT_SPEC,
-        required_one_of=[("url", "port")],
-        supports_check_mode=True,
-    )
-    p = module.params
-    if p["successes"] < 1:
-        module.fail_json(msg="successes must be 1 or more")
-    report = _health.wait_healthy(_health.probe_from(p), p["successes"], p["interval"], p["timeout"])
-    if not report["healthy"]:
-        module.fail_json(msg="%s is not healthy: %d of %d consecutive successes after %.1f s (%d probes); last: %s"
-                         % (_health.target(p), report["consecutive"], p["successes"], report["elapsed"], report["attempts"],
-                            _health.describe(report)), changed=False, **report)
+    module = AnsibleModule(argument_spec=_health.ARGUMENT_SPEC, required_one_of=_health.REQUIRED_ONE_OF, supports_check_mode=True)
+    report, problem = _health.check(module.params)
+    if problem:
+        module.fail_json(msg=problem, changed=False, **report)
     module.exit_json(changed=False, **report)
 
 

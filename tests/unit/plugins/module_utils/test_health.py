@@ -1,12 +1,19 @@
 """Health probes against a real HTTP server on 127.0.0.1, and the waiting logic on a fake clock."""
 
 import http.server
+import json
 import socket
 import threading
 
 import pytest
+import yaml
 
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.seedops.deploy.plugins.doc_fragments.health import ModuleDocFragment
 from ansible_collections.seedops.deploy.plugins.module_utils import _health
+from ansible_collections.seedops.deploy.plugins.modules import health_check
 
 
 class Clock:
@@ -85,3 +92,82 @@ def test_tcp_probe(base):
 def test_describe():
     report = {"responses": [{"status": 503, "body": "draining"}, {"error": "connection refused"}]}
     assert _health.describe(report) == "HTTP 503 'draining'; connection refused"
+
+
+def params(**kw):
+    p = {name: spec.get("default") for name, spec in _health.ARGUMENT_SPEC.items()}
+    p.update(kw)
+    return p
+
+
+def test_check_healthy_and_not(base):
+    url, port = base
+    report, problem = _health.check(params(url=url + "/ok", successes=2, interval=0.01, timeout=2))
+    assert problem is None and report["healthy"] and report["attempts"] == 2
+    report, problem = _health.check(params(url=url + "/down", successes=1, interval=0.02, timeout=0.2))
+    assert not report["healthy"] and report["attempts"] >= 2
+    assert problem.startswith(url + "/down is not healthy: 0 of 1 consecutive successes after")
+    last = "; ".join(["HTTP 503 'draining'"] * min(3, report["attempts"]))
+    assert problem.endswith("(%d probes); last: %s" % (report["attempts"], last))
+    report, problem = _health.check(params(port=port, successes=1, timeout=1))
+    assert problem is None and report["responses"][-1]["connected"]
+
+
+def test_check_refuses_zero_successes():
+    report, problem = _health.check(params(url="http://127.0.0.1:9/", successes=0))
+    assert problem == "successes must be 1 or more" and not report["healthy"] and report["attempts"] == 0
+
+
+def test_dict_option_needs_url_or_port_and_fills_defaults():
+    validator = ArgumentSpecValidator({"health": _health.DICT_OPTION})
+    bad = validator.validate({"health": {"successes": 2}})
+    assert "one of the following is required: url, port found in health" in " ".join(bad.error_messages)
+    assert validator.validate({}).error_messages == ["missing required arguments: health"]
+    good = validator.validate({"health": {"port": 8080}})
+    assert not good.error_messages
+    assert good.validated_parameters["health"] == params(port=8080)
+
+
+def spec_of_docs(options):
+    return {name: (o["type"], o.get("elements"), o.get("default")) for name, o in options.items()}
+
+
+def test_doc_fragment_documents_exactly_the_argument_spec():
+    spec = {name: (s["type"], s.get("elements"), s.get("default")) for name, s in _health.ARGUMENT_SPEC.items()}
+    top = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
+    assert spec_of_docs(top) == spec
+    nested = yaml.safe_load(ModuleDocFragment.SUBOPTIONS)["options"]
+    assert list(nested) == ["health"] and nested["health"]["type"] == "dict" and nested["health"]["required"]
+    assert spec_of_docs(nested["health"]["suboptions"]) == spec
+    # references point at options that exist where the text ends up
+    assert "O(port)" in top["url"]["description"] and "O(health.port)" in nested["health"]["suboptions"]["url"]["description"]
+
+
+# the health_check module, end to end in this process
+
+
+def module_run(capsys, args):
+    with patch_module_args(args), pytest.raises(SystemExit) as exc:
+        health_check.main()
+    return exc.value.code, json.loads(capsys.readouterr().out)
+
+
+def test_module_healthy_with_a_body_match(base, capsys):
+    url, _port = base
+    code, out = module_run(capsys, {"url": url + "/ok", "body_regex": "version=2", "interval": 0.01})
+    assert code == 0 and out["healthy"] and not out["changed"] and out["attempts"] == 3
+
+
+def test_module_not_healthy_names_the_target_and_last_responses(base, capsys):
+    url, _port = base
+    code, out = module_run(capsys, {"url": url + "/down", "successes": 1, "interval": 0.05, "timeout": 0.2})
+    assert code == 1 and out["failed"] and not out["healthy"] and not out["changed"]
+    assert out["msg"].startswith(url + "/down is not healthy: 0 of 1 consecutive successes")
+    assert "last: HTTP 503 'draining'" in out["msg"]
+
+
+def test_module_needs_url_or_port_and_a_positive_successes(capsys):
+    code, out = module_run(capsys, {"successes": 2})
+    assert code == 1 and "one of the following is required: url, port" in out["msg"]
+    code, out = module_run(capsys, {"port": 9, "successes": 0})
+    assert code == 1 and out["msg"] == "successes must be 1 or more"
