@@ -12,6 +12,9 @@ import socket
 FMAINT = 0x01
 FDRAIN = 0x08
 CHK_ST_ENABLED = 0x04
+# srv_op_state: what HAProxy's health checks (or their absence) make of the server.
+SRV_ST_RUNNING = 2
+OP_STATES = {0: "down", 1: "starting", SRV_ST_RUNNING: "up", 3: "stopping"}
 
 
 class HAProxyError(Exception):
@@ -70,6 +73,11 @@ def admin_name(admin_state):
     return "ready"
 
 
+def op_name(op_state):
+    """'down', 'starting', 'up' or 'stopping' from srv_op_state."""
+    return OP_STATES.get(op_state, "unknown (%s)" % op_state)
+
+
 def checks_name(check_state):
     """'enabled' or 'disabled' from srv_check_state (CHK_ST_* bits)."""
     return "enabled" if check_state & CHK_ST_ENABLED else "disabled"
@@ -90,3 +98,19 @@ def check_answer(answer, what):
     text = answer.strip()
     if text and not text.lower().startswith(("done", "weight", "state")):
         raise HAProxyError("HAProxy refused %s: %s" % (what, text))
+
+
+def server_state(path, backend, server, timeout=5.0):
+    """One server's entry of `show servers state <backend>` (see parse_servers_state)."""
+    servers = parse_servers_state(command(path, "show servers state %s" % backend, timeout))
+    if (backend, server) not in servers:
+        names = sorted(s for b, s in servers if b == backend)
+        raise HAProxyError("HAProxy has no server %s in backend %s (it has: %s)"
+                           % (server, backend, ", ".join(names) or "no such backend"))
+    return servers[(backend, server)]
+
+
+def sessions(path, backend, server, timeout=5.0):
+    """The server's current sessions (scur of `show stat`); 0 when HAProxy does not list it."""
+    row = parse_stat(command(path, "show stat", timeout)).get((backend, server), {})
+    return int(row.get("scur") or 0)

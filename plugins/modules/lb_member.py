@@ -14,6 +14,8 @@ description:
   - Sets a server's administrative state in HAProxy over its runtime API (the admin stats socket) - V(drain)
     (no new connections; waits until its sessions reach zero), V(maint) (out of rotation), V(ready) (back in) - and
     its weight (for a canary share of traffic).
+  - With O(wait_up), V(ready) also waits until HAProxy's own health checks see the server up, so that it takes
+    traffic again before the task ends.
   - Runs on the load balancer, usually with C(delegate_to). Reads the state first; unchanged when it already is
     as asked. Check mode and diff mode.
   - With O(checks), turns the server's health checks off and on. While they are off, HAProxy keeps the server's
@@ -52,8 +54,21 @@ options:
     description: Seconds to wait for the sessions to reach zero before failing.
     type: float
     default: 60
+  wait_up:
+    description:
+      - With O(state=ready), wait until HAProxy's own health checks see the server operationally up (C(srv_op_state)
+        2 in C(show servers state)), so that it really takes traffic again - for example before the next host of a
+        rolling patch run is drained. Fails after O(up_timeout) seconds, naming the state HAProxy reports.
+      - A server whose health checks are disabled, or that has none, counts as up the same way (C(srv_op_state) 2).
+      - Ignored with other states; check mode does not wait.
+    type: bool
+    default: false
+  up_timeout:
+    description: Seconds to wait for the server to come up with O(wait_up) before failing.
+    type: float
+    default: 60
   poll_interval:
-    description: Seconds between session counts while waiting.
+    description: Seconds between reads (session counts, or the operational state) while waiting.
     type: float
     default: 0.25
 attributes:
@@ -90,6 +105,15 @@ EXAMPLES = r"""
     state: ready
   delegate_to: "{{ groups['lb'][0] }}"
 
+- name: Back into rotation after a reboot, and wait until HAProxy's health checks see it up
+  seedops.deploy.lb_member:
+    backend: app
+    server: "{{ inventory_hostname }}"
+    state: ready
+    wait_up: true
+    up_timeout: 60
+  delegate_to: "{{ groups['lb'][0] }}"
+
 - name: A canary share of traffic
   seedops.deploy.lb_member:
     backend: app
@@ -121,9 +145,18 @@ sessions:
   returned: always
   type: int
 waited:
-  description: Seconds spent waiting for sessions to drain.
+  description: Seconds spent waiting - for sessions to drain, or with O(wait_up) for the server to come up.
   returned: always
   type: float
+op_state:
+  description:
+    - The server's operational state as HAProxy sees it (its health checks) when the task ended - V(up) (takes
+      traffic when its administrative state allows), V(down), V(starting) (slow start) or V(stopping); from
+      C(srv_op_state) 2, 0, 1, 3 of C(show servers state).
+    - In check mode, the state before the task.
+  returned: always
+  type: str
+  sample: up
 checks:
   description: Whether the server's health checks are V(enabled) or V(disabled) after the task.
   returned: always
@@ -135,27 +168,11 @@ previous_checks:
   type: str
 """
 
-import time
-
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.seedops.deploy.plugins.module_utils import _haproxy as hap
-
-
-def read(module, p):
-    servers = hap.parse_servers_state(hap.command(p["socket"], "show servers state %s" % p["backend"]))
-    key = (p["backend"], p["server"])
-    if key not in servers:
-        names = sorted(s for b, s in servers if b == p["backend"])
-        module.fail_json(msg="HAProxy has no server %s in backend %s (it has: %s)"
-                         % (p["server"], p["backend"], ", ".join(names) or "no such backend"))
-    return servers[key]
-
-
-def sessions(p):
-    row = hap.parse_stat(hap.command(p["socket"], "show stat")).get((p["backend"], p["server"]), {})
-    return int(row.get("scur") or 0)
+from ansible_collections.seedops.deploy.plugins.module_utils import _lb
 
 
 def main():
@@ -169,53 +186,17 @@ def main():
             socket=dict(type="path", default="/run/haproxy/admin.sock"),
             wait=dict(type="bool", default=True),
             drain_timeout=dict(type="float", default=60),
+            wait_up=dict(type="bool", default=False),
+            up_timeout=dict(type="float", default=60),
             poll_interval=dict(type="float", default=0.25),
         ),
         required_one_of=[("state", "weight", "checks")],
         supports_check_mode=True,
     )
-    p = module.params
-    if p["weight"] is not None and not 0 <= p["weight"] <= 256:
-        module.fail_json(msg="weight must be from 0 to 256, got %d" % p["weight"])
-    target = "%s/%s" % (p["backend"], p["server"])
     try:
-        before = read(module, p)
-        result = {"changed": False, "previous_state": hap.admin_name(before["admin_state"]),
-                  "previous_weight": before["weight"], "previous_checks": hap.checks_name(before["check_state"]),
-                  "waited": 0.0}
-        state = p["state"] or result["previous_state"]
-        weight = p["weight"] if p["weight"] is not None else before["weight"]
-        commands = []
-        if state != result["previous_state"]:
-            commands.append("set server %s state %s" % (target, state))
-        if weight != before["weight"]:
-            commands.append("set server %s weight %d" % (target, weight))
-        checks = p["checks"] or result["previous_checks"]
-        if checks != result["previous_checks"]:
-            commands.append("%s health %s" % ("enable" if checks == "enabled" else "disable", target))
-        result["changed"] = bool(commands)
-        if module._diff and commands:
-            result["diff"] = {"before": {"state": result["previous_state"], "weight": before["weight"],
-                                         "checks": result["previous_checks"]},
-                              "after": {"state": state, "weight": weight, "checks": checks}}
-        if not module.check_mode:
-            for line in commands:
-                hap.check_answer(hap.command(p["socket"], line), line)
-            if p["wait"] and state in ("drain", "maint"):
-                started = time.monotonic()
-                current = sessions(p)
-                while current > 0 and time.monotonic() - started < p["drain_timeout"]:
-                    time.sleep(p["poll_interval"])
-                    current = sessions(p)
-                result["waited"] = round(time.monotonic() - started, 3)
-                if current > 0:
-                    module.fail_json(msg="%s still has %d sessions after %.0f s of %s (drain_timeout); it stays in %s"
-                                     % (target, current, p["drain_timeout"], state, state),
-                                     sessions=current, state=state, weight=weight, **result)
-            after = read(module, p)
-            state, weight = hap.admin_name(after["admin_state"]), after["weight"]
-            checks = hap.checks_name(after["check_state"])
-        result.update(state=state, weight=weight, checks=checks, sessions=sessions(p))
+        result = _lb.Member(module.params, check_mode=module.check_mode, diff=module._diff).run()
+    except _lb.LbError as exc:
+        module.fail_json(msg=exc.msg, **exc.result)
     except hap.HAProxyError as exc:
         module.fail_json(msg=to_native(exc))
     module.exit_json(**result)

@@ -77,3 +77,55 @@ def test_command_over_a_unix_socket(tmp_path):
     os.unlink(path)
     with pytest.raises(hap.HAProxyError, match="cannot talk to HAProxy's runtime API"):
         hap.command(path, "show stat")
+
+
+def test_op_names():
+    assert [hap.op_name(n) for n in (0, 1, 2, 3)] == ["down", "starting", "up", "stopping"]
+    assert hap.op_name(7) == "unknown (7)"
+
+
+@pytest.fixture
+def answering(tmp_path):
+    """A runtime API socket that answers each connection with the next of the given answers; yields the
+    socket's path and the lines it received."""
+    path = str(tmp_path / "admin.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(4)
+    got = []
+    threads = []
+
+    def start(*answers):
+        def serve():
+            for answer in answers:
+                conn, _addr = srv.accept()
+                with conn:
+                    got.append(conn.recv(1024).decode())
+                    conn.sendall(answer.encode())
+
+        threads.append(threading.Thread(target=serve, daemon=True))
+        threads[-1].start()
+        return path, got
+
+    yield start
+    for t in threads:
+        t.join(5)
+    srv.close()
+
+
+def test_server_state_of_one_server(answering):
+    path, got = answering(STATE_26, STATE_26, "Can't find backend.\n")
+    assert hap.server_state(path, "app", "app2") == {"admin_state": 0, "op_state": 2, "weight": 1,
+                                                     "address": "172.18.0.6", "check_state": 2}
+    with pytest.raises(hap.HAProxyError, match=r"no server app7 in backend app \(it has: app1, app2\)"):
+        hap.server_state(path, "app", "app7")
+    with pytest.raises(hap.HAProxyError, match=r"no server app1 in backend web \(it has: no such backend\)"):
+        hap.server_state(path, "web", "app1")
+    assert got == ["show servers state app\n", "show servers state app\n", "show servers state web\n"]
+
+
+def test_sessions_of_one_server(answering):
+    path, got = answering(STAT, STAT)
+    assert hap.sessions(path, "app", "app1") == 2
+    assert hap.sessions(path, "app", "app9") == 0, "a server show stat does not list has none"
+    assert got == ["show stat\n", "show stat\n"]

@@ -1,0 +1,322 @@
+"""lb_member's logic (module_utils/_lb.py) and the module, against a small fake of HAProxy's runtime API
+served on a real UNIX socket: drain, maint, ready, weight, checks, and wait_up."""
+
+import json
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.seedops.deploy.plugins.module_utils import _haproxy as hap
+from ansible_collections.seedops.deploy.plugins.module_utils import _lb
+from ansible_collections.seedops.deploy.plugins.modules import lb_member
+
+CHECKS_ON = 0x06   # CHK_ST_CONFIGURED | CHK_ST_ENABLED
+CHECKS_OFF = 0x02  # configured, disabled
+NO_CHECKS = 0x00
+HEADER = ("# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight "
+          "srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state "
+          "srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port "
+          "srv_check_addr srv_agent_addr srv_agent_port")
+
+
+class Server:
+    def __init__(self, sid, addr, checks=CHECKS_ON, op=2, admin=0, weight=1, healthy=True):
+        self.sid, self.addr, self.checks, self.op, self.admin, self.weight = sid, addr, checks, op, admin, weight
+        self.healthy = healthy      # would its health checks pass?
+        self.up_at = None           # when its checks will have passed `rise` times in a row
+        self.scur = 0
+        self.sessions_end_at = None
+
+
+class FakeHAProxy:
+    """HAProxy's runtime API as lb_member uses it: one command a connection, answered, then closed (as
+    HAProxy does without `prompt`). Health checks are modelled by time: a healthy server with enabled
+    checks becomes operationally up `rise` seconds after it leaves maintenance or its checks start."""
+
+    def __init__(self, path, rise=0.3):
+        self.path = path
+        self.rise = rise
+        self.lock = threading.Lock()
+        self.log = []
+        self.servers = {"app1": Server(1, "10.0.0.11"), "app2": Server(2, "10.0.0.12")}
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.stopping = False
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while not self.stopping:
+            try:
+                conn, _addr = self.sock.accept()
+            except socket.timeout:
+                continue
+            with conn:
+                data = b""
+                while not data.endswith(b"\n"):
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                line = data.decode().strip()
+                with self.lock:
+                    self.log.append(line)
+                    answer = self.answer(line)
+                conn.sendall(answer.encode())
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join(5)
+        self.sock.close()
+
+    def commands(self):
+        """What was sent besides reads."""
+        return [line for line in self.log if not line.startswith("show ")]
+
+    def tick(self):
+        now = time.monotonic()
+        for srv in self.servers.values():
+            if srv.up_at is not None and now >= srv.up_at and srv.checks & hap.CHK_ST_ENABLED and not srv.admin & hap.FMAINT:
+                srv.op, srv.up_at = 2, None
+            if srv.sessions_end_at is not None and now >= srv.sessions_end_at:
+                srv.scur, srv.sessions_end_at = 0, None
+
+    def answer(self, line):
+        self.tick()
+        words = line.split()
+        if words[:3] == ["show", "servers", "state"]:
+            if words[3:] != ["app"]:
+                return "Can't find backend.\n"
+            rows = ["%d app %d %s %s %d %d %d 1 5 15 3 4 %d 0 0 0 - 8080 - 0 0 - - 0"
+                    % (3, s.sid, name, s.addr, s.op, s.admin, s.weight, s.checks) for name, s in self.servers.items()]
+            return "1\n%s\n%s\n\n" % (HEADER, "\n".join(rows))
+        if words == ["show", "stat"]:
+            rows = ["app,%s,0,0,%d,9,,%s,%d," % (name, s.scur, "UP" if s.op == 2 else "DOWN", s.weight)
+                    for name, s in self.servers.items()]
+            return "# pxname,svname,qcur,qmax,scur,smax,lbtot,status,weight,\n%s\napp,BACKEND,0,0,0,9,,UP,2,\n\n" % (
+                "\n".join(rows))
+        target = words[2] if words[:2] == ["set", "server"] else (words[2] if len(words) == 3 else "")
+        backend, _slash, name = target.partition("/")
+        srv = self.servers.get(name) if backend == "app" else None
+        if srv is None:
+            return "No such server.\n"
+        if words[:2] == ["set", "server"] and words[3] == "state":
+            self.set_state(srv, words[4])
+        elif words[:2] == ["set", "server"] and words[3] == "weight":
+            srv.weight = int(words[4])
+        elif words[1] == "health" and words[0] in ("enable", "disable"):
+            if words[0] == "enable":
+                srv.checks |= hap.CHK_ST_ENABLED
+                self.start_checks(srv)
+            else:
+                srv.checks &= ~hap.CHK_ST_ENABLED  # HAProxy keeps the last state
+        else:
+            return "Unknown command.\n"
+        return "\n"
+
+    def set_state(self, srv, state):
+        was_maint = srv.admin & hap.FMAINT
+        srv.admin = {"ready": 0, "drain": hap.FDRAIN, "maint": hap.FMAINT}[state]
+        if state == "maint":
+            srv.op, srv.up_at = 0, None
+        elif was_maint:
+            if srv.checks == NO_CHECKS:
+                srv.op = 2
+            else:
+                self.start_checks(srv)
+
+    def start_checks(self, srv):
+        if srv.healthy and srv.op != 2 and srv.checks & hap.CHK_ST_ENABLED:
+            srv.up_at = time.monotonic() + self.rise
+
+
+@pytest.fixture
+def haproxy(tmp_path):
+    fake = FakeHAProxy(str(tmp_path / "admin.sock"))
+    yield fake
+    fake.stop()
+
+
+def params(fake, **kw):
+    p = {"backend": "app", "server": "app1", "state": None, "weight": None, "checks": None, "socket": fake.path,
+         "wait": True, "drain_timeout": 5.0, "wait_up": False, "up_timeout": 5.0, "poll_interval": 0.05}
+    p.update(kw)
+    return p
+
+
+def run(fake, check_mode=False, diff=False, **kw):
+    return _lb.Member(params(fake, **kw), check_mode=check_mode, diff=diff).run()
+
+
+def rebooted(fake, name="app1", healthy=True):
+    """As after a reboot: HAProxy's checks have marked it down (and ours put it in maint)."""
+    srv = fake.servers[name]
+    srv.admin, srv.op, srv.healthy = hap.FMAINT, 0, healthy
+    return srv
+
+
+# drain, maint, ready, weight, checks
+
+
+def test_drain_waits_until_the_sessions_end(haproxy):
+    srv = haproxy.servers["app1"]
+    srv.scur, srv.sessions_end_at = 2, time.monotonic() + 0.3
+    r = run(haproxy, state="drain")
+    assert r["changed"] and r["state"] == "drain" and r["previous_state"] == "ready" and r["sessions"] == 0
+    assert 0.2 <= r["waited"] < 3 and r["op_state"] == "up"
+    assert haproxy.commands() == ["set server app/app1 state drain"]
+    assert srv.admin == hap.FDRAIN
+
+
+def test_drain_fails_when_sessions_stay(haproxy):
+    haproxy.servers["app1"].scur = 3
+    with pytest.raises(_lb.LbError) as err:
+        run(haproxy, state="drain", drain_timeout=0.3)
+    assert "app/app1 still has 3 sessions" in err.value.msg and "it stays in drain" in err.value.msg
+    assert err.value.result["sessions"] == 3 and err.value.result["state"] == "drain"
+    assert err.value.result["waited"] >= 0.3 and haproxy.servers["app1"].admin == hap.FDRAIN
+
+
+def test_unchanged_when_already_as_asked(haproxy):
+    r = run(haproxy, state="ready", weight=1, checks="enabled")
+    assert not r["changed"] and r["state"] == "ready" and r["weight"] == 1 and r["checks"] == "enabled"
+    assert haproxy.commands() == []
+
+
+def test_weight_and_checks_are_sent_and_read_back(haproxy):
+    r = run(haproxy, weight=10, checks="disabled", diff=True)
+    assert r["changed"] and r["weight"] == 10 and r["previous_weight"] == 1 and r["checks"] == "disabled"
+    assert haproxy.commands() == ["set server app/app1 weight 10", "disable health app/app1"]
+    assert r["diff"] == {"before": {"state": "ready", "weight": 1, "checks": "enabled"},
+                         "after": {"state": "ready", "weight": 10, "checks": "disabled"}}
+    assert haproxy.servers["app1"].weight == 10 and not haproxy.servers["app1"].checks & hap.CHK_ST_ENABLED
+
+
+def test_weight_out_of_range_sends_nothing(haproxy):
+    with pytest.raises(_lb.LbError, match="weight must be from 0 to 256, got 300"):
+        run(haproxy, weight=300)
+    assert haproxy.log == []
+
+
+def test_check_mode_changes_nothing_and_does_not_wait(haproxy):
+    rebooted(haproxy)
+    started = time.monotonic()
+    r = run(haproxy, check_mode=True, state="ready", wait_up=True, up_timeout=5)
+    assert time.monotonic() - started < 1
+    assert r["changed"] and r["state"] == "ready" and r["previous_state"] == "maint" and r["op_state"] == "down"
+    assert r["waited"] == 0.0 and haproxy.commands() == []
+    assert haproxy.servers["app1"].admin == hap.FMAINT
+
+
+def test_unknown_server_and_backend_are_named(haproxy):
+    with pytest.raises(hap.HAProxyError, match=r"no server app9 in backend app \(it has: app1, app2\)"):
+        run(haproxy, server="app9", state="drain")
+    with pytest.raises(hap.HAProxyError, match=r"no server app1 in backend web \(it has: no such backend\)"):
+        run(haproxy, backend="web", state="drain")
+    assert haproxy.commands() == []
+
+
+# wait_up
+
+
+def test_wait_up_waits_for_the_health_checks(haproxy):
+    srv = rebooted(haproxy)
+    r = run(haproxy, state="ready", wait_up=True, up_timeout=5)
+    assert r["changed"] and r["state"] == "ready" and r["op_state"] == "up"
+    assert 0.2 <= r["waited"] < 3, "it waited about `rise` for HAProxy's checks"
+    assert srv.op == 2 and srv.admin == 0
+    assert haproxy.commands() == ["set server app/app1 state ready"]
+
+
+def test_without_wait_up_ready_returns_at_once_and_reports_down(haproxy):
+    rebooted(haproxy)
+    r = run(haproxy, state="ready")
+    assert r["changed"] and r["state"] == "ready" and r["op_state"] == "down" and r["waited"] == 0.0
+
+
+def test_wait_up_also_when_already_ready(haproxy):
+    srv = haproxy.servers["app1"]
+    srv.op = 0
+    haproxy.start_checks(srv)
+    r = run(haproxy, state="ready", wait_up=True)
+    assert not r["changed"] and r["op_state"] == "up" and r["waited"] >= 0.2
+    assert haproxy.commands() == []
+
+
+def test_wait_up_fails_after_up_timeout_naming_what_it_saw(haproxy):
+    rebooted(haproxy, healthy=False)
+    with pytest.raises(_lb.LbError) as err:
+        run(haproxy, state="ready", wait_up=True, up_timeout=0.4)
+    msg = err.value.msg
+    assert "server app1 of backend app is ready, but HAProxy does not see it up" in msg
+    assert "still down (srv_op_state 0) after 0.4 s (up_timeout)" in msg and "10.0.0.11" in msg
+    assert err.value.result["op_state"] == "down" and err.value.result["state"] == "ready"
+    assert 0.4 <= err.value.result["waited"] < 2
+    assert haproxy.servers["app1"].admin == 0, "it stays ready"
+
+
+def test_wait_up_with_checks_disabled_and_down_says_so(haproxy):
+    srv = rebooted(haproxy)
+    srv.checks = CHECKS_OFF
+    with pytest.raises(_lb.LbError, match="health checks are disabled, so HAProxy keeps it down"):
+        run(haproxy, state="ready", wait_up=True, up_timeout=0.3)
+
+
+def test_wait_up_with_checks_disabled_but_up_is_up(haproxy):
+    haproxy.servers["app1"].checks = CHECKS_OFF
+    r = run(haproxy, state="ready", wait_up=True, up_timeout=2)
+    assert r["op_state"] == "up" and r["checks"] == "disabled" and r["waited"] < 1
+
+
+def test_wait_up_for_a_server_without_checks(haproxy):
+    srv = rebooted(haproxy)
+    srv.checks = NO_CHECKS
+    r = run(haproxy, state="ready", wait_up=True, up_timeout=2)
+    assert r["op_state"] == "up" and r["waited"] < 1 and srv.op == 2
+
+
+def test_wait_up_is_ignored_for_other_states(haproxy):
+    r = run(haproxy, state="maint", wait_up=True, up_timeout=5)
+    assert r["state"] == "maint" and r["op_state"] == "down" and r["waited"] < 1
+
+
+# the module
+
+
+def module_run(capsys, args):
+    with patch_module_args(args), pytest.raises(SystemExit) as exc:
+        lb_member.main()
+    return exc.value.code, json.loads(capsys.readouterr().out)
+
+
+def test_module_ready_with_wait_up(haproxy, capsys):
+    rebooted(haproxy)
+    code, out = module_run(capsys, {"backend": "app", "server": "app1", "state": "ready", "wait_up": True,
+                                    "up_timeout": 5, "poll_interval": 0.05, "socket": haproxy.path})
+    assert code == 0 and out["changed"] and out["op_state"] == "up" and out["state"] == "ready"
+    assert out["previous_state"] == "maint" and out["waited"] >= 0.2
+
+
+def test_module_wait_up_timeout_fails_with_the_state(haproxy, capsys):
+    rebooted(haproxy, healthy=False)
+    code, out = module_run(capsys, {"backend": "app", "server": "app1", "state": "ready", "wait_up": True,
+                                    "up_timeout": "0.3", "poll_interval": 0.05, "socket": haproxy.path})
+    assert code == 1 and out["failed"] and out["op_state"] == "down" and out["state"] == "ready"
+    assert "after 0.3 s (up_timeout)" in out["msg"]
+
+
+def test_module_check_mode_and_a_missing_socket(haproxy, capsys):
+    rebooted(haproxy)
+    code, out = module_run(capsys, {"backend": "app", "server": "app1", "state": "ready", "wait_up": True,
+                                    "socket": haproxy.path, "_ansible_check_mode": True})
+    assert code == 0 and out["changed"] and out["op_state"] == "down" and haproxy.commands() == []
+    gone = os.path.join(os.path.dirname(haproxy.path), "nope.sock")
+    code, out = module_run(capsys, {"backend": "app", "server": "app1", "state": "drain", "socket": gone})
+    assert code == 1 and "cannot talk to HAProxy's runtime API at %s" % gone in out["msg"]
