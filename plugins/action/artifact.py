@@ -18,13 +18,11 @@ import shlex
 import time
 
 from ansible import constants as C
-from ansible.errors import AnsibleError
+from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.module_utils.common.text.converters import to_native
-from ansible.plugins.action import ActionBase
 
 from ansible_collections.seedops.deploy.plugins.module_utils import _digest
-
-MODULE = "seedops.deploy.artifact"
+from ansible_collections.seedops.deploy.plugins.plugin_utils._controller import ModuleAction
 
 
 def local_digest(path, algorithm, cache_dir):
@@ -75,20 +73,34 @@ def without_multiplexing_or_compression(ssh_args):
                     + [shlex.quote(t) for t in kept])
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = True
-    _supports_check_mode = True
-    _supports_async = False
+def push_checksum(args, source):
+    """(algorithm, expected hex or None) for pushing `source`; AnsibleActionFail when the
+    arguments cannot verify a push."""
+    if args.get("checksum"):
+        try:
+            return _digest.parse_checksum(args["checksum"])
+        except _digest.DigestError as exc:
+            raise AnsibleActionFail(to_native(exc))
+    if args.get("checksum_url"):
+        raise AnsibleActionFail("checksum_url works with url only; for src give checksum")
+    if not args.get("allow_unverified"):
+        raise AnsibleActionFail("refusing to push %s without a checksum: give checksum (sha256:<hex>), or set "
+                                "allow_unverified: true" % source)
+    return "sha256", None
 
-    def run(self, tmp=None, task_vars=None):
-        task_vars = task_vars or {}
-        result = super().run(tmp, task_vars)
-        args = dict(self._task.args)
+
+class ActionModule(ModuleAction):
+    MODULE = "seedops.deploy.artifact"
+    TRANSFERS_FILES = True
+
+    def run_module(self, args, task_vars, result):
         if not args.get("src") or args.get("remote_src"):
-            result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
-            return result
+            return super().run_module(args, task_vars, result)
         try:
             return self._push(args, task_vars, result)
+        except AnsibleActionFail as exc:
+            result.update(failed=True, changed=False, msg=exc.message, bytes_transferred=0)
+            return result
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)
 
@@ -111,38 +123,23 @@ class ActionModule(ActionBase):
         finally:
             conn.set_option("ssh_args", ssh_args)
 
-    def _fail(self, result, msg, **extra):
-        result.update(failed=True, changed=False, msg=msg, bytes_transferred=0, **extra)
-        return result
-
     def _push(self, args, task_vars, result):
         started = time.monotonic()
         try:
             source = self._find_needle("files", args["src"])
         except AnsibleError as exc:
-            return self._fail(result, "src %s not found on the controller: %s" % (args["src"], to_native(exc)))
-        checksum = args.get("checksum")
-        algorithm, expected = "sha256", None
-        if checksum:
-            try:
-                algorithm, expected = _digest.parse_checksum(checksum)
-            except _digest.DigestError as exc:
-                return self._fail(result, to_native(exc))
-        elif args.get("checksum_url"):
-            return self._fail(result, "checksum_url works with url only; for src give checksum")
-        elif not args.get("allow_unverified"):
-            return self._fail(result, "refusing to push %s without a checksum: give checksum (sha256:<hex>), or set "
-                                      "allow_unverified: true" % source)
+            raise AnsibleActionFail("src %s not found on the controller: %s" % (args["src"], to_native(exc)))
+        algorithm, expected = push_checksum(args, source)
         digest, cached = local_digest(source, algorithm, C.DEFAULT_LOCAL_TMP)
         if expected and digest != expected:
-            return self._fail(result, "the controller file %s does not match its checksum: expected %s:%s, got %s:%s. "
-                                      "Nothing was transferred" % (source, algorithm, expected, algorithm, digest))
+            raise AnsibleActionFail("the controller file %s does not match its checksum: expected %s:%s, got %s:%s. "
+                                    "Nothing was transferred" % (source, algorithm, expected, algorithm, digest))
         module_args = dict(args)
         module_args.pop("src", None)
-        module_args["checksum"] = "%s:%s" % (algorithm, digest)
         module_args.pop("checksum_url", None)
+        module_args["checksum"] = "%s:%s" % (algorithm, digest)
         # One round trip when the store already holds it: the module answers `missing` otherwise.
-        outcome = self._execute_module(module_name=MODULE, module_args=module_args, task_vars=task_vars)
+        outcome = self.execute(module_args, task_vars)
         transferred = 0
         if outcome.get("failed") and outcome.get("missing"):
             if self._task.check_mode:
@@ -155,7 +152,7 @@ class ActionModule(ActionBase):
                 self._fixup_perms2((tmpdir, remote))
                 module_args["src"] = remote
                 transferred = os.path.getsize(source)
-                outcome = self._execute_module(module_name=MODULE, module_args=module_args, task_vars=task_vars)
+                outcome = self.execute(module_args, task_vars)
         result.update(outcome)
         result["source"] = source
         result["digest_cached"] = cached

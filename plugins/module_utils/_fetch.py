@@ -52,6 +52,22 @@ def url_file_name(url):
     return os.path.basename(unquote(urlsplit(url).path.rstrip("/")))
 
 
+def url_argument_spec():
+    """The HTTP(S) connection options, as the seedops.deploy.url doc fragment documents them."""
+    return dict(
+        headers=dict(type="dict", default={}),
+        url_username=dict(type="str"),
+        url_password=dict(type="str", no_log=True),
+        force_basic_auth=dict(type="bool", default=True),
+        bearer_token=dict(type="str", no_log=True),
+        client_cert=dict(type="path"),
+        client_key=dict(type="path"),
+        validate_certs=dict(type="bool", default=True),
+        use_proxy=dict(type="bool", default=True),
+        timeout=dict(type="int", default=30),
+    )
+
+
 class Fetcher:
     """Holds the connection settings of one module run."""
 
@@ -72,6 +88,12 @@ class Fetcher:
         self.retry_delay = retry_delay
         self.sleep = sleep
         self.attempts = 0
+
+    @classmethod
+    def from_params(cls, params):
+        """A Fetcher for a module's params: the url_argument_spec() options, retries and retry_delay."""
+        settings = dict((name, params[name]) for name in url_argument_spec())
+        return cls(retries=params["retries"], retry_delay=params["retry_delay"], **settings)
 
     def _open(self, url, extra_headers=None):
         headers = dict(self.headers)
@@ -134,85 +156,106 @@ class Fetcher:
         answers 206; it is started over when the server answers 200. Returns a dict: hexdigest,
         size, bytes_transferred, resumed. The caller checks the digest and renames the file.
         """
-        state = {"transferred": 0, "resumed": False}
-        hasher = [hashlib.new(algorithm)]
+        return Download(self, url, partial, algorithm, resume).run()
 
-        def prepare():
-            if resume and os.path.exists(partial):
-                h = hashlib.new(algorithm)
-                with open(partial, "rb") as f:
-                    for chunk in iter(lambda: f.read(CHUNK), b""):
-                        h.update(chunk)
-                hasher[0] = h
-                return os.path.getsize(partial)
-            with open(partial, "wb"):
-                pass
-            hasher[0] = hashlib.new(algorithm)
-            return 0
 
-        offset = [prepare()]
+class Download:
+    """One download of `url` into the file `partial`, over as many attempts as the Fetcher allows.
 
-        def attempt():
-            headers = {"Range": "bytes=%d-" % offset[0]} if offset[0] else {}
-            try:
-                response = self._open(url, headers)
-            except HTTPError as exc:  # 416: our partial is not a prefix of what the server has now
-                if exc.code == 416 and offset[0]:
-                    with open(partial, "wb"):
-                        pass
-                    hasher[0] = hashlib.new(algorithm)
-                    offset[0] = 0
-                    raise Interrupted("GET %s: the partial download does not fit the file; starting over" % safe_url(url))
-                raise FetchError("GET %s answered HTTP %d" % (safe_url(url), exc.code))
-            status = response.getcode()
-            mode = "ab"
-            if offset[0] and status == 206:
-                content_range = response.headers.get("Content-Range", "")
-                if not content_range.startswith("bytes %d-" % offset[0]):
-                    mode = "wb"
-                else:
-                    state["resumed"] = True
-            elif offset[0]:
-                mode = "wb"  # the server ignored Range: start over
-            if mode == "wb":
-                hasher[0] = hashlib.new(algorithm)
-                offset[0] = 0
-            try:
-                with open(partial, mode) as f:
-                    while True:
-                        try:
-                            chunk = response.read(CHUNK)
-                        except (socket.timeout, ConnectionError, HTTPException, ssl.SSLError) as exc:
-                            f.flush()
-                            raise Interrupted("GET %s: connection lost after %d bytes (%s)"
-                                              % (safe_url(url), offset[0], exc))
-                        if not chunk:
-                            break
-                        f.write(chunk)
-                        hasher[0].update(chunk)
-                        offset[0] += len(chunk)
-                        state["transferred"] += len(chunk)
-                    f.flush()
-                    os.fsync(f.fileno())
-            except OSError as exc:
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise FetchError("no space left on the device of %s after %d bytes of %s"
-                                     % (os.path.dirname(partial), offset[0], safe_url(url)))
-                raise
-            finally:
-                response.close()
-            expected = response.headers.get("Content-Length")
-            if status == 200 and expected is not None and offset[0] != int(expected):
-                raise Interrupted("GET %s: got %d of %s bytes" % (safe_url(url), offset[0], expected))
+    Between attempts `partial` holds exactly `offset` bytes and `hasher` has seen exactly those
+    bytes, so an attempt either goes on at `offset` (HTTP Range) or starts over, never both.
+    """
 
-        def attempt_resuming():
-            if not resume and offset[0]:
-                with open(partial, "wb"):
-                    pass
-                hasher[0] = hashlib.new(algorithm)
-                offset[0] = 0
-            attempt()
+    def __init__(self, fetcher, url, partial, algorithm, resume=True):
+        self.fetcher = fetcher
+        self.url = url
+        self.shown = safe_url(url)
+        self.partial = partial
+        self.algorithm = algorithm
+        self.resume = resume
+        self.hasher = hashlib.new(algorithm)
+        self.offset = 0
+        self.transferred = 0
+        self.resumed = False
 
-        self.with_retries("GET %s" % safe_url(url), attempt_resuming)
-        return {"hexdigest": hasher[0].hexdigest(), "size": offset[0], "bytes_transferred": state["transferred"],
-                "resumed": state["resumed"]}
+    def run(self):
+        if self.resume and os.path.exists(self.partial):
+            self.take_over_partial()
+        else:
+            self.start_over()
+        self.fetcher.with_retries("GET %s" % self.shown, self.attempt)
+        return {"hexdigest": self.hasher.hexdigest(), "size": self.offset, "bytes_transferred": self.transferred,
+                "resumed": self.resumed}
+
+    def start_over(self):
+        """Empty `partial`: the next byte written is the file's first."""
+        with open(self.partial, "wb"):
+            pass
+        self.hasher = hashlib.new(self.algorithm)
+        self.offset = 0
+
+    def take_over_partial(self):
+        """Go on from what an earlier run left in `partial`: hash those bytes, continue at their end."""
+        self.hasher = hashlib.new(self.algorithm)
+        self.offset = 0
+        with open(self.partial, "rb") as f:
+            for chunk in iter(lambda: f.read(CHUNK), b""):
+                self.hasher.update(chunk)
+                self.offset += len(chunk)
+
+    def continues_at_offset(self, response):
+        """Whether the response carries the bytes from `offset` on (206 with a matching Content-Range)."""
+        return response.getcode() == 206 and \
+            response.headers.get("Content-Range", "").startswith("bytes %d-" % self.offset)
+
+    def attempt(self):
+        """One request: resume at `offset` when allowed and the server agrees, else start over."""
+        if self.offset and not self.resume:
+            self.start_over()
+        response = self.request()
+        try:
+            if self.offset:
+                if self.continues_at_offset(response):
+                    self.resumed = True
+                else:  # the server ignored Range or sent another range: start over
+                    self.start_over()
+            self.receive(response)
+        finally:
+            response.close()
+        expected = response.headers.get("Content-Length")
+        if response.getcode() == 200 and expected is not None and self.offset != int(expected):
+            raise Interrupted("GET %s: got %d of %s bytes" % (self.shown, self.offset, expected))
+
+    def request(self):
+        headers = {"Range": "bytes=%d-" % self.offset} if self.offset else {}
+        try:
+            return self.fetcher._open(self.url, headers)
+        except HTTPError as exc:
+            if exc.code == 416 and self.offset:  # our partial is not a prefix of what the server has now
+                self.start_over()
+                raise Interrupted("GET %s: the partial download does not fit the file; starting over" % self.shown)
+            raise FetchError("GET %s answered HTTP %d" % (self.shown, exc.code))
+
+    def receive(self, response):
+        """Append the response body to `partial`, hashing it; Interrupted when the connection drops."""
+        try:
+            with open(self.partial, "ab") as f:
+                while True:
+                    try:
+                        chunk = response.read(CHUNK)
+                    except (socket.timeout, ConnectionError, HTTPException, ssl.SSLError) as exc:
+                        f.flush()
+                        raise Interrupted("GET %s: connection lost after %d bytes (%s)" % (self.shown, self.offset, exc))
+                    if not chunk:
+                        break
+                    f.write(chunk)
+                    self.hasher.update(chunk)
+                    self.offset += len(chunk)
+                    self.transferred += len(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise FetchError("no space left on the device of %s after %d bytes of %s"
+                                 % (os.path.dirname(self.partial), self.offset, self.shown))
+            raise

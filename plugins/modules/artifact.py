@@ -70,41 +70,6 @@ options:
   mode:
     description: Mode of O(dest).
     type: raw
-  headers:
-    description: Extra HTTP request headers.
-    type: dict
-    default: {}
-  url_username:
-    description: User name for HTTP basic authentication.
-    type: str
-  url_password:
-    description: Password for HTTP basic authentication.
-    type: str
-  force_basic_auth:
-    description: Send the basic authentication header with the first request instead of waiting for a 401.
-    type: bool
-    default: true
-  bearer_token:
-    description: Send C(Authorization) with this bearer token.
-    type: str
-  client_cert:
-    description: PEM client certificate for TLS client authentication.
-    type: path
-  client_key:
-    description: PEM private key for O(client_cert), when not in the same file.
-    type: path
-  validate_certs:
-    description: Verify the server's TLS certificate.
-    type: bool
-    default: true
-  use_proxy:
-    description: Use the proxies named by the environment (C(https_proxy), C(http_proxy), C(no_proxy)).
-    type: bool
-    default: true
-  timeout:
-    description: Seconds to wait for a connection and for each read.
-    type: int
-    default: 30
   retries:
     description: Retries after a transient error (each resumes where the bytes stopped).
     type: int
@@ -143,6 +108,7 @@ attributes:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
+  - seedops.deploy.url
 notes:
   - Pull needs nothing on the host beyond Python; it uses C(ansible.module_utils.urls).
   - An interrupted download is kept as C(<store>/<algorithm>/.partial-<hex>) (only when the digest is known) and
@@ -230,283 +196,13 @@ pruned:
   elements: str
 """
 
-import hashlib
-import json
-import os
-import shutil
-import tempfile
-import time
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
-from ansible_collections.seedops.deploy.plugins.module_utils import _digest
 from ansible_collections.seedops.deploy.plugins.module_utils import _fetch
-from ansible_collections.seedops.deploy.plugins.module_utils import _releases
-
-
-class ArtifactError(Exception):
-    pass
-
-
-def store_entries(store):
-    """[(algorithm, hex, path, mtime)] of every complete entry in the store."""
-    entries = []
-    for algorithm in sorted(_digest.HEX_LENGTHS):
-        directory = os.path.join(store, algorithm)
-        if not os.path.isdir(directory):
-            continue
-        for name in os.listdir(directory):
-            if name.startswith("."):
-                continue
-            path = os.path.join(directory, name)
-            entries.append((algorithm, name, path, os.lstat(path).st_mtime))
-    return entries
-
-
-def referenced_digests(releases_path):
-    digests = set()
-    if not os.path.isdir(releases_path):
-        return digests
-    for name in os.listdir(releases_path):
-        if name.endswith(".json") and not name.startswith("."):
-            try:
-                with open(os.path.join(releases_path, name)) as f:
-                    digest = json.load(f).get("digest")
-            except (OSError, ValueError):
-                continue
-            if digest:
-                digests.add(digest)
-    return digests
-
-
-def plan_store_prune(entries, referenced, keep, protect=()):
-    """Paths to remove: entries no release refers to, beyond the `keep` newest of them; a
-    protected entry (the one just used) counts toward `keep` and is never removed."""
-    unreferenced = [e for e in entries if "%s:%s" % (e[0], e[1]) not in referenced]
-    unreferenced.sort(key=lambda e: (e[3], e[2]), reverse=True)
-    kept = set(e[2] for e in unreferenced[:keep]) | set(protect)
-    return [e[2] for e in unreferenced if e[2] not in kept]
-
-
-class Artifact:
-    def __init__(self, module):
-        self.module = module
-        self.p = module.params
-        self.check = module.check_mode
-        self.started = time.monotonic()
-        self.result = {"changed": False, "bytes_transferred": 0, "resumed": False, "pruned": [],
-                       "source": self.describe_source()}
-        self.diff = {"before": {}, "after": {}}
-
-    def describe_source(self):
-        if self.p["url"]:
-            return _fetch.safe_url(self.p["url"])
-        if self.p["src"]:
-            return self.p["src"]
-        return "store"
-
-    def fetcher(self):
-        p = self.p
-        return _fetch.Fetcher(headers=p["headers"], url_username=p["url_username"], url_password=p["url_password"],
-                              force_basic_auth=p["force_basic_auth"], bearer_token=p["bearer_token"],
-                              validate_certs=p["validate_certs"], use_proxy=p["use_proxy"], timeout=p["timeout"],
-                              client_cert=p["client_cert"], client_key=p["client_key"], retries=p["retries"],
-                              retry_delay=p["retry_delay"])
-
-    def expected(self):
-        """(algorithm, hex) or (None, None) when unverified."""
-        p = self.p
-        if p["checksum"]:
-            try:
-                return _digest.parse_checksum(p["checksum"])
-            except _digest.DigestError as exc:
-                raise ArtifactError(str(exc))
-        if p["checksum_url"]:
-            if not p["url"]:
-                raise ArtifactError("checksum_url needs url: it lists the artifact by the file name of url")
-            name = _fetch.url_file_name(p["url"])
-            text = self.fetcher().get_text(p["checksum_url"])
-            try:
-                return _digest.parse_sums(text, name)
-            except _digest.DigestError as exc:
-                raise ArtifactError("%s: %s" % (_fetch.safe_url(p["checksum_url"]), exc))
-        if p["url"] and p["url"].lower().startswith("http://") and not p["allow_unverified"]:
-            raise ArtifactError("refusing to download %s over plain http:// without a checksum: give checksum or "
-                                "checksum_url, or set allow_unverified: true" % _fetch.safe_url(p["url"]))
-        if p["src"] and not p["allow_unverified"]:
-            raise ArtifactError("refusing to store %s without a checksum: give checksum, or set allow_unverified: "
-                                "true" % p["src"])
-        if not p["url"] and not p["src"]:
-            raise ArtifactError("give url, src, or (to use what the store holds) checksum")
-        return None, None
-
-    def entry_path(self, algorithm, hexdigest):
-        return os.path.join(self.p["store"], algorithm, hexdigest)
-
-    def run(self):
-        algorithm, hexdigest = self.expected()
-        stored = None
-        if hexdigest:
-            path = self.entry_path(algorithm, hexdigest)
-            if os.path.isfile(path):
-                stored = path
-            elif not self.p["url"] and not self.p["src"]:
-                self.result["missing"] = True
-                raise ArtifactError("%s:%s is not in the store %s; give url or src to fetch it"
-                                    % (algorithm, hexdigest, self.p["store"]))
-        if stored is None:
-            self.result["changed"] = True
-            self.diff["before"]["store"] = None
-            if self.check:
-                self.diff["after"]["store"] = self.entry_path(algorithm, hexdigest) if hexdigest else "(new entry)"
-                self.finish(None, algorithm, hexdigest, None)
-                return self.result
-            stored, algorithm, hexdigest = self.fetch(algorithm or "sha256", hexdigest)
-            self.diff["after"]["store"] = stored
-        self.finish(stored, algorithm, hexdigest, os.path.getsize(stored))
-        return self.result
-
-    def finish(self, stored, algorithm, hexdigest, size):
-        if stored:
-            self.result.update(path=stored, digest="%s:%s" % (algorithm, hexdigest), size=size)
-            if self.p["dest"]:
-                self.place(stored, hexdigest, algorithm)
-        elif self.p["dest"]:
-            self.result["dest"] = self.p["dest"]
-        if self.p["keep"] is not None:
-            self.prune(stored)
-        elapsed = time.monotonic() - self.started
-        self.result["elapsed"] = round(elapsed, 3)
-        self.result["throughput"] = round(self.result["bytes_transferred"] / elapsed, 1) if elapsed > 0 else 0.0
-
-    # -- getting the bytes ----------------------------------------------------------------------
-
-    def fetch(self, algorithm, hexdigest):
-        directory = os.path.join(self.p["store"], algorithm)
-        if not os.path.isdir(directory):
-            os.makedirs(directory, 0o755)
-        if self.p["url"]:
-            partial = os.path.join(directory, ".partial-%s" % hexdigest) if hexdigest else None
-            if partial is None:
-                fd, partial = tempfile.mkstemp(dir=directory, prefix=".partial-unverified-")
-                os.close(fd)
-            try:
-                info = self.fetcher().download(self.p["url"], partial, algorithm, resume=self.p["resume"]
-                                               and hexdigest is not None)
-            except _fetch.FetchError:
-                if hexdigest is None or not os.path.exists(partial) or os.path.getsize(partial) == 0:
-                    self.remove(partial)
-                raise
-            except BaseException:
-                if hexdigest is None:
-                    self.remove(partial)
-                raise
-            self.result["bytes_transferred"] = info["bytes_transferred"]
-            self.result["resumed"] = info["resumed"]
-            actual = info["hexdigest"]
-        else:
-            partial, actual = self.copy_in(directory, algorithm)
-        if hexdigest and actual != hexdigest:
-            self.remove(partial)
-            raise ArtifactError(
-                "checksum mismatch for %s: expected %s:%s, got %s:%s. Nothing was stored; check the artifact and its "
-                "checksum at the source" % (self.result["source"], algorithm, hexdigest, algorithm, actual))
-        final = self.entry_path(algorithm, actual)
-        os.chmod(partial, 0o644)
-        os.rename(partial, final)
-        _releases.fsync_dir(directory)
-        return final, algorithm, actual
-
-    def copy_in(self, directory, algorithm):
-        """A file on the host (a pushed temp file or remote_src): hash it while moving it into the
-        store; renamed when on the same filesystem, else copied."""
-        src = self.p["src"]
-        if not os.path.isfile(src):
-            raise ArtifactError("src %s does not exist on this host (or is not a file)" % src)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".partial-")
-        os.close(fd)
-        try:
-            if not self.p["remote_src"] and os.stat(src).st_dev == os.stat(directory).st_dev:
-                # A temp file the action plugin pushed: it is ours, so hash it once and move it.
-                digest = _digest.file_digest(src, algorithm)
-                os.rename(src, tmp)
-            else:
-                hasher = hashlib.new(algorithm)
-                with open(src, "rb") as fin, open(tmp, "wb") as fout:
-                    for chunk in iter(lambda: fin.read(1024 * 1024), b""):
-                        hasher.update(chunk)
-                        fout.write(chunk)
-                    fout.flush()
-                    os.fsync(fout.fileno())
-                digest = hasher.hexdigest()
-        except BaseException:
-            self.remove(tmp)
-            raise
-        return tmp, digest
-
-    @staticmethod
-    def remove(path):
-        if path and os.path.exists(path):
-            os.unlink(path)
-
-    # -- dest and housekeeping -------------------------------------------------------------------
-
-    def place(self, stored, hexdigest, algorithm):
-        dest = self.p["dest"]
-        self.result["dest"] = dest
-        directory = os.path.dirname(dest) or "."
-        if not os.path.isdir(directory):
-            raise ArtifactError("the directory of dest, %s, does not exist; create it first" % directory)
-        up_to_date = False
-        if os.path.isfile(dest):
-            if os.path.samefile(dest, stored):
-                up_to_date = True
-            elif os.path.getsize(dest) == os.path.getsize(stored) and \
-                    _digest.file_digest(dest, algorithm) == hexdigest:
-                up_to_date = True
-        if not up_to_date:
-            self.result["changed"] = True
-            self.diff["before"]["dest"] = dest if os.path.exists(dest) else None
-            self.diff["after"]["dest"] = "%s (%s:%s)" % (dest, algorithm, hexdigest)
-            if not self.check:
-                fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s.seedops-" % os.path.basename(dest))
-                os.close(fd)
-                os.unlink(tmp)
-                try:
-                    try:
-                        os.link(stored, tmp)
-                    except OSError:
-                        with open(stored, "rb") as fin, open(tmp, "wb") as fout:
-                            shutil.copyfileobj(fin, fout, 1024 * 1024)
-                            fout.flush()
-                            os.fsync(fout.fileno())
-                    os.rename(tmp, dest)
-                except BaseException:
-                    self.remove(tmp)
-                    raise
-                _releases.fsync_dir(directory)
-        if os.path.exists(dest) or self.check:
-            file_args = self.module.load_file_common_arguments(dict(path=dest, owner=self.p["owner"],
-                                                                    group=self.p["group"], mode=self.p["mode"]))
-            if os.path.exists(dest):
-                self.result["changed"] = self.module.set_fs_attributes_if_different(
-                    file_args, self.result["changed"])
-
-    def prune(self, stored):
-        store = self.p["store"]
-        releases = self.p["releases_path"] or os.path.join(os.path.dirname(os.path.normpath(store)), "releases")
-        remove = plan_store_prune(store_entries(store), referenced_digests(releases), self.p["keep"],
-                                  protect=(stored,) if stored else ())
-        if not remove:
-            return
-        self.result["changed"] = True
-        self.result["pruned"] = remove
-        self.diff["before"]["pruned"] = remove
-        if not self.check:
-            for path in remove:
-                self.remove(path)
+from ansible_collections.seedops.deploy.plugins.module_utils import _store
 
 
 def main():
@@ -523,31 +219,24 @@ def main():
             owner=dict(type="str"),
             group=dict(type="str"),
             mode=dict(type="raw"),
-            headers=dict(type="dict", default={}),
-            url_username=dict(type="str"),
-            url_password=dict(type="str", no_log=True),
-            force_basic_auth=dict(type="bool", default=True),
-            bearer_token=dict(type="str", no_log=True),
-            client_cert=dict(type="path"),
-            client_key=dict(type="path"),
-            validate_certs=dict(type="bool", default=True),
-            use_proxy=dict(type="bool", default=True),
-            timeout=dict(type="int", default=30),
             retries=dict(type="int", default=3),
             retry_delay=dict(type="float", default=1.0),
             resume=dict(type="bool", default=True),
             keep=dict(type="int"),
             releases_path=dict(type="path"),
+            **_fetch.url_argument_spec()
         ),
         mutually_exclusive=[("url", "src"), ("checksum", "checksum_url"), ("url_password", "bearer_token")],
         supports_check_mode=True,
     )
-    if module.params["keep"] is not None and module.params["keep"] < 0:
-        module.fail_json(msg="keep must be 0 or more, got %d" % module.params["keep"])
-    artifact = Artifact(module)
+
+    def file_attributes(changed):
+        return module.set_fs_attributes_if_different(module.load_file_common_arguments(module.params), changed)
+
+    artifact = _store.Artifact(module.params, module.check_mode, file_attributes)
     try:
         result = artifact.run()
-    except (ArtifactError, _fetch.FetchError) as exc:
+    except (_store.ArtifactError, _fetch.FetchError) as exc:
         module.fail_json(msg=to_native(exc), **artifact.result)
     except OSError as exc:
         module.fail_json(msg="storing %s in %s failed: %s" % (artifact.result["source"], module.params["store"],

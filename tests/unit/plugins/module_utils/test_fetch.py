@@ -48,7 +48,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         start = 0
         rng = self.headers.get("Range")
         if rng and srv.ranges:
-            start = int(rng.split("=")[1].rstrip("-"))
+            start = 0 if srv.range_from_zero else int(rng.split("=")[1].rstrip("-"))
+            if start >= len(PAYLOAD):
+                self.send_response(416)
+                self.send_header("Content-Range", "bytes */%d" % len(PAYLOAD))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             self.send_response(206)
             self.send_header("Content-Range", "bytes %d-%d/%d" % (start, len(PAYLOAD) - 1, len(PAYLOAD)))
         else:
@@ -68,7 +74,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    srv.requests, srv.flaky, srv.cut_after, srv.ranges = [], 0, None, True
+    srv.requests, srv.flaky, srv.cut_after, srv.ranges, srv.range_from_zero = [], 0, None, True, False
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
     yield srv, "http://127.0.0.1:%d" % srv.server_address[1]
@@ -185,3 +191,90 @@ def test_get_text_and_safe_url(server):
     assert _fetch.safe_url("https://u:p@repo.example:8443/a?b=1") == "https://repo.example:8443/a?b=1"
     assert _fetch.safe_url("https://repo.example/a") == "https://repo.example/a"
     assert _fetch.url_file_name("https://r/x/app%201.tar.gz") == "app 1.tar.gz"
+
+
+def test_without_resume_a_partial_from_an_earlier_run_is_started_over(server, tmp_path):
+    srv, base = server
+    partial = tmp_path / ".partial"
+    partial.write_bytes(PAYLOAD[:500000])
+    info = fetcher().download(base + "/app.tar.gz", str(partial), "sha256", resume=False)
+    assert info == {"hexdigest": DIGEST, "size": len(PAYLOAD), "bytes_transferred": len(PAYLOAD), "resumed": False}
+    assert [r["range"] for r in srv.requests] == [None]
+    assert partial.read_bytes() == PAYLOAD
+
+
+def test_without_resume_a_cut_connection_starts_over(server, tmp_path):
+    srv, base = server
+    srv.cut_after = 1024 * 1024
+    partial = tmp_path / ".partial"
+    info = fetcher().download(base + "/app.tar.gz", str(partial), "sha256", resume=False)
+    assert info["hexdigest"] == DIGEST and not info["resumed"]
+    assert info["bytes_transferred"] == 1024 * 1024 + len(PAYLOAD)
+    assert [r["range"] for r in srv.requests] == [None, None]
+    assert partial.read_bytes() == PAYLOAD
+
+
+def test_a_partial_longer_than_the_file_is_refused_by_the_server_and_started_over(server, tmp_path):
+    srv, base = server
+    partial = tmp_path / ".partial"
+    partial.write_bytes(PAYLOAD + b"stale tail")
+    delays = []
+    info = fetcher(sleep=delays.append).download(base + "/app.tar.gz", str(partial), "sha256")
+    assert info["hexdigest"] == DIGEST and not info["resumed"] and info["size"] == len(PAYLOAD)
+    assert [r["range"] for r in srv.requests] == ["bytes=%d-" % (len(PAYLOAD) + 10), None]
+    assert len(delays) == 1, "the 416 counts as one interrupted attempt"
+    assert partial.read_bytes() == PAYLOAD
+
+
+def test_a_206_from_another_offset_starts_over(server, tmp_path):
+    srv, base = server
+    srv.range_from_zero = True  # answers 206 with bytes 0-, whatever was asked
+    partial = tmp_path / ".partial"
+    partial.write_bytes(PAYLOAD[:1000])
+    info = fetcher().download(base + "/app.tar.gz", str(partial), "sha256")
+    assert info["hexdigest"] == DIGEST and not info["resumed"] and info["bytes_transferred"] == len(PAYLOAD)
+    assert partial.read_bytes() == PAYLOAD
+
+
+def test_download_state_between_attempts(tmp_path):
+    """offset is the partial file's size and the hasher has seen exactly its bytes."""
+    partial = tmp_path / ".partial"
+    partial.write_bytes(PAYLOAD[:12345])
+    job = _fetch.Download(fetcher(), "https://u:p@r.example/app.tar.gz", str(partial), "sha256")
+    assert job.shown == "https://r.example/app.tar.gz"
+    job.take_over_partial()
+    assert job.offset == 12345 and job.hasher.hexdigest() == hashlib.sha256(PAYLOAD[:12345]).hexdigest()
+    job.start_over()
+    assert job.offset == 0 and partial.read_bytes() == b""
+    assert job.hasher.hexdigest() == hashlib.sha256(b"").hexdigest()
+
+
+class Answer:
+    def __init__(self, status, content_range=None):
+        self.status = status
+        self.headers = {"Content-Range": content_range} if content_range else {}
+
+    def getcode(self):
+        return self.status
+
+
+def test_continues_at_offset_needs_a_206_with_the_matching_range(tmp_path):
+    job = _fetch.Download(fetcher(), "https://r/a", str(tmp_path / "p"), "sha256")
+    job.offset = 500
+    assert job.continues_at_offset(Answer(206, "bytes 500-999/1000"))
+    assert not job.continues_at_offset(Answer(206, "bytes 0-999/1000"))
+    assert not job.continues_at_offset(Answer(206, "bytes 5000-9999/10000"))
+    assert not job.continues_at_offset(Answer(206))
+    assert not job.continues_at_offset(Answer(200))
+
+
+def test_fetcher_from_module_params():
+    params = dict(headers={"X-Env": "prod"}, url_username="deploy", url_password="pw", force_basic_auth=True,
+                  bearer_token=None, client_cert="/c.pem", client_key="/k.pem", validate_certs=False,
+                  use_proxy=False, timeout=7, retries=5, retry_delay=0.25, store="/ignored")
+    f = _fetch.Fetcher.from_params(params)
+    assert f.headers == {"X-Env": "prod", "Accept-Encoding": "identity"}
+    assert f.auth == {"url_username": "deploy", "url_password": "pw", "force_basic_auth": True}
+    assert (f.client_cert, f.client_key, f.validate_certs, f.use_proxy, f.timeout) == ("/c.pem", "/k.pem", False, False, 7)
+    assert (f.retries, f.retry_delay) == (5, 0.25)
+    assert sorted(_fetch.url_argument_spec()) == sorted(k for k in params if k not in ("retries", "retry_delay", "store"))
