@@ -6,7 +6,7 @@
 An flock on ``<base>/.lock`` plus a record in that file (owner, pid, host, start time), so a
 waiting deploy can say who holds it. The kernel drops an flock when its holder dies; a record
 found on a lock that could be taken at once was therefore left by a holder that is gone, and is
-taken over with a warning.
+taken over with a warning. ``held_by`` tells who holds it without taking it (release_info).
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ import json
 import os
 import socket
 import time
+
+
+UNREADABLE = {"owner": "unreadable lock record"}
 
 
 class LockTimeout(Exception):
@@ -29,23 +32,51 @@ def describe(holder):
         holder.get("owner", "?"), holder.get("pid", "?"), holder.get("host", "?"), holder.get("started", "?"))
 
 
+def read_record(fd):
+    """The holder's record in the open lock file fd, None when it is empty."""
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        data = os.read(fd, 65536)
+        if not data.strip():
+            return None
+        record = json.loads(data.decode("utf-8"))
+    except (OSError, ValueError):
+        record = None
+    return record if isinstance(record, dict) else dict(UNREADABLE)
+
+
+def held_by(path):
+    """The record of whoever holds the lock at path right now, else None. Probes with a shared,
+    non-blocking flock, so it never waits and never writes; a held lock with an empty record is
+    reported as held by an unknown owner."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return read_record(fd) or {"owner": "unknown"}
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 class DeployLock:
-    def __init__(self, path, owner, timeout=60.0, poll=0.05):
+    """The lock at path for owner (a name for the record), waiting up to timeout seconds; a
+    context manager. After acquire: waited (seconds), took_over (a gone holder's record, or None)."""
+
+    poll = 0.05  # seconds between two tries
+    fd = None
+    waited = 0.0
+    took_over = None
+
+    def __init__(self, path, owner, timeout=60.0):
         self.path = path
         self.owner = owner
         self.timeout = timeout
-        self.poll = poll
-        self.fd = None
-        self.waited = 0.0
-        self.took_over = None  # the record of a gone holder, when one was found
-
-    def _read(self):
-        try:
-            os.lseek(self.fd, 0, os.SEEK_SET)
-            data = os.read(self.fd, 65536)
-            return json.loads(data.decode("utf-8")) if data.strip() else None
-        except (OSError, ValueError):
-            return {"owner": "unreadable lock record"}
 
     def acquire(self):
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
@@ -56,7 +87,7 @@ class DeployLock:
                 break
             except BlockingIOError:
                 if time.monotonic() - start >= self.timeout:
-                    holder = self._read()
+                    holder = read_record(self.fd)
                     os.close(self.fd)
                     self.fd = None
                     raise LockTimeout(
@@ -64,7 +95,7 @@ class DeployLock:
                         "finish, or stop it, and run again" % (self.path, describe(holder), self.timeout))
                 time.sleep(self.poll)
         self.waited = time.monotonic() - start
-        self.took_over = self._read()
+        self.took_over = read_record(self.fd)
         record = {
             "owner": self.owner,
             "pid": os.getpid(),

@@ -180,6 +180,11 @@ def rollback_target(records, current):
     return max(candidates, key=lambda r: (int(r.get("seq") or 0), r.get("activated") or ""))["id"]
 
 
+def newest_first(records):
+    """The records, the most recently staged first (by creation time, then id)."""
+    return sorted(records.values(), key=lambda r: (r.get("created") or "", r["id"]), reverse=True)
+
+
 def plan_prune(records, current, keep):
     """Ids whose directories and records pruning removes.
 
@@ -189,7 +194,7 @@ def plan_prune(records, current, keep):
     """
     if keep is None:
         return []
-    ordered = sorted(records.values(), key=lambda r: (r.get("created") or "", r["id"]), reverse=True)
+    ordered = newest_first(records)
     protected = {current, rollback_target(records, current)}
     healthy = [r["id"] for r in ordered if r.get("state") not in ("failed", "corrupt")]
     keep_ids = set(healthy[:keep]) | protected

@@ -128,6 +128,7 @@ attributes:
     details: Check mode reads only; it takes no lock.
   diff_mode:
     support: full
+    details: The diff shows the release staged, C(current) before and after, a state a rollback changes and the releases pruned.
   action:
     support: full
     details: The action plugin records the controller host, user and AWX/Tower job id in O(deployed_by).
@@ -229,331 +230,45 @@ unpack:
   type: dict
 """
 
-import getpass
-import os
-import shutil
-import time
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
-from ansible_collections.seedops.deploy.plugins.module_utils import _archive
-from ansible_collections.seedops.deploy.plugins.module_utils import _digest
-from ansible_collections.seedops.deploy.plugins.module_utils import _lock
-from ansible_collections.seedops.deploy.plugins.module_utils import _releases as rel
+from ansible_collections.seedops.deploy.plugins.module_utils import _release
 
-
-def parse_digest(value):
-    if value is None:
-        return None, None
-    try:
-        return _digest.parse_checksum(value)
-    except _digest.DigestError as exc:
-        raise rel.ReleaseError("digest: %s" % exc)
-
-
-def parse_mode(module, value, name):
-    if isinstance(value, int):
-        return value
-    try:
-        return int(str(value), 8)
-    except ValueError:
-        module.fail_json(msg="%s %r is not an octal mode such as '0755'" % (name, value))
-
-
-class Releaser:
-    def __init__(self, module):
-        self.module = module
-        self.p = module.params
-        self.layout = rel.Layout(self.p["path"])
-        self.check = module.check_mode
-        self.result = {"changed": False, "staged": False, "switched": False, "pruned": [], "lock_wait": 0.0}
-        self.diff = {"before": {}, "after": {}}
-        self.warnings = []
-
-    # -- staging -------------------------------------------------------------------------------
-
-    def source(self):
-        algorithm, hexdigest = parse_digest(self.p["digest"])
-        src = self.p["src"]
-        if src is None and hexdigest:
-            if algorithm != "sha256":
-                raise rel.ReleaseError("the store is addressed by sha256; give src for a %s digest" % algorithm)
-            src = os.path.join(self.p["store"] or self.layout.store, "sha256", hexdigest)
-        if src is None:
-            raise rel.ReleaseError("release %s is not staged yet: give src (the artifact on the host) or digest "
-                                   "(an artifact in the store)" % self.p["release_id"])
-        if not os.path.isfile(src):
-            raise rel.ReleaseError("the artifact %s does not exist on this host (or is not a file); transfer it first, "
-                                   "for example with seedops.deploy.artifact" % src)
-        return src, algorithm or "sha256", hexdigest
-
-    def stage(self, release_id, records):
-        existing = records.get(release_id)
-        if existing is not None and existing.get("exists"):
-            if self.p["digest"] or self.p["src"]:
-                src_digest = self.expected_digest_of_source()
-                if src_digest and existing.get("digest") and src_digest != existing["digest"]:
-                    raise rel.ReleaseError(
-                        "release %s is already staged with %s, and the artifact given now is %s. A release id names "
-                        "one artifact: use a new release_id, or remove the old release first"
-                        % (release_id, existing["digest"], src_digest))
-            return existing
-        if self.check:
-            # The artifact may not be on the host yet: in check mode an earlier transfer only said it would be.
-            self.result["changed"] = True
-            self.diff["after"]["staged"] = release_id
-            return {"id": release_id, "state": "staged", "source": self.p["src"]}
-        src, algorithm, expected = self.source()
-        self.result["changed"] = True
-        self.diff["after"]["staged"] = release_id
-        staging = os.path.join(self.layout.releases, ".staging-%s-%d" % (release_id, os.getpid()))
-        os.mkdir(staging, 0o700)
-        try:
-            started = time.monotonic()
-            limits = _archive.Limits(self.p["max_size_mb"] << 20, self.p["max_members"], self.p["allow_setuid"])
-            try:
-                info = _archive.unpack(src, staging, self.p["format"], limits, self.p["strip_components"],
-                                       self.p["file_name"], parse_mode(self.module, self.p["file_mode"], "file_mode"),
-                                       algorithm)
-            except _archive.ArchiveError as exc:
-                raise rel.ReleaseError("refused to stage %s from %s: %s. Nothing was staged."
-                                       % (release_id, src, to_native(exc)))
-            info["seconds"] = round(time.monotonic() - started, 3)
-            if expected and info["digest"] != expected:
-                raise rel.ReleaseError(
-                    "artifact %s does not match its digest: expected %s:%s, got %s:%s. Nothing was staged; fetch "
-                    "the artifact again" % (src, algorithm, expected, algorithm, info["digest"]))
-            rel.link_shared(self.layout, staging, self.p["shared"])
-            self.apply_ownership(staging)
-            os.chmod(staging, parse_mode(self.module, self.p["mode"], "mode"))
-            if os.path.lexists(self.layout.release_dir(release_id)):
-                raise rel.ReleaseError(
-                    "%s exists but has no record; it was not staged by seedops.deploy. Move it away, or use another "
-                    "release_id" % self.layout.release_dir(release_id))
-            os.rename(staging, self.layout.release_dir(release_id))
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        record = {
-            "id": release_id,
-            "digest": "%s:%s" % (algorithm, info["digest"]),
-            "source": src,
-            "format": info["format"],
-            "state": "staged",
-            "created": rel.now_iso(),
-            "activated": None,
-            "seq": None,
-            "size": info["bytes"],
-            "members": info["members"],
-            "deployed_by": self.deployed_by(),
-        }
-        if existing is not None and existing.get("state") == "failed":
-            record["state"] = "failed"
-        rel.save_record(self.layout, record)
-        record["exists"] = True
-        rel.fsync_dir(self.layout.releases)
-        self.result["staged"] = True
-        self.result["unpack"] = info
-        return record
-
-    def expected_digest_of_source(self):
-        algorithm, hexdigest = parse_digest(self.p["digest"])
-        if hexdigest:
-            return "%s:%s" % (algorithm, hexdigest)
-        src = self.p["src"]
-        if src and os.path.isfile(src):
-            return "sha256:" + _digest.file_digest(src)
-        return None
-
-    def apply_ownership(self, root):
-        owner, group = self.p["owner"], self.p["group"]
-        if not owner and not group:
-            return
-        uid = gid = -1
-        try:
-            import grp
-            import pwd
-            if owner:
-                uid = pwd.getpwnam(owner).pw_uid if not owner.isdigit() else int(owner)
-            if group:
-                gid = grp.getgrnam(group).gr_gid if not group.isdigit() else int(group)
-        except KeyError as exc:
-            raise rel.ReleaseError("owner or group does not exist on this host: %s" % to_native(exc))
-        for dirpath, dirnames, filenames in os.walk(root):
-            os.lchown(dirpath, uid, gid)
-            for name in dirnames + filenames:
-                os.lchown(os.path.join(dirpath, name), uid, gid)
-
-    def deployed_by(self):
-        who = dict(self.p["deployed_by"] or {})
-        who.setdefault("remote_user", os.environ.get("SUDO_USER") or getpass.getuser())
-        return who
-
-    # -- switching -----------------------------------------------------------------------------
-
-    def activate(self, release_id, records, current):
-        if current == release_id:
-            return
-        self.result["changed"] = True
-        self.diff["before"]["current"] = current
-        self.diff["after"]["current"] = release_id
-        if self.check:
-            return
-        self.switch(records, current, release_id, leaving_state="previous")
-
-    def switch(self, records, current, target, leaving_state):
-        rel.activate(self.layout, records, current, target, leaving_state)
-        self.result["switched"] = True
-
-    def roll_back(self, release_id, records, current):
-        leaving = release_id or current
-        if leaving is None:
-            raise rel.ReleaseError("nothing is live under %s, so there is nothing to roll back" % self.layout.base)
-        if leaving != current:
-            # Already rolled back (or never live): make sure it is marked failed, nothing else.
-            record = records.get(leaving)
-            if record is None:
-                raise rel.ReleaseError("release %s has no record under %s" % (leaving, self.layout.releases))
-            if record.get("state") != "failed":
-                self.result["changed"] = True
-                self.diff["before"]["%s state" % leaving] = record.get("state")
-                self.diff["after"]["%s state" % leaving] = "failed"
-                if not self.check:
-                    record["state"] = "failed"
-                    record["failed"] = rel.now_iso()
-                    rel.save_record(self.layout, record)
-            return leaving
-        target = self.p["rollback_to"] or rel.rollback_target(records, current)
-        if target is None:
-            raise rel.ReleaseError(
-                "cannot roll back %s: no previous healthy release is recorded under %s; give rollback_to, or deploy a "
-                "known-good release" % (current, self.layout.releases))
-        rel.validate_release_id(target)
-        if target not in records or not records[target].get("exists"):
-            raise rel.ReleaseError("cannot roll back to %s: it is not staged under %s" % (target, self.layout.releases))
-        if target == current:
-            raise rel.ReleaseError("rollback_to %s is the release being rolled back" % target)
-        if current not in records:
-            raise rel.ReleaseError("current points at %s, which has no record; give release_id and rollback_to "
-                                   "explicitly" % current)
-        self.result["changed"] = True
-        self.diff["before"]["current"] = current
-        self.diff["after"]["current"] = target
-        if not self.check:
-            self.switch(records, current, target, leaving_state="failed")
-        self.result["rolled_back_to"] = target
-        return leaving
-
-    # -- pruning -------------------------------------------------------------------------------
-
-    def prune(self, records, current):
-        keep = self.p["keep"]
-        if keep is None:
-            return
-        remove = rel.plan_prune(records, current, keep)
-        if not remove:
-            return
-        self.result["changed"] = True
-        self.result["pruned"] = remove
-        self.diff["before"]["releases"] = sorted(records)
-        self.diff["after"]["releases"] = sorted(set(records) - set(remove))
-        if self.check:
-            return
-        for release_id in remove:
-            rel.remove_release(self.layout, release_id)
-
-    # -- the whole run -------------------------------------------------------------------------
-
-    def run(self):
-        state = self.p["state"]
-        release_id = self.p["release_id"]
-        if release_id is not None:
-            rel.validate_release_id(release_id)
-        elif state != "rolled_back":
-            raise rel.ReleaseError("release_id is required with state=%s" % state)
-        if self.p["keep"] is not None and self.p["keep"] < 1:
-            raise rel.ReleaseError("keep must be 1 or more (the live release is always kept), got %d" % self.p["keep"])
-        if self.p["strip_components"] < 0:
-            raise rel.ReleaseError("strip_components must be 0 or more")
-        if self.check:
-            # Check mode only reads; it takes no lock (taking it writes the holder's record).
-            return self.run_unlocked(state, release_id)
-        self.layout.ensure()
-        owner = "%s via seedops.deploy.release" % self.deployed_by().get("remote_user")
-        lock = _lock.DeployLock(self.layout.lock, owner, self.p["lock_timeout"])
-        with lock:
-            self.result["lock_wait"] = round(lock.waited, 3)
-            if lock.took_over:
-                self.warnings.append("took over the deploy lock %s left by %s, which is gone"
-                                     % (self.layout.lock, _lock.describe(lock.took_over)))
-            return self.run_unlocked(state, release_id)
-
-    def run_unlocked(self, state, release_id):
-        if not self.check:
-            for path in rel.leftovers(self.layout):
-                shutil.rmtree(path, ignore_errors=True)
-                self.warnings.append("removed %s, left by an interrupted run" % path)
-        records = rel.read_records(self.layout)
-        current = rel.current_release(self.layout)
-        self.result["previous"] = current
-        record = None
-        if state in ("staged", "active"):
-            record = self.stage(release_id, records)
-            records[release_id] = record
-            if state == "active":
-                self.activate(release_id, records, current)
-        else:
-            release_id = self.roll_back(release_id, records, current)
-            record = records.get(release_id)
-        now_current = self.diff["after"].get("current", current) if self.check else rel.current_release(self.layout)
-        self.result["current"] = now_current
-        self.prune(rel.read_records(self.layout) if not self.check else records, now_current)
-        self.result["release_id"] = release_id
-        if record is not None:
-            self.result["release_path"] = self.layout.release_dir(release_id)
-            self.result["digest"] = record.get("digest")
-            if not self.check and os.path.exists(self.layout.record_path(release_id)):
-                record = rel.read_records(self.layout).get(release_id, record)
-            clean = dict(record)
-            clean.pop("exists", None)
-            self.result["record"] = clean
-        return self.result
+ARGUMENT_SPEC = dict(
+    path=dict(type="path", required=True),
+    release_id=dict(type="str"),
+    state=dict(type="str", default="active", choices=["staged", "active", "rolled_back"]),
+    src=dict(type="path"),
+    digest=dict(type="str"),
+    store=dict(type="path"),
+    format=dict(type="str", default="auto", choices=["auto", "tar", "zip", "file"]),
+    strip_components=dict(type="int", default=0),
+    file_name=dict(type="str"),
+    file_mode=dict(type="raw", default="0755"),
+    shared=dict(type="list", elements="str", default=[]),
+    owner=dict(type="str"),
+    group=dict(type="str"),
+    mode=dict(type="raw", default="0755"),
+    keep=dict(type="int"),
+    rollback_to=dict(type="str"),
+    lock_timeout=dict(type="int", default=60),
+    max_size_mb=dict(type="int", default=4096),
+    max_members=dict(type="int", default=100000),
+    allow_setuid=dict(type="bool", default=False),
+    deployed_by=dict(type="dict", default={}),
+)
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            path=dict(type="path", required=True),
-            release_id=dict(type="str"),
-            state=dict(type="str", default="active", choices=["staged", "active", "rolled_back"]),
-            src=dict(type="path"),
-            digest=dict(type="str"),
-            store=dict(type="path"),
-            format=dict(type="str", default="auto", choices=["auto", "tar", "zip", "file"]),
-            strip_components=dict(type="int", default=0),
-            file_name=dict(type="str"),
-            file_mode=dict(type="raw", default="0755"),
-            shared=dict(type="list", elements="str", default=[]),
-            owner=dict(type="str"),
-            group=dict(type="str"),
-            mode=dict(type="raw", default="0755"),
-            keep=dict(type="int"),
-            rollback_to=dict(type="str"),
-            lock_timeout=dict(type="int", default=60),
-            max_size_mb=dict(type="int", default=4096),
-            max_members=dict(type="int", default=100000),
-            allow_setuid=dict(type="bool", default=False),
-            deployed_by=dict(type="dict", default={}),
-        ),
-        required_if=[("state", "staged", ("release_id",)), ("state", "active", ("release_id",))],
-        supports_check_mode=True,
-    )
-    releaser = Releaser(module)
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
+                           required_if=[("state", "staged", ("release_id",)), ("state", "active", ("release_id",))])
+    releaser = _release.Releaser(module.params, check_mode=module.check_mode)
     try:
         result = releaser.run()
-    except (rel.ReleaseError, _archive.ArchiveError, _lock.LockTimeout) as exc:
+    except _release.ERRORS as exc:
         module.fail_json(msg=to_native(exc), **releaser.result)
     except OSError as exc:
         module.fail_json(msg="release operation under %s failed: %s" % (module.params["path"], to_native(exc)),

@@ -23,10 +23,11 @@ options:
 attributes:
   check_mode:
     support: full
+    details: It only reads, the same in check mode; it takes no lock, so it answers while a deploy runs.
   diff_mode:
     support: none
+    details: It changes nothing, so there is nothing to compare.
   platform:
-    support: full
     platforms: posix
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
@@ -102,59 +103,20 @@ platform:
   sample: {"system": "Linux", "architecture": "x86_64"}
 """
 
-import fcntl
-import json
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
-from ansible_collections.seedops.deploy.plugins.module_utils import _releases as rel
-
-
-def lock_holder(path):
-    """The lock record when the lock is held right now (probing without blocking), else None."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            data = os.read(fd, 65536)
-            try:
-                return json.loads(data.decode("utf-8")) if data.strip() else {"owner": "unknown"}
-            except ValueError:
-                return {"owner": "unreadable lock record"}
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
+from ansible_collections.seedops.deploy.plugins.module_utils import _release
+from ansible_collections.seedops.deploy.plugins.module_utils import _releases
 
 
 def main():
     module = AnsibleModule(argument_spec=dict(path=dict(type="path", required=True)), supports_check_mode=True)
-    layout = rel.Layout(module.params["path"])
     try:
-        records = rel.read_records(layout)
-        current = rel.current_release(layout)
-    except (rel.ReleaseError, OSError) as exc:
+        report = _release.host_releases(module.params["path"])
+    except (_releases.ReleaseError, OSError) as exc:
         module.fail_json(msg=to_native(exc))
-    releases = []
-    for record in sorted(records.values(), key=lambda r: (r.get("created") or "", r["id"]), reverse=True):
-        entry = dict(record)
-        entry["current"] = record["id"] == current
-        releases.append(entry)
-    module.exit_json(
-        changed=False,
-        exists=os.path.isdir(layout.releases),
-        current=current,
-        rollback_target=rel.rollback_target(records, current),
-        releases=releases,
-        lock=lock_holder(layout.lock),
-        platform={"system": os.uname().sysname, "architecture": os.uname().machine},
-    )
+    module.exit_json(changed=False, **report)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,44 @@
+"""The release_info module's main: the report of a real release directory."""
+
+import json
+import os
+
+import pytest
+
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.seedops.deploy.plugins.module_utils import _releases
+from ansible_collections.seedops.deploy.plugins.modules import release_info
+
+
+def call(capsys, args):
+    with patch_module_args(args), pytest.raises(SystemExit):
+        release_info.main()
+    return json.loads(capsys.readouterr().out)
+
+
+def test_reports_the_releases_and_changes_nothing(capsys, tmp_path):
+    layout = _releases.Layout(str(tmp_path))
+    layout.ensure()
+    for rid, state, created, seq in (("1.0", "previous", "2026-01-01", 1), ("2.0", "active", "2026-01-02", 2)):
+        os.mkdir(layout.release_dir(rid))
+        _releases.save_record(layout, {"id": rid, "state": state, "created": created, "seq": seq})
+    _releases.switch_current(layout, "2.0")
+    before = sorted(os.listdir(tmp_path))
+    out = call(capsys, {"path": str(tmp_path), "_ansible_check_mode": True})
+    assert out["changed"] is False and out["exists"] is True
+    assert out["current"] == "2.0" and out["rollback_target"] == "1.0" and out["lock"] is None
+    assert [(r["id"], r["current"]) for r in out["releases"]] == [("2.0", True), ("1.0", False)]
+    assert out["platform"]["system"] == os.uname().sysname
+    assert sorted(os.listdir(tmp_path)) == before, "no lock file, nothing written"
+
+
+def test_an_empty_host(capsys, tmp_path):
+    out = call(capsys, {"path": str(tmp_path / "none")})
+    assert out["exists"] is False and out["releases"] == [] and out["current"] is None
+
+
+def test_a_current_that_is_not_a_link_fails_with_what_to_do(capsys, tmp_path):
+    (tmp_path / "current").mkdir()
+    out = call(capsys, {"path": str(tmp_path)})
+    assert out["failed"] and "is not a symlink" in out["msg"]
