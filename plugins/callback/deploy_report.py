@@ -11,12 +11,15 @@ short_description: One report per deploy - a table, a JSON file and an HTML time
 version_added: 0.1.0
 author: Seedops Maintainers (@seedops-maintainers)
 description:
-  - Watches the tasks of seedops.deploy's deploy, rollback and reconfigure playbooks (the modules
-    M(seedops.deploy.artifact), M(seedops.deploy.release), M(seedops.deploy.lb_member) and
-    M(seedops.deploy.staged_restart)) and, at the end of the run, prints one table - host, old and new release,
-    batch, stage, switch and health durations, result - and writes the same as JSON plus an HTML timeline.
-  - The table also says what every host runs when the run ends, so a rollout that stopped halfway is plain to see,
-    and the version-skew window (the spread between the first and the last host starting the new release).
+  - Reads the documented results of seedops.deploy's deploy, rollback and reconfigure playbooks - the plan
+    (the fact C(deploy_plan) - each host's current and target release, action and batch), the results of the
+    modules M(seedops.deploy.artifact), M(seedops.deploy.release), M(seedops.deploy.lb_member) and
+    M(seedops.deploy.staged_restart), and what the verify step read on each host at the end (the fact
+    C(deploy_verified)) - and at the end of the run prints one table - host, old and new release, batch, stage,
+    switch and health durations, result - and writes the same as JSON plus an HTML timeline.
+  - The table also says what every host runs when the run ends (as verified on the host where the run got that far,
+    otherwise as the last module on it returned), so a rollout that stopped halfway is plain to see, and the
+    version-skew window (the spread between the first and the last host starting the new release).
   - Runs in which neither M(seedops.deploy.release), M(seedops.deploy.release_info) nor
     M(seedops.deploy.staged_restart) ran print and write nothing (a runtime download with
     M(seedops.deploy.artifact), or a drain for patching, is no deploy), so the callback can stay enabled for
@@ -68,17 +71,19 @@ COLOURS = {"stage": "#9aa5b1", "drain": "#f0a202", "switch": "#2b6cb0", "health"
 
 
 class HostRecord:
-    """What one host went through in this run."""
+    """What one host went through in this run: its plan entry, what the modules returned, what verify read."""
 
     def __init__(self, name):
         self.name = name
         self.old = None
         self.new = None
         self.now = None
+        self.verified = None
+        self.action = None
+        self.reason = None
         self.batch = None
         self.phases = {}
         self.outcome = None
-        self.pending = False
         self.message = None
         self.times = None
 
@@ -97,23 +102,39 @@ class HostRecord:
             return "restarted"
         if self.outcome:
             return self.outcome
-        if self.pending:
+        if self.action in ("switch", "restart"):
             return "not reached"
-        if self.old is not None and self.new in (None, self.old):
+        if self.action == "unchanged" or (self.old is not None and self.new in (None, self.old)):
             return "unchanged"
         return "staged" if self.new else "-"
 
     def runs(self):
         if self.outcome == "unreachable":
             return "unknown (was %s)" % (self.now or self.old or "-")
-        return self.now or self.old or "-"
+        return self.verified or self.now or self.old or "-"
 
     def as_dict(self):
         new = self.old if self.new is None and self.result() == "unchanged" else self.new
         return {"host": self.name, "old": self.old, "new": new, "runs": self.runs(), "batch": self.batch,
-                "result": self.result(), "stage_s": self.seconds("stage"), "switch_s": self.seconds("drain", "switch"),
+                "action": self.action, "reason": self.reason, "result": self.result(),
+                "stage_s": self.seconds("stage"), "switch_s": self.seconds("drain", "switch"),
                 "health_s": self.seconds("health"), "message": self.message, "restart_times": self.times,
                 "phases": self.phases}
+
+
+class Event:
+    """One finished task of a watched module on one host."""
+
+    def __init__(self, result, status, start, end):
+        self.res = result._result
+        self.failed = status != "ok"
+        self.status = status
+        self.start, self.end = start, end
+        invocation = self.res.get("invocation")
+        if invocation is None and self.res.get("results"):
+            # A loop (lb_member over the load balancers): every item ran the same module with the same state.
+            invocation = self.res["results"][0].get("invocation")
+        self.args = (invocation or {}).get("module_args") or {}
 
 
 class CallbackModule(CallbackBase):
@@ -132,6 +153,7 @@ class CallbackModule(CallbackBase):
         self.started = time.time()
         self.seen = False
         self.deployed = False  # a release module ran (or the deploy plan): artifact or lb_member alone is no deploy
+        self.planned = False
         self.batches = []
 
     # -- bookkeeping ---------------------------------------------------------------------------------
@@ -172,92 +194,101 @@ class CallbackModule(CallbackBase):
         self.starts.pop((result._host.get_name(), result._task._uuid), None)
 
     def record(self, result, status):
+        """Route one task result: the documented facts deploy_plan and deploy_verified, or a watched module."""
         task = result._task
-        action = getattr(task, "resolved_action", None) or task.action
-        kind = WATCHED.get(action)
         name = result._host.get_name()
-        if kind is None:
-            if task.action in ("ansible.builtin.group_by", "group_by") and self.seen and status == "ok":
-                self.host(name).pending = True
-            facts = result._result.get("ansible_facts") or {}
-            if status == "ok" and "deploy_new_release" in facts and "deploy_old_release" in facts:
-                # The deploy role's plan: what each host runs and is to run.
-                rec = self.host(name)
-                rec.old, rec.new = facts["deploy_old_release"], facts["deploy_new_release"]
-                self.seen = self.deployed = True
-            return
-        self.seen = True
-        if kind in ("release", "release_info", "staged_restart"):
-            self.deployed = True
-        res = result._result
         end = time.time()
         start = self.starts.pop((name, task._uuid), end)
-        failed = status != "ok"
-        invocation = res.get("invocation")
-        if invocation is None and res.get("results"):
-            # A loop (lb_member over the load balancers): every item ran the same module with the same state.
-            invocation = res["results"][0].get("invocation")
-        args = (invocation or {}).get("module_args") or {}
+        kind = WATCHED.get(getattr(task, "resolved_action", None) or task.action)
+        if kind is None:
+            facts = (result._result.get("ansible_facts") or {}) if status == "ok" else {}
+            if isinstance(facts.get("deploy_plan"), dict):
+                self.on_plan(facts["deploy_plan"])
+            if isinstance(facts.get("deploy_verified"), dict):
+                self.host(name).verified = facts["deploy_verified"].get("release")
+            return
+        self.seen = True
+        self.deployed = self.deployed or kind in ("release", "release_info", "staged_restart")
         rec = self.host(name)
-        if kind == "artifact":
-            rec.phase("stage", start, end, failed)
-        elif kind == "release_info":
-            if rec.old is None:
-                rec.old = res.get("current")
-        elif kind == "release":
-            state = args.get("state", "active")
-            if rec.old is None and "previous" in res:
-                rec.old = res.get("previous")
-            if state == "staged":
-                rec.phase("stage", start, end, failed)
-                rec.new = res.get("release_id") or args.get("release_id")
-                if rec.new and rec.old != rec.new:
-                    rec.pending = True
-            else:
-                rec.phase("switch", start, end, failed)
-                self.assign_batch(rec)
-                if not failed:
-                    rec.new = args.get("rollback_to") if state == "rolled_back" else res.get("release_id")
-                    rec.now = res.get("current")
-                    rec.pending = False
-                    if state == "rolled_back" and rec.outcome == "switched":
-                        rec.outcome = "rolled back"
-        elif kind == "lb_member":
-            state = args.get("state")
-            if state in ("drain", "ready"):
-                rec.phase(state, start, end, failed)
-                if state == "drain":
-                    self.assign_batch(rec)
-        elif kind == "staged_restart":
-            if args.get("mode") == "reload":
-                rec.phase("health", start, end, failed)
-                self.assign_batch(rec)
-                rec.outcome = "failed" if failed else "reloaded"
-                if res.get("release"):
-                    rec.old = rec.new = rec.now = res["release"]
-            else:
-                rec.phase("health", start, end, failed and not res.get("rolled_back"))
-                rec.times = res.get("times")
-                if res.get("release"):
-                    rec.now = res.get("release")
-                if res.get("rolled_back"):
-                    rec.outcome = "rolled back"
-                elif failed:
-                    rec.outcome = "failed"
-                elif rec.outcome is None:
-                    rec.outcome = "switched"
-        if failed and rec.outcome is None and status == "failed":
+        event = Event(result, status, start, end)
+        getattr(self, "on_" + kind)(rec, event)
+        if event.failed and rec.outcome is None and status == "failed":
             rec.outcome = "failed"
-        if failed and not rec.message:
-            rec.message = res.get("msg")
+        if event.failed and not rec.message:
+            rec.message = event.res.get("msg")
+
+    def on_plan(self, plan):
+        """deploy_plan (roles/deploy/tasks/decide.yml): every host's release, action and batch."""
+        if self.planned:
+            return
+        self.planned = self.seen = self.deployed = True
+        for name, entry in (plan.get("hosts") or {}).items():
+            rec = self.host(name)
+            rec.old, rec.new = entry.get("current"), entry.get("target")
+            rec.action, rec.reason, rec.batch = entry.get("action"), entry.get("reason"), entry.get("batch")
+        together = plan.get("switch") == "together"
+        self.batches = [{"label": "all" if together else number, "hosts": list(hosts)}
+                        for number, hosts in enumerate(plan.get("batches") or [], 1)]
+
+    def on_artifact(self, rec, event):
+        rec.phase("stage", event.start, event.end, event.failed)
+
+    def on_release_info(self, rec, event):
+        if rec.old is None:
+            rec.old = event.res.get("current")
+
+    def on_release(self, rec, event):
+        state = event.args.get("state", "active")
+        if rec.old is None and "previous" in event.res:
+            rec.old = event.res.get("previous")
+        if state == "staged":
+            rec.phase("stage", event.start, event.end, event.failed)
+            rec.new = rec.new or event.res.get("release_id") or event.args.get("release_id")
+            return
+        rec.phase("switch", event.start, event.end, event.failed)
+        self.assign_batch(rec)
+        if not event.failed:
+            rec.now = event.res.get("current")
+            if rec.new is None:
+                rec.new = event.args.get("rollback_to") if state == "rolled_back" else event.res.get("release_id")
+            if state == "rolled_back" and rec.outcome == "switched":
+                rec.outcome = "rolled back"
+
+    def on_lb_member(self, rec, event):
+        state = event.args.get("state")
+        if state in ("drain", "ready"):
+            rec.phase(state, event.start, event.end, event.failed)
+            if state == "drain":
+                self.assign_batch(rec)
+
+    def on_staged_restart(self, rec, event):
+        res = event.res
+        if event.args.get("mode") == "reload":
+            rec.phase("health", event.start, event.end, event.failed)
+            self.assign_batch(rec)
+            rec.outcome = "failed" if event.failed else "reloaded"
+            if res.get("release"):
+                rec.old = rec.new = rec.now = res["release"]
+            return
+        rec.phase("health", event.start, event.end, event.failed and not res.get("rolled_back"))
+        rec.times = res.get("times")
+        rec.now = res.get("release") or rec.now
+        if res.get("rolled_back"):
+            rec.outcome = "rolled back"
+        elif event.failed:
+            rec.outcome = "failed"
+        elif rec.outcome is None:
+            rec.outcome = "switched"
 
     def assign_batch(self, rec):
-        if rec.batch is None and self.batch is not None:
-            label = self.batch["number"] if self.batch["serial"] else "all"
-            rec.batch = label
-            if not self.batches or self.batches[-1]["label"] != label or self.batches[-1]["play"] != self.batch["play"]:
-                self.batches.append({"label": label, "play": self.batch["play"], "hosts": []})
-            self.batches[-1]["hosts"].append(rec.name)
+        """Runs without a plan (reconfigure.yml): the batch is the count of the play's serial batches."""
+        if self.planned or rec.batch is not None or self.batch is None:
+            return
+        label = self.batch["number"] if self.batch["serial"] else "all"
+        rec.batch = label
+        if not self.batches or self.batches[-1]["label"] != label:
+            self.batches.append({"label": label, "hosts": []})
+        self.batches[-1]["hosts"].append(rec.name)
 
     # -- the report ----------------------------------------------------------------------------------
 

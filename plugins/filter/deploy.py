@@ -1,11 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: seedops.deploy contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Deploy planning helpers: digests from checksum lists, and the fleet's rollback target."""
+"""Deploy planning helpers: digests from checksum lists, the fleet's rollback target, and the deploy plan."""
 
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
+from ansible.utils.helpers import pct_to_int
 
 from ansible_collections.seedops.deploy.plugins.module_utils import _digest
 
@@ -76,8 +77,105 @@ def fleet_rollback(infos, version=None):
     return {"target": target, "switch": switch, "errors": errors}
 
 
+ACTIONS = ("switch", "restart", "unchanged")
+DEFAULT_SERIAL = (1, "34%", "100%")
+
+
+def batch_sizes(serial, count):
+    """Split `count` hosts into batches the way Ansible's `serial` does (numbers, percentages of `count`,
+    the last entry repeating; 0 or an empty list means one batch of every host). Returns the sizes."""
+    if serial in (None, "", []):
+        serial = [0]
+    if not isinstance(serial, (list, tuple)):
+        serial = [serial]
+    sizes, left, index = [], count, 0
+    while left > 0:
+        try:
+            size = pct_to_int(serial[index], count)
+        except (TypeError, ValueError):
+            raise AnsibleFilterError(f"deploy_plan: serial entry {serial[index]!r} is neither a number nor a percentage "
+                                     "such as '34%'") from None
+        size = left if size <= 0 else min(size, left)
+        sizes.append(size)
+        left -= size
+        index = min(index + 1, len(serial) - 1)
+    return sizes
+
+
+def _order(hosts, canary):
+    """Hosts in activation order: the declared canary hosts first (in their order), then inventory order."""
+    names = [h["host"] for h in hosts]
+    unknown = [c for c in canary if c not in names]
+    if unknown:
+        raise AnsibleFilterError(f"deploy_canary_hosts names {', '.join(unknown)}, not among this run's hosts "
+                                 f"({', '.join(names)}); name hosts of deploy_hosts, or leave it empty")
+    return list(dict.fromkeys(list(canary) + names))
+
+
+def _action(entry, target, mode):
+    current = entry.get("current") or None
+    if current != target:
+        verb = "rolls back from" if mode == "rollback" else "runs"
+        return "switch", (f"{verb} {current}" if current else "has no live release yet")
+    if entry.get("restart"):
+        return "restart", f"runs {target}; its unit or environment changed, so it restarts (deploy_restart)"
+    return "unchanged", f"runs {target} already"
+
+
+def deploy_plan(hosts, release, serial=DEFAULT_SERIAL, canary=None, switch="rolling", mode="deploy"):
+    """The one plan of a deploy or rollback run: per host its action and batch, decided once.
+
+    `hosts` lists, in inventory order, one mapping per host: `host`, `current` (its live release),
+    `restart` (restart even when the release does not change), and whatever else should travel with
+    the plan (`platform`, `digest`, `stage`, `lb_server`). Hosts whose live release changes get the
+    action `switch`; hosts to restart anyway `restart`; the rest `unchanged`. The acting hosts are
+    ordered - `canary` first, then inventory order - and cut into batches: the canary hosts, when
+    named, form batch 1 and `serial` cuts the rest; otherwise `serial` cuts them all. With
+    switch=together every acting host is in the one batch `all`.
+    """
+    if not isinstance(hosts, list) or not all(isinstance(h, dict) and h.get("host") for h in hosts):
+        raise AnsibleFilterError("deploy_plan: expected a list of mappings with a 'host' key, in inventory order")
+    if not release:
+        raise AnsibleFilterError("deploy_plan: no release to plan for")
+    if switch not in ("rolling", "together"):
+        raise AnsibleFilterError(f"deploy_plan: deploy_switch must be rolling or together, not {switch!r}")
+    canary = list(canary or [])
+    by_name = {h["host"]: h for h in hosts}
+    planned = {}
+    for name in _order(hosts, canary):
+        entry = dict(by_name[name])
+        action, reason = _action(entry, release, mode)
+        entry.update(target=release, action=action, reason=reason, batch=None)
+        entry.setdefault("current", None)
+        entry.pop("restart", None)
+        planned[name] = entry
+    order = [name for name, entry in planned.items() if entry["action"] != "unchanged"]
+    if switch == "together":
+        batches = [order] if order else []
+    else:
+        first = [name for name in order if name in canary]
+        rest = [name for name in order if name not in canary]
+        batches = [first] if first else []
+        if first and isinstance(serial, (list, tuple)) and len(serial) > 1:
+            serial = list(serial)[1:]  # the named canary hosts take the place of serial's first batch
+        start = 0
+        for size in batch_sizes(serial, len(rest)):
+            batches.append(rest[start:start + size])
+            start += size
+    for number, batch in enumerate(batches, 1):
+        for name in batch:
+            planned[name]["batch"] = "all" if switch == "together" else number
+    summary = [f"{mode} {release} ({switch}): " + (" then ".join("[" + ", ".join(b) + "]" for b in batches)
+                                                   or "no host to switch")]
+    summary += [f"{name}: {e['action']}" + (f" in batch {e['batch']}" if e["batch"] else "") + f" - {e['reason']}"
+                for name, e in planned.items()]
+    return {"release": release, "mode": mode, "switch": switch, "order": order, "batches": batches,
+            "serial": [len(b) for b in batches] or [1], "hosts": planned, "summary": summary,
+            "rolling": order if switch == "rolling" else [], "together": order if switch == "together" else []}
+
+
 class FilterModule:
     """seedops.deploy deploy-planning filters."""
 
     def filters(self):
-        return {"checksum_for": checksum_for, "fleet_rollback": fleet_rollback}
+        return {"checksum_for": checksum_for, "fleet_rollback": fleet_rollback, "deploy_plan": deploy_plan}

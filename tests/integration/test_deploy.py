@@ -1,6 +1,10 @@
 """The main job on the lab: site.yml brings up v1, then rolling deploys, rollbacks and a live
 reconfiguration of the sample service behind HAProxy, each under load from a real client on the
-controller (tests/lab/load.py, against the lb's 127.0.0.1 port) that counts every request."""
+controller (tests/lab/load.py, against the lb's 127.0.0.1 port) that counts every request.
+
+Each test brings the fleet to the state it starts from (fleet_at, log_level_at), doing nothing when the
+fleet is there already, so any test passes alone (pytest tests/integration/test_deploy.py::NAME) and
+in the full run."""
 
 import glob
 import json
@@ -11,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import REPO_ROOT, VENV_BIN, answering, load_client, run_playbook
+from conftest import REPO_ROOT, VENV_BIN, answering, flat, load_client, run_module, run_playbook
 
 pytestmark = pytest.mark.lab
 
@@ -37,7 +41,8 @@ def demo(lab, demo_packages, tmp_path_factory):
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and answering(port) != set(APPS):
         time.sleep(0.5)
-    return {"port": port, "reports": reports}
+    return {"port": port, "reports": reports, "after_site": {h: live(lab, h) for h in APPS},
+            "answering": answering(port)}
 
 
 def live(lab, host):
@@ -47,6 +52,36 @@ def live(lab, host):
                         "print(u.urlopen('http://127.0.0.1:8080/version', timeout=5).read().decode())\"").stdout
     doc = json.loads(out) if out.strip() else {}
     return current, doc.get("version"), doc.get("pid"), doc.get("log_level")
+
+
+def fleet_at(lab, version, previous=None):
+    """Bring every app host to `version` through deploy.yml unless it runs it already; with `previous`, also make
+    that the release each host would roll back to (deploying `previous` first when it is not)."""
+    def read():
+        infos = run_module(lab, "app", "seedops.deploy.release_info", {"path": BASE}, hosts=APPS)
+        return {h: (infos[h].get("current"), infos[h].get("rollback_target")) for h in APPS}
+
+    def there(state):
+        return all(c == version and previous in (None, t) for c, t in state.values())
+
+    state = read()
+    if there(state):
+        return
+    steps = [version]
+    if previous is not None and any(c != previous for c, _t in state.values()):
+        steps = [previous, version]
+    for step in steps:
+        result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", f"deploy_version={step}")
+        assert result.returncode == 0, result.stdout[-3000:]
+    state = read()
+    assert there(state), state
+
+
+def log_level_at(lab, level):
+    """Set the service's log level on every app host (reconfigure.yml) unless it has it already."""
+    if {live(lab, h)[3] for h in APPS} != {level}:
+        result, _recap = run_playbook("playbooks/reconfigure.yml", lab.inventory, "-e", f"seedops_demo_log_level={level}")
+        assert result.returncode == 0, result.stdout[-3000:]
 
 
 def record_state(lab, host, release):
@@ -87,16 +122,17 @@ def rows(report):
 
 
 def test_site_deploys_v1_to_every_app_host_behind_the_lb(lab, demo):
-    for host in APPS:
-        current, version, pid, _level = live(lab, host)
+    # What the fleet ran right after site.yml (read by the fixture, whatever other tests did since).
+    for host, (current, version, pid, _level) in demo["after_site"].items():
         assert (current, version) == ("1.0.0", "1.0.0"), host
         assert pid
-    assert answering(demo["port"]) == set(APPS)
+    assert demo["answering"] == set(APPS)
     sums = lab.ssh("repo1", "cat /srv/artifacts/seedops-app/2.0.0/SHA256SUMS").stdout
     assert "seedops-app-2.0.0-linux-amd64.tar.gz" in sums
 
 
 def test_rolling_deploy_v2_under_load_fails_no_request(lab, demo):
+    fleet_at(lab, "1.0.0")
     result, recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml",
                                                       "-e", "deploy_version=2.0.0")
     assert result.returncode == 0, result.stdout[-4000:]
@@ -108,7 +144,10 @@ def test_rolling_deploy_v2_under_load_fails_no_request(lab, demo):
         assert (current, version) == ("2.0.0", "2.0.0"), host
     # One batch per host with serial [1, "34%", "100%"] on 3 hosts; the canary finished before batch 2 began.
     by_host = rows(report)
-    assert sorted(r["batch"] for r in by_host.values()) == [1, 2, 3]
+    # The plan's batches: inventory order, whatever order the hosts answered in.
+    assert {h: r["batch"] for h, r in by_host.items()} == {"app1": 1, "app2": 2, "app3": 3}
+    assert report["batches"] == [{"label": 1, "hosts": ["app1"]}, {"label": 2, "hosts": ["app2"]},
+                                 {"label": 3, "hosts": ["app3"]}]
     assert all(r["result"] == "switched" and r["old"] == "1.0.0" and r["runs"] == "2.0.0" for r in by_host.values())
     ordered = sorted(by_host.values(), key=lambda r: r["batch"])
     for first, second in zip(ordered, ordered[1:]):
@@ -119,6 +158,7 @@ def test_rolling_deploy_v2_under_load_fails_no_request(lab, demo):
 
 
 def test_rerunning_the_same_version_changes_nothing(lab, demo):
+    fleet_at(lab, "2.0.0")
     pids = {host: live(lab, host)[2] for host in APPS}
     result, recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=2.0.0")
     assert result.returncode == 0, result.stdout[-3000:]
@@ -127,6 +167,7 @@ def test_rerunning_the_same_version_changes_nothing(lab, demo):
 
 
 def test_check_mode_of_a_new_version_changes_nothing(lab, demo):
+    fleet_at(lab, "2.0.0")
     pids = {host: live(lab, host)[2] for host in APPS}
     result, recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=3.0.0",
                                  "--check", "--diff")
@@ -139,17 +180,21 @@ def test_check_mode_of_a_new_version_changes_nothing(lab, demo):
 
 
 def test_broken_v3_canary_is_rolled_back_and_the_rollout_stops(lab, demo):
+    fleet_at(lab, "2.0.0")
     pids = {host: live(lab, host)[2] for host in APPS}
     # Even with the free strategy configured, the activate play runs linear and stops at the failure.
+    # The canary is the host named in deploy_canary_hosts, not the first in the inventory.
     result, recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml",
-                                                      "-e", "deploy_version=3.0.0", env={"ANSIBLE_STRATEGY": "free"})
+                                                      "-e", "deploy_version=3.0.0", "-e", '{"deploy_canary_hosts": ["app3"]}',
+                                                      env={"ANSIBLE_STRATEGY": "free"})
     assert result.returncode != 0
-    out = " ".join(result.stdout.split())
+    out = flat(result.stdout)
     assert "did not become healthy after restart" in out and "Rolled back: 3.0.0 marked failed" in out
     assert "The rollout stops here" in out
     assert load["all"]["failed"] == 0, load["errors"]
     by_host = rows(report)
-    canary = next(h for h, r in by_host.items() if r["batch"] == 1)
+    canary = "app3"
+    assert [h for h, r in by_host.items() if r["batch"] == 1] == [canary]
     assert by_host[canary]["result"] == "rolled back" and by_host[canary]["runs"] == "2.0.0"
     assert record_state(lab, canary, "3.0.0") == "failed"
     for host in APPS:
@@ -162,6 +207,7 @@ def test_broken_v3_canary_is_rolled_back_and_the_rollout_stops(lab, demo):
 
 
 def test_rollback_brings_every_host_to_the_previous_version(lab, demo):
+    fleet_at(lab, "2.0.0", previous="1.0.0")
     result, recap, load, report = playbook_under_load(demo, lab, "playbooks/rollback.yml")
     assert result.returncode == 0, result.stdout[-4000:]
     assert load["all"]["failed"] == 0, load["errors"]
@@ -175,6 +221,7 @@ def test_rollback_brings_every_host_to_the_previous_version(lab, demo):
 
 
 def test_a_host_unreachable_in_the_second_batch_stops_the_rollout(lab, demo, docker_engine):
+    fleet_at(lab, "1.0.0")
     container = docker_engine.containers.get(f"{lab.name}-app2")
 
     def pause_app2_once_the_canary_switched():
@@ -203,7 +250,7 @@ def test_a_host_unreachable_in_the_second_batch_stops_the_rollout(lab, demo, doc
     by_host = rows(report)
     assert (by_host["app1"]["result"], by_host["app1"]["runs"]) == ("switched", "2.0.0")
     assert by_host["app2"]["result"] == "unreachable" and by_host["app2"]["runs"] == "unknown (was 1.0.0)"
-    assert "failed or became unreachable in this batch" in " ".join(result.stdout.split())
+    assert "failed or became unreachable in this batch" in flat(result.stdout)
     # app3 was in the same batch as app2: it finished its switch; no host is half-switched.
     for host in APPS:
         current, version, _pid, _level = live(lab, host)
@@ -217,6 +264,7 @@ def test_a_host_unreachable_in_the_second_batch_stops_the_rollout(lab, demo, doc
 
 
 def test_reconfigure_changes_the_log_level_in_place(lab, demo):
+    log_level_at(lab, "debug")
     before = {host: live(lab, host) for host in APPS}
     assert {b[3] for b in before.values()} == {"debug"}
     result, recap, load, _report = playbook_under_load(demo, lab, "playbooks/reconfigure.yml",
@@ -233,24 +281,28 @@ def test_reconfigure_changes_the_log_level_in_place(lab, demo):
 
 
 def test_together_switches_every_host_in_one_step_and_reports_the_skew(lab, demo):
+    fleet_at(lab, "1.0.0")
     result, recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml",
                                                       "-e", "deploy_version=2.0.0", "-e", "deploy_switch=together")
     assert result.returncode == 0, result.stdout[-4000:]
     assert {live(lab, h)[:2] for h in APPS} == {("2.0.0", "2.0.0")}
     assert {r["batch"] for r in report["hosts"]} == {"all"}
-    assert isinstance(report["skew_s"], float) and report["skew_s"] >= 0
-    assert "version skew:" in result.stdout
-    assert load["all"]["sent"] > 0
+    # The skew is the spread of the moments the new processes started, as each host's restart returned them.
+    acted = [r["restart_times"]["acted"] for r in report["hosts"]]
+    assert report["skew_s"] == round(max(acted) - min(acted), 3)
+    assert f"version skew: {report['skew_s']:.3f} s" in result.stdout
+    assert set(load["versions"]) == {"1.0.0", "2.0.0"}, "the client met the old release, then the new one"
 
 
 def test_together_takes_every_host_back_when_one_fails(lab, demo):
+    fleet_at(lab, "2.0.0")
     # A health check only app1 and app2 can pass: app3 fails its gate while the others succeed.
     health = {"url": "http://127.0.0.1:8080/version", "body_regex": '"hostname":"app[12]"', "successes": 2,
               "interval": 0.25, "timeout": 5}
     result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=1.0.0",
                                   "-e", "deploy_switch=together", "-e", json.dumps({"deploy_health": health}))
     assert result.returncode != 0
-    out = " ".join(result.stdout.split())
+    out = flat(result.stdout)
     assert "app3 did not become healthy in 1.0.0, so every host was switched back to the release it ran before" in out
     assert {live(lab, h)[:2] for h in APPS} == {("2.0.0", "2.0.0")}
     for host in ("app1", "app2"):
@@ -262,7 +314,7 @@ def test_a_platform_without_a_build_fails_before_any_change(lab, demo):
     result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=1.0.0",
                                   "-e", '{"deploy_artifact_name": "seedops-app-1.0.0-plan9-mips.tar.gz"}')
     assert result.returncode != 0
-    out = " ".join(result.stdout.split())
+    out = flat(result.stdout)
     assert "No build of seedops-app 1.0.0 for app1 (linux/amd64: seedops-app-1.0.0-plan9-mips.tar.gz)" in out
     assert "Nothing was changed" in out
     assert {host: live(lab, host)[2] for host in APPS} == pids
@@ -272,7 +324,7 @@ def test_a_version_missing_from_the_repository_fails_before_any_change(lab, demo
     pids = {host: live(lab, host)[2] for host in APPS}
     result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=9.9.9")
     assert result.returncode != 0
-    out = " ".join(result.stdout.split())
+    out = flat(result.stdout)
     assert "Cannot fetch the checksum list of seedops-app 9.9.9:" in out and "9.9.9/SHA256SUMS answered:" in out
     assert "404" in out and "Nothing was changed" in out
     assert {host: live(lab, host)[2] for host in APPS} == pids

@@ -6,6 +6,7 @@ import os
 import pytest
 
 from ansible_collections.seedops.deploy.plugins.callback import deploy_report as plugin
+from ansible_collections.seedops.deploy.plugins.filter import deploy as deploy_filters
 
 
 class Host:
@@ -66,11 +67,15 @@ def run(cb, host, action, result, status="ok", **args):
         cb.v2_runner_on_unreachable(res)
 
 
-def plan(cb, hosts, old, new):
+def plan(cb, hosts, old, new, serial=(1, "34%", "100%"), restart=(), switch="rolling"):
+    """The plan step as the deploy role runs it: release_info on every host, then the deploy_plan fact."""
+    entries = []
     for host in hosts:
         run(cb, host, "seedops.deploy.release_info", {"current": old})
-        run(cb, host, "ansible.builtin.set_fact", {"ansible_facts": {"deploy_old_release": old, "deploy_new_release": new}})
-        run(cb, host, "ansible.builtin.group_by", {"changed": False})
+        entries.append({"host": host, "current": old, "restart": host in restart})
+    deploy_plan = deploy_filters.deploy_plan(entries, new, serial=list(serial), switch=switch)
+    run(cb, hosts[0], "ansible.builtin.set_fact", {"ansible_facts": {"deploy_plan": deploy_plan}})
+    return deploy_plan
 
 
 def batch(cb, host, old, new, healthy=True, acted=100.0):
@@ -96,25 +101,51 @@ def test_a_rollout_that_stopped_at_the_canary_is_reported_host_by_host(callback,
     assert "app1: unhealthy; rolled back" in out
     doc = json.loads((tmp_path / "latest.json").read_text())
     results = {row["host"]: (row["result"], row["runs"], row["batch"]) for row in doc["hosts"]}
-    assert results == {"app1": ("rolled back", "1.0.0", 1), "app2": ("not reached", "1.0.0", None),
-                       "app3": ("not reached", "1.0.0", None)}
+    # Hosts of later batches keep the batch the plan gave them, and were not reached.
+    assert results == {"app1": ("rolled back", "1.0.0", 1), "app2": ("not reached", "1.0.0", 2),
+                       "app3": ("not reached", "1.0.0", 3)}
     html = (tmp_path / "latest.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "<svg" in html and "app1  (batch 1)" in html
 
 
-def test_batches_are_numbered_by_play_start_and_the_skew_spans_the_new_processes(callback, tmp_path):
-    callback.v2_playbook_on_play_start(Play("stage", None))
-    plan(callback, ["app1", "app2"], "1.0.0", "2.0.0")
-    for number, host in enumerate(["app1", "app2"]):
-        callback.v2_playbook_on_play_start(Play("activate", [1, "100%"]))
+def test_batches_come_from_the_plan_and_the_skew_spans_the_new_processes(callback, tmp_path):
+    callback.v2_playbook_on_play_start(Play("plan", None))
+    plan(callback, ["app1", "app2"], "1.0.0", "2.0.0", serial=[1, "100%"])
+    # The report reads the plan's batches, not the order or number of plays or results.
+    for number, host in enumerate(["app2", "app1"]):
+        callback.v2_playbook_on_play_start(Play("activate", [1, 1]))
         batch(callback, host, "1.0.0", "2.0.0", acted=100.0 + 2.5 * number)
+    for host in ("app1", "app2"):
+        run(callback, host, "ansible.builtin.set_fact", {"ansible_facts": {"deploy_verified": {"release": "2.0.0"}}})
     callback.v2_playbook_on_stats(Stats())
     doc = json.loads((tmp_path / "latest.json").read_text())
     assert [(b["label"], b["hosts"]) for b in doc["batches"]] == [(1, ["app1"]), (2, ["app2"])]
+    assert {row["host"]: row["batch"] for row in doc["hosts"]} == {"app1": 1, "app2": 2}
     assert doc["skew_s"] == 2.5
     assert {row["result"] for row in doc["hosts"]} == {"switched"}
+    assert {row["action"] for row in doc["hosts"]} == {"switch"}
     assert all(set(row["phases"]) == {"drain", "switch", "health", "ready"} for row in doc["hosts"])
     assert len([n for n in os.listdir(tmp_path) if n.startswith("deploy-")]) == 2
+
+
+def test_runs_now_is_what_verify_read_not_what_the_modules_said(callback, tmp_path):
+    plan(callback, ["app1"], "1.0.0", "2.0.0")
+    batch(callback, "app1", "1.0.0", "2.0.0")
+    run(callback, "app1", "ansible.builtin.set_fact", {"ansible_facts": {"deploy_verified": {"release": "1.0.0"}}})
+    callback.v2_playbook_on_stats(Stats())
+    doc = json.loads((tmp_path / "latest.json").read_text())
+    assert doc["runs"] == {"1.0.0": ["app1"]}
+
+
+def test_reconfigure_without_a_plan_numbers_batches_by_play(callback, tmp_path):
+    for number, host in enumerate(["app1", "app2"]):
+        callback.v2_playbook_on_play_start(Play("reconfigure", [1, "100%"]))
+        run(callback, host, "seedops.deploy.staged_restart", {"release": "2.0.0", "times": {"acted": 10.0 + number}},
+            mode="reload")
+    callback.v2_playbook_on_stats(Stats())
+    doc = json.loads((tmp_path / "latest.json").read_text())
+    assert [(b["label"], b["hosts"]) for b in doc["batches"]] == [(1, ["app1"]), (2, ["app2"])]
+    assert {row["host"]: row["result"] for row in doc["hosts"]} == {"app1": "reloaded", "app2": "reloaded"}
 
 
 def test_an_unreachable_host_runs_an_unknown_release(callback, tmp_path):
@@ -138,17 +169,14 @@ def test_runs_without_deploy_tasks_print_and_write_nothing(callback, tmp_path, c
 
 
 def test_an_unchanged_host_and_a_restarted_one(callback, tmp_path):
-    callback.v2_playbook_on_play_start(Play("stage", None))
-    for host in ("app1", "app2"):
-        run(callback, host, "seedops.deploy.release_info", {"current": "2.0.0"})
-        run(callback, host, "ansible.builtin.set_fact",
-            {"ansible_facts": {"deploy_old_release": "2.0.0", "deploy_new_release": "2.0.0"}})
-    run(callback, "app2", "ansible.builtin.group_by", {"changed": False})
+    callback.v2_playbook_on_play_start(Play("plan", None))
+    plan(callback, ["app1", "app2"], "2.0.0", "2.0.0", restart=("app2",))
     callback.v2_playbook_on_play_start(Play("activate", [1]))
     batch(callback, "app2", "2.0.0", "2.0.0")
     callback.v2_playbook_on_stats(Stats())
     doc = json.loads((tmp_path / "latest.json").read_text())
     assert {row["host"]: row["result"] for row in doc["hosts"]} == {"app1": "unchanged", "app2": "restarted"}
+    assert {row["host"]: row["batch"] for row in doc["hosts"]} == {"app1": None, "app2": 1}
 
 
 def test_downloads_and_drains_alone_are_no_deploy_and_write_nothing(callback, tmp_path, capsys):

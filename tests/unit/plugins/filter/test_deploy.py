@@ -84,3 +84,66 @@ def test_fleet_rollback_to_a_named_version_needs_it_staged_everywhere():
 def test_fleet_rollback_rejects_a_non_mapping():
     with pytest.raises(AnsibleFilterError, match="mapping of host"):
         plugin.fleet_rollback([])
+
+
+def _hosts(*pairs, **extra):
+    return [{"host": h, "current": c, **extra} for h, c in pairs]
+
+
+def test_batch_sizes_follow_ansible_serial():
+    assert plugin.batch_sizes([1, "34%", "100%"], 3) == [1, 1, 1]
+    assert plugin.batch_sizes([1, "34%", "100%"], 10) == [1, 3, 6]
+    assert plugin.batch_sizes(2, 5) == [2, 2, 1]
+    assert plugin.batch_sizes([], 4) == [4]
+    assert plugin.batch_sizes(["10%"], 3) == [1, 1, 1]
+    with pytest.raises(AnsibleFilterError, match="neither a number nor a percentage"):
+        plugin.batch_sizes(["many"], 3)
+
+
+def test_deploy_plan_orders_by_inventory_and_skips_hosts_already_on_the_release():
+    plan = plugin.deploy_plan(_hosts(("app1", "1.0"), ("app2", "2.0"), ("app3", "1.0"), ("app4", None)), "2.0")
+    assert plan["order"] == ["app1", "app3", "app4"]
+    assert plan["batches"] == [["app1"], ["app3"], ["app4"]]
+    assert plan["serial"] == [1, 1, 1]
+    assert plan["hosts"]["app2"]["action"] == "unchanged" and plan["hosts"]["app2"]["batch"] is None
+    assert plan["hosts"]["app2"]["reason"] == "runs 2.0 already"
+    assert (plan["hosts"]["app1"]["action"], plan["hosts"]["app1"]["batch"]) == ("switch", 1)
+    assert plan["hosts"]["app4"]["reason"] == "has no live release yet"
+    assert plan["hosts"]["app3"]["target"] == "2.0"
+
+
+def test_deploy_plan_is_the_same_whatever_order_the_hosts_answered_in():
+    hosts = _hosts(*[(f"app{i}", "1.0") for i in range(1, 8)])
+    plan = plugin.deploy_plan(hosts, "2.0", serial=[1, "34%", "100%"])
+    assert plan["batches"] == [["app1"], ["app2", "app3"], ["app4", "app5", "app6", "app7"]]
+
+
+def test_deploy_plan_named_canary_hosts_form_the_first_batch():
+    hosts = _hosts(*[(f"app{i}", "1.0") for i in range(1, 6)])
+    plan = plugin.deploy_plan(hosts, "2.0", serial=[1, 2], canary=["app4", "app2"])
+    assert plan["batches"] == [["app4", "app2"], ["app1", "app3"], ["app5"]]
+    assert plan["order"] == ["app4", "app2", "app1", "app3", "app5"]
+    with pytest.raises(AnsibleFilterError, match="deploy_canary_hosts names app9, not among"):
+        plugin.deploy_plan(hosts, "2.0", canary=["app9"])
+
+
+def test_deploy_plan_restart_and_together_and_rollback():
+    hosts = [{"host": "app1", "current": "2.0", "restart": True}, {"host": "app2", "current": "1.0"},
+             {"host": "app3", "current": "2.0"}]
+    plan = plugin.deploy_plan(hosts, "2.0", switch="together")
+    assert plan["batches"] == [["app1", "app2"]] and plan["serial"] == [2]
+    assert plan["hosts"]["app1"]["action"] == "restart" and plan["hosts"]["app1"]["batch"] == "all"
+    assert "restart" not in plan["hosts"]["app1"]
+    back = plugin.deploy_plan(_hosts(("app1", "2.0"), ("app2", "1.0")), "1.0", mode="rollback")
+    assert back["hosts"]["app1"]["reason"] == "rolls back from 2.0" and back["order"] == ["app1"]
+    assert back["mode"] == "rollback"
+    empty = plugin.deploy_plan(_hosts(("app1", "1.0")), "1.0")
+    assert empty["order"] == [] and empty["batches"] == [] and empty["serial"] == [1]
+    with pytest.raises(AnsibleFilterError, match="rolling or together"):
+        plugin.deploy_plan(hosts, "2.0", switch="sideways")
+
+
+def test_deploy_plan_summary_says_every_host_and_the_batches():
+    plan = plugin.deploy_plan(_hosts(("app1", "1.0"), ("app2", "2.0")), "2.0")
+    assert plan["summary"] == ["deploy 2.0 (rolling): [app1]", "app1: switch in batch 1 - runs 1.0",
+                               "app2: unchanged - runs 2.0 already"]
