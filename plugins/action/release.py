@@ -9,7 +9,7 @@ from __future__ import annotations
 import getpass
 import socket
 
-from ansible.plugins.action import ActionBase
+from ansible_collections.seedops.deploy.plugins.plugin_utils._controller import ModuleAction
 
 
 def controller_user():
@@ -31,14 +31,9 @@ def deployed_by(given, task_vars, hostname=socket.gethostname, user=controller_u
     return who
 
 
-class ActionModule(ActionBase):
-    """Check mode is supported and async is not: the ActionBase defaults."""
+class ActionModule(ModuleAction):
+    MODULE = "seedops.deploy.release"
 
-    def run(self, tmp=None, task_vars=None):
-        task_vars = task_vars or {}
-        result = super().run(tmp, task_vars)
-        args = dict(self._task.args)
+    def run_module(self, args, task_vars, result):
         args["deployed_by"] = deployed_by(args.get("deployed_by"), task_vars)
-        result.update(self._execute_module(module_name="seedops.deploy.release", module_args=args,
-                                           task_vars=task_vars))
-        return result
+        return super().run_module(args, task_vars, result)
