@@ -53,10 +53,12 @@ import datetime
 import html
 import json
 import os
-import tempfile
 import time
+from dataclasses import dataclass, field
 
 from ansible.plugins.callback import CallbackBase
+
+from ansible_collections.seedops.deploy.plugins.module_utils import _releases
 
 WATCHED = {
     "seedops.deploy.artifact": "artifact",
@@ -70,22 +72,22 @@ COLOURS = {"stage": "#9aa5b1", "drain": "#f0a202", "switch": "#2b6cb0", "health"
            "failed": "#c53030"}
 
 
+@dataclass
 class HostRecord:
     """What one host went through in this run: its plan entry, what the modules returned, what verify read."""
 
-    def __init__(self, name):
-        self.name = name
-        self.old = None
-        self.new = None
-        self.now = None
-        self.verified = None
-        self.action = None
-        self.reason = None
-        self.batch = None
-        self.phases = {}
-        self.outcome = None
-        self.message = None
-        self.times = None
+    name: str
+    old: str = None
+    new: str = None
+    now: str = None
+    verified: str = None
+    action: str = None
+    reason: str = None
+    batch: object = None
+    outcome: str = None
+    message: str = None
+    times: dict = None
+    phases: dict = field(default_factory=dict)
 
     def phase(self, phase, start, end, failed=False):
         span = self.phases.setdefault(phase, {"start": start, "end": end, "failed": False})
@@ -357,25 +359,12 @@ class CallbackModule(CallbackBase):
             stamp = datetime.datetime.fromtimestamp(self.started, datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
             base = os.path.join(directory, "deploy-%s-%d" % (stamp, os.getpid()))
             for ext, text in (("json", json.dumps(doc, indent=2, sort_keys=True) + "\n"), ("html", self.render_html(doc))):
-                self.atomic_write("%s.%s" % (base, ext), text)
-                self.atomic_write(os.path.join(directory, "latest.%s" % ext), text)
+                _releases.write_text_atomic("%s.%s" % (base, ext), text)
+                _releases.write_text_atomic(os.path.join(directory, "latest.%s" % ext), text)
         except OSError as exc:
             self._display.warning("deploy_report: could not write the report to %s: %s" % (directory, exc))
             return
         self._display.display("report: %s.json and %s.html" % (base, base))
-
-    @staticmethod
-    def atomic_write(path, text):
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".report-")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
 
     def render_html(self, doc):
         t0 = self.started

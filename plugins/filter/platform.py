@@ -27,29 +27,26 @@ _GOARCH = {
 _GOOS = {"linux": "linux", "freebsd": "freebsd", "openbsd": "openbsd", "netbsd": "netbsd", "darwin": "darwin"}
 
 
+def _go_name(filter_name, table, value, expected, noun):
+    """The Go name of `value` in `table`, or a filter error naming what is known."""
+    if not isinstance(value, str) or not value:
+        raise AnsibleFilterError(f"{filter_name}: expected {expected}, got {value!r}")
+    try:
+        return table[value.lower()]
+    except KeyError:
+        raise AnsibleFilterError(
+            f"{filter_name}: no Go {noun} is known for {value!r}; known: {', '.join(sorted(table))}"
+        ) from None
+
+
 def goarch(architecture):
     """GOARCH for a machine architecture as uname -m (and ansible_facts['architecture']) name it."""
-    if not isinstance(architecture, str) or not architecture:
-        raise AnsibleFilterError(f"goarch: expected an architecture name such as 'x86_64', got {architecture!r}")
-    try:
-        return _GOARCH[architecture.lower()]
-    except KeyError:
-        known = ", ".join(sorted(_GOARCH))
-        raise AnsibleFilterError(
-            f"goarch: no Go architecture is known for {architecture!r}; known: {known}"
-        ) from None
+    return _go_name("goarch", _GOARCH, architecture, "an architecture name such as 'x86_64'", "architecture")
 
 
 def goos(system):
     """GOOS for an operating system as ansible_facts['system'] names it (Linux -> linux)."""
-    if not isinstance(system, str) or not system:
-        raise AnsibleFilterError(f"goos: expected a system name such as 'Linux', got {system!r}")
-    try:
-        return _GOOS[system.lower()]
-    except KeyError:
-        raise AnsibleFilterError(
-            f"goos: no Go operating system is known for {system!r}; known: {', '.join(sorted(_GOOS))}"
-        ) from None
+    return _go_name("goos", _GOOS, system, "a system name such as 'Linux'", "operating system")
 
 
 def platform(facts):

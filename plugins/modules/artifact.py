@@ -98,14 +98,9 @@ attributes:
   action:
     support: full
     details: The action plugin pushes O(src) from the controller.
-  platform:
-    support: full
-    platforms: posix
-  async:
-    support: none
-  bypass_host_loop:
-    support: none
 extends_documentation_fragment:
+  - seedops.deploy.attributes
+  - seedops.deploy.attributes.action
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
   - seedops.deploy.url

@@ -22,10 +22,8 @@ attributes:
     details: It only reads, so it probes in check mode too.
   diff_mode:
     support: none
-  platform:
-    support: full
-    platforms: posix
 extends_documentation_fragment:
+  - seedops.deploy.attributes
   - ansible.builtin.action_common_attributes
   - seedops.deploy.health
 seealso:

@@ -76,10 +76,8 @@ attributes:
     support: full
   diff_mode:
     support: full
-  platform:
-    support: full
-    platforms: posix
 extends_documentation_fragment:
+  - seedops.deploy.attributes
   - ansible.builtin.action_common_attributes
 notes:
   - "Why not community.general.haproxy: collections cannot come from Galaxy on every build machine, and one module

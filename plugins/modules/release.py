@@ -132,14 +132,9 @@ attributes:
   action:
     support: full
     details: The action plugin records the controller host, user and AWX/Tower job id in O(deployed_by).
-  platform:
-    support: full
-    platforms: posix
-  async:
-    support: none
-  bypass_host_loop:
-    support: none
 extends_documentation_fragment:
+  - seedops.deploy.attributes
+  - seedops.deploy.attributes.action
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
 notes:

@@ -27,9 +27,8 @@ attributes:
   diff_mode:
     support: none
     details: It changes nothing, so there is nothing to compare.
-  platform:
-    platforms: posix
 extends_documentation_fragment:
+  - seedops.deploy.attributes
   - ansible.builtin.action_common_attributes
 seealso:
   - module: seedops.deploy.release

@@ -54,10 +54,8 @@ attributes:
     details: In check mode nothing is restarted; the task reports that it would be.
   diff_mode:
     support: none
-  platform:
-    support: full
-    platforms: posix
 extends_documentation_fragment:
+  - seedops.deploy.attributes
   - ansible.builtin.action_common_attributes
   - seedops.deploy.health.suboptions
 seealso:
