@@ -10,59 +10,61 @@ from __future__ import annotations
 
 import textwrap
 
-# The options, at the indentation of top-level options; O(...) references are made relative to where
-# they end up.
-_OPTIONS = r"""
-url:
-  description: HTTP(S) URL to GET. Give this or O(port).
-  type: str
-status_code:
-  description: Status codes that count as healthy.
-  type: list
-  elements: int
-  default: [200]
-body_regex:
-  description: A regular expression the response body must match to count as healthy.
-  type: str
-headers:
-  description: Extra request headers.
-  type: dict
-  default: {}
-validate_certs:
-  description: Verify TLS certificates.
-  type: bool
-  default: true
-host:
-  description: Host for a TCP check (with O(port)).
-  type: str
-  default: 127.0.0.1
-port:
-  description: TCP port to connect to (a TCP check; ignored when O(url) is given).
-  type: int
-successes:
-  description: Consecutive successful probes needed.
-  type: int
-  default: 3
-interval:
-  description: Seconds between probes.
-  type: float
-  default: 0.5
-timeout:
-  description: Seconds to wait for health in all before giving up.
-  type: float
-  default: 60
-request_timeout:
-  description: Seconds to wait for one probe.
-  type: float
-  default: 5
-"""
-
 
 class ModuleDocFragment:
 
-    DOCUMENTATION = "options:\n" + textwrap.indent(_OPTIONS.strip("\n"), "  ") + "\n"
+    # The options as a module's own (health_check). Kept a plain literal: ansible-test's yamllint reads it as it is.
+    DOCUMENTATION = r"""
+options:
+  url:
+    description: HTTP(S) URL to GET. Give this or O(port).
+    type: str
+  status_code:
+    description: Status codes that count as healthy.
+    type: list
+    elements: int
+    default: [200]
+  body_regex:
+    description: A regular expression the response body must match to count as healthy.
+    type: str
+  headers:
+    description: Extra request headers.
+    type: dict
+    default: {}
+  validate_certs:
+    description: Verify TLS certificates.
+    type: bool
+    default: true
+  host:
+    description: Host for a TCP check (with O(port)).
+    type: str
+    default: 127.0.0.1
+  port:
+    description: TCP port to connect to (a TCP check; ignored when O(url) is given).
+    type: int
+  successes:
+    description: Consecutive successful probes needed.
+    type: int
+    default: 3
+  interval:
+    description: Seconds between probes.
+    type: float
+    default: 0.5
+  timeout:
+    description: Seconds to wait for health in all before giving up.
+    type: float
+    default: 60
+  request_timeout:
+    description: Seconds to wait for one probe.
+    type: float
+    default: 5
+"""
 
-    SUBOPTIONS = r"""
+
+def _as_suboptions(documentation):
+    """The same options nested under one dict option `health`, their O(...) references made relative to it."""
+    options = documentation.split("options:\n", 1)[1].replace("O(", "O(health.")
+    return r"""
 options:
   health:
     description:
@@ -71,4 +73,8 @@ options:
     type: dict
     required: true
     suboptions:
-""" + textwrap.indent(_OPTIONS.strip("\n").replace("O(", "O(health."), " " * 6) + "\n"
+""" + textwrap.indent(options, " " * 4)
+
+
+# seedops.deploy.health.suboptions (staged_restart), made from DOCUMENTATION so the options are written once.
+ModuleDocFragment.SUBOPTIONS = _as_suboptions(ModuleDocFragment.DOCUMENTATION)
