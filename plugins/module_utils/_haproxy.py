@@ -1,12 +1,17 @@
 # -*- coding: utf-8 -*-
 # Copyright: seedops.deploy contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""HAProxy runtime API over its admin socket (private to seedops.deploy)."""
+"""HAProxy runtime API over its admin socket (private to seedops.deploy).
+
+The runtime API reads ``;`` and line breaks as command separators, so a backend or server name is
+checked (``check_name``) before it goes into a command, and ``command`` refuses a line that would
+carry more than one command: nothing reaches the socket then."""
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 import socket
 
 FMAINT = 0x01
@@ -15,14 +20,29 @@ CHK_ST_ENABLED = 0x04
 # srv_op_state: what HAProxy's health checks (or their absence) make of the server.
 SRV_ST_RUNNING = 2
 OP_STATES = {0: "down", 1: "starting", SRV_ST_RUNNING: "up", 3: "stopping"}
+# The characters HAProxy accepts in proxy (backend) and server names.
+NAME = re.compile(r"[A-Za-z0-9_.:-]+\Z")
 
 
 class HAProxyError(Exception):
     """The runtime API could not be reached or refused a command."""
 
 
+def check_name(what, name):
+    """`name` when it is a valid HAProxy name (letters, digits, - _ . :), else HAProxyError naming it."""
+    if not isinstance(name, str) or not NAME.match(name):
+        raise HAProxyError("%s %r is not a valid HAProxy name: use only letters, digits and - _ . : (the runtime API "
+                           "would read ';', spaces or line breaks in it as further commands or arguments). Nothing "
+                           "was sent to HAProxy" % (what, name))
+    return name
+
+
 def command(path, line, timeout=5.0):
-    """Send one command, return the whole answer."""
+    """Send one command, return the whole answer. A line holding a command separator (';', a line break)
+    or another control character is refused before anything is sent."""
+    if any(c == ";" or ord(c) < 32 or ord(c) == 127 for c in line):
+        raise HAProxyError("refusing to send %r to HAProxy's runtime API: it holds a command separator or a control "
+                           "character, which would make it more than one command" % (line,))
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(timeout)
@@ -102,6 +122,8 @@ def check_answer(answer, what):
 
 def server_state(path, backend, server, timeout=5.0):
     """One server's entry of `show servers state <backend>` (see parse_servers_state)."""
+    check_name("backend", backend)
+    check_name("server", server)
     servers = parse_servers_state(command(path, "show servers state %s" % backend, timeout))
     if (backend, server) not in servers:
         names = sorted(s for b, s in servers if b == backend)
@@ -112,5 +134,7 @@ def server_state(path, backend, server, timeout=5.0):
 
 def sessions(path, backend, server, timeout=5.0):
     """The server's current sessions (scur of `show stat`); 0 when HAProxy does not list it."""
+    check_name("backend", backend)
+    check_name("server", server)
     row = parse_stat(command(path, "show stat", timeout)).get((backend, server), {})
     return int(row.get("scur") or 0)

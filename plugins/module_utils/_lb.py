@@ -42,6 +42,11 @@ class Member:
     def run(self):
         """Returns the result; raises LbError, or hap.HAProxyError when the runtime API fails."""
         p = self.p
+        for what in ("backend", "server"):
+            try:
+                hap.check_name(what, p[what])
+            except hap.HAProxyError as exc:
+                raise LbError(str(exc))
         if p["weight"] is not None and not 0 <= p["weight"] <= 256:
             raise LbError("weight must be from 0 to 256, got %d" % p["weight"])
         before = self.read()

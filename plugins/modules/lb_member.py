@@ -24,11 +24,16 @@ description:
   - The states are runtime states, which a reload of HAProxy resets to the configuration's.
 options:
   backend:
-    description: The backend, for example V(app).
+    description:
+      - The backend, for example V(app).
+      - An HAProxy name - letters, digits and C(-_.:) only; any other character (C(;), a space, a line break) is
+        refused before anything is sent, since the runtime API would read it as a further command or argument.
     type: str
     required: true
   server:
-    description: The server's name in the backend (the seedops.deploy.haproxy role names servers after inventory hosts).
+    description:
+      - The server's name in the backend (the seedops.deploy.haproxy role names servers after inventory hosts).
+      - The same characters as O(backend).
     type: str
     required: true
   state:

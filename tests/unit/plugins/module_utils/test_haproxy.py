@@ -129,3 +129,28 @@ def test_sessions_of_one_server(answering):
     assert hap.sessions(path, "app", "app1") == 2
     assert hap.sessions(path, "app", "app9") == 0, "a server show stat does not list has none"
     assert got == ["show stat\n", "show stat\n"]
+
+
+@pytest.mark.parametrize("name", ["app1;disable server app/app2", "app1\n", "app 1", "", "app\tx", None, "ä"])
+def test_invalid_names_are_refused(name):
+    with pytest.raises(hap.HAProxyError, match="is not a valid HAProxy name"):
+        hap.check_name("server", name)
+
+
+@pytest.mark.parametrize("name", ["app1", "web-1.example.com", "srv_2:8080", "A.b-C_d:e"])
+def test_valid_names_pass(name):
+    assert hap.check_name("backend", name) == name
+
+
+def test_nothing_reaches_the_socket_for_an_injected_name_or_line(answering):
+    path, got = answering(STATE_26)
+    with pytest.raises(hap.HAProxyError, match="backend 'app;shutdown sessions server app/app1' is not a valid"):
+        hap.server_state(path, "app;shutdown sessions server app/app1", "app1")
+    with pytest.raises(hap.HAProxyError, match="is not a valid") as err:
+        hap.sessions(path, "app", "app1\nx")
+    assert str(err.value).startswith("server %r is not a valid HAProxy name" % "app1\nx")
+    for line in ("set server app/app1 state drain; disable server app/app2", "show stat\nshow info", "show\rstat"):
+        with pytest.raises(hap.HAProxyError, match="refusing to send"):
+            hap.command(path, line)
+    assert hap.command(path, "show servers state app") == STATE_26, "the socket is still answering"
+    assert got == ["show servers state app\n"], "only the valid command reached the socket"

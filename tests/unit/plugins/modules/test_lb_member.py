@@ -3,6 +3,7 @@ served on a real UNIX socket: drain, maint, ready, weight, checks, and wait_up."
 
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -221,6 +222,36 @@ def test_unknown_server_and_backend_are_named(haproxy):
     with pytest.raises(hap.HAProxyError, match=r"no server app1 in backend web \(it has: no such backend\)"):
         run(haproxy, backend="web", state="drain")
     assert haproxy.commands() == []
+
+
+@pytest.mark.parametrize("field, name", [
+    ("server", "app1;disable server app/app2"),
+    ("server", "app1\nset server app/app2 state maint"),
+    ("server", "app1 "),
+    ("server", "app1\n"),
+    ("backend", "app;shutdown sessions server app/app2"),
+    ("backend", ""),
+])
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_a_name_that_would_inject_a_command_is_refused_before_anything_is_sent(haproxy, field, name, check_mode):
+    with pytest.raises(_lb.LbError, match="%s %s is not a valid HAProxy name: use only letters, digits and - _ . :"
+                       % (field, re.escape(repr(name)))):
+        run(haproxy, check_mode=check_mode, state="drain", **{field: name})
+    assert haproxy.log == [], "not even a read reached the runtime API"
+    assert [s.admin for s in haproxy.servers.values()] == [0, 0]
+
+
+def test_names_haproxy_allows_pass(haproxy):
+    haproxy.servers["web-1.example:80_a"] = haproxy.servers.pop("app2")
+    r = run(haproxy, server="web-1.example:80_a", state="drain")
+    assert r["changed"] and haproxy.commands() == ["set server app/web-1.example:80_a state drain"]
+
+
+def test_module_refuses_an_injected_name_and_sends_nothing(haproxy, capsys):
+    code, out = module_run(capsys, {"backend": "app", "server": "app1;set server app/app2 state maint",
+                                    "state": "drain", "socket": haproxy.path})
+    assert code == 1 and "is not a valid HAProxy name" in out["msg"] and "Nothing was sent" in out["msg"]
+    assert haproxy.log == []
 
 
 # wait_up
