@@ -123,6 +123,7 @@ class Releaser:
         """The record of release_id, staged by this run when it is not on disk yet."""
         existing = records.get(release_id)
         if existing is not None and existing.get("exists"):
+            rel.refuse_corrupt(existing, "stage")
             self.refuse_other_artifact(release_id, existing)
             return existing
         if self.check:
@@ -212,6 +213,7 @@ class Releaser:
             "activated": None,
             "seq": None,
             "size": info["bytes"],
+            "source_size": info["source_bytes"],
             "members": info["members"],
             "deployed_by": self.deployed_by(),
         }
@@ -261,6 +263,7 @@ class Releaser:
             raise rel.ReleaseError("release %s has no record under %s" % (release_id, self.layout.releases))
         if record.get("state") == "failed":
             return
+        rel.refuse_corrupt(record, "mark as failed")
         self._note("%s state" % release_id, "failed", record.get("state"))
         if not self.check:
             record["state"] = "failed"
@@ -277,6 +280,7 @@ class Releaser:
         rel.validate_release_id(target)
         if target not in records or not records[target].get("exists"):
             raise rel.ReleaseError("cannot roll back to %s: it is not staged under %s" % (target, self.layout.releases))
+        rel.refuse_corrupt(records[target], "roll back to")
         if target == current:
             raise rel.ReleaseError("rollback_to %s is the release being rolled back" % target)
         if current not in records:
@@ -341,6 +345,11 @@ class Releaser:
         records = rel.read_records(self.layout)
         current = rel.current_release(self.layout)
         self.result["previous"] = current
+        for corrupt_id, why in sorted(rel.corrupt_records(records).items()):
+            self.warnings.append(
+                "the record of release %s (%s) cannot be trusted: %s. That release is never pruned, switched to or "
+                "chosen as a rollback target until the record is repaired or the release is moved away"
+                % (corrupt_id, self.layout.record_path(corrupt_id), why))
         if state in ("staged", "active"):
             record = self.stage(release_id, records)
             records[release_id] = record

@@ -25,19 +25,29 @@ import shutil
 import tempfile
 import time
 
-RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]{0,127}$")
+RELEASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~-]{0,127}")  # whole ids only: used with fullmatch
 STATES = ("staged", "active", "previous", "failed")
+RECORD_SUFFIX = ".json"
+# Optional record fields and the types they must have when present (None counts as absent).
+RECORD_TYPES = {"digest": str, "source": str, "created": str, "activated": str, "seq": int}
 
 
 class ReleaseError(Exception):
     """A release operation cannot go on; the message says what is wrong and what to do."""
 
 
+def is_release_id(release_id):
+    """Whether release_id is a valid id: 1-128 of letters, digits and . _ + ~ -, starting with a letter
+    or digit, no '..', and not ending in .json (releases/<id>.json would look like another id's record)."""
+    return (isinstance(release_id, str) and RELEASE_ID.fullmatch(release_id) is not None and ".." not in release_id
+            and not release_id.lower().endswith(RECORD_SUFFIX))
+
+
 def validate_release_id(release_id):
-    if not isinstance(release_id, str) or not RELEASE_ID.match(release_id) or ".." in release_id:
+    if not is_release_id(release_id):
         raise ReleaseError(
             "release_id %r is not valid: use 1-128 letters, digits and . _ + ~ -, starting with a letter or digit, "
-            "with no path separators and no '..'" % (release_id,))
+            "with no path separators, no '..' and not ending in .json" % (release_id,))
     return release_id
 
 
@@ -98,26 +108,61 @@ def write_json_atomic(path, doc):
     write_text_atomic(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
 
+def check_record(record, release_id):
+    """Why `record` (parsed from releases/<release_id>.json) cannot be trusted, or None when it can: a JSON
+    object whose id is the file's, a valid id, a known state (or none) and fields of the expected types."""
+    if not isinstance(record, dict):
+        return "it holds a JSON %s, not an object" % type(record).__name__
+    if not is_release_id(release_id):
+        return "%r is not a valid release id" % release_id
+    if record.get("id") != release_id:
+        return "its id is %r, not %r as its file name says" % (record.get("id"), release_id)
+    if record.get("state") is not None and record["state"] not in STATES:
+        return "its state %r is none of %s" % (record["state"], ", ".join(STATES))
+    for field, kind in RECORD_TYPES.items():
+        value = record.get(field)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            return "its %s %r is not a %s" % (field, value, "number" if kind is int else "string")
+    return None
+
+
 def read_records(layout):
-    """{id: record} for every readable record; unreadable ones are returned under their id with
-    state 'corrupt' so callers can report them rather than trip over them."""
+    """{id: record} for every record file (releases/<id>.json, a regular file). One that cannot be read
+    or trusted (see check_record) comes back as {id, state: 'corrupt', error} so callers report it rather
+    than trip over it; pruning never removes a release whose record is corrupt."""
     records = {}
     if not os.path.isdir(layout.releases):
         return records
     for name in os.listdir(layout.releases):
-        if not name.endswith(".json") or name.startswith("."):
+        path = os.path.join(layout.releases, name)
+        if not name.endswith(RECORD_SUFFIX) or name.startswith(".") or not os.path.isfile(path):
             continue
-        release_id = name[:-5]
+        release_id = name[:-len(RECORD_SUFFIX)]
         try:
-            with open(os.path.join(layout.releases, name)) as f:
+            with open(path, encoding="utf-8") as f:
                 record = json.load(f)
-            if record.get("id") != release_id:
-                raise ValueError("id mismatch")
-        except (OSError, ValueError):
-            record = {"id": release_id, "state": "corrupt"}
+            error = check_record(record, release_id)
+        except (OSError, ValueError) as exc:
+            error = "it cannot be read: %s" % exc
+        if error is not None:
+            record = {"id": release_id, "state": "corrupt", "error": error}
         record["exists"] = os.path.isdir(layout.release_dir(release_id))
         records[release_id] = record
     return records
+
+
+def refuse_corrupt(record, doing):
+    """ReleaseError when `record` is corrupt: what was about to be done to it, why, and what to do."""
+    if record is not None and record.get("state") == "corrupt":
+        raise ReleaseError(
+            "cannot %s release %s: its record %s.json cannot be trusted (%s). Nothing was changed. Repair the record, "
+            "or move releases/%s and its record away, and run again"
+            % (doing, record["id"], record["id"], record.get("error") or "unreadable", record["id"]))
+
+
+def corrupt_records(records):
+    """{id: why} of the records read_records could not trust."""
+    return dict((rid, r.get("error") or "unreadable") for rid, r in records.items() if r.get("state") == "corrupt")
 
 
 def save_record(layout, record):
@@ -157,12 +202,15 @@ def switch_current(layout, release_id):
 def activate(layout, records, current, target, leaving_state="previous"):
     """Make `target` live: its record becomes active with the next activation number, current is
     switched, and the release that was live becomes `leaving_state` (previous, or failed on a
-    rollback; a failed release stays failed)."""
+    rollback; a failed release stays failed). A corrupt record is never written over: a corrupt
+    target is refused before anything changes, and a corrupt record of the release that was live is
+    left as it is."""
     record = records[target]
+    refuse_corrupt(record, "switch to")
     record.update(state="active", activated=now_iso(), seq=next_seq(records))
     save_record(layout, record)
     switch_current(layout, target)
-    if current and current in records and current != target:
+    if current and current in records and current != target and records[current].get("state") != "corrupt":
         old = records[current]
         if leaving_state == "failed":
             old["failed"] = now_iso()
@@ -193,8 +241,9 @@ def newest_first(records):
 def plan_prune(records, current, keep):
     """Ids whose directories and records pruning removes.
 
-    Never the current release, nor the rollback target. The `keep` newest releases that are not
-    failed stay; failed releases do not count toward `keep` and stay only while they are among the
+    Never the current release, nor the rollback target, nor a release whose record is corrupt (it may
+    be the previous healthy release, whose record we cannot read). The `keep` newest releases that are
+    not failed stay; failed releases do not count toward `keep` and stay only while they are among the
     `keep` newest overall (for a look at what went wrong). Records whose directory is gone go too.
     """
     if keep is None:
@@ -207,7 +256,7 @@ def plan_prune(records, current, keep):
     remove = []
     for r in ordered:
         rid = r["id"]
-        if rid in keep_ids:
+        if rid in keep_ids or r.get("state") == "corrupt":
             continue
         if r.get("state") == "failed" and rid in recent and r.get("exists", True):
             continue

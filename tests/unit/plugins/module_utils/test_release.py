@@ -300,6 +300,59 @@ def test_prune_keeps_the_live_release_and_the_rollback_target(base, art, tmp_pat
     assert current(base) == "v3" and hidden(base) == []
 
 
+@pytest.mark.parametrize("state, pruned, live_after, rollback_after", [
+    ("staged", [], "v3", "v1"),        # v2 was the rollback target: the readable v1 looks like one now
+    ("active", ["v1"], "v4", "v3"),
+])
+@pytest.mark.parametrize("content", ["{not json", "[]", "null", '"v2"', '{"id": "v2", "state": "previous", "seq": "2"}'])
+def test_a_corrupt_record_of_the_rollback_target_keeps_its_release(base, art, tmp_path, content, state, pruned,
+                                                                   live_after, rollback_after):
+    live(base, art, "v1", "v2", "v3")  # v3 live, v2 the previous healthy release
+    (base / "releases" / "v2.json").write_text(content)
+    path = str(tmp_path / "app-v4.tar.gz")
+    make_tar(path, {"VERSION": "v4"})
+    releaser = run(base, release_id="v4", src=path, state=state, keep=1)
+    assert current(base) == live_after and releaser.result["pruned"] == pruned
+    assert os.path.isdir(base / "releases" / "v2") and (base / "releases" / "v2.json").read_text() == content
+    assert len(releaser.warnings) == 1 and "the record of release v2" in releaser.warnings[0]
+    assert "never pruned" in releaser.warnings[0]
+    assert hidden(base) == []
+    # It is never picked or written either: an explicit rollback to v2 and activating v2 are refused.
+    with pytest.raises(rel.ReleaseError, match="cannot roll back to release v2: its record v2.json cannot be trusted"):
+        run(base, release_id=live_after, state="rolled_back", rollback_to="v2")
+    with pytest.raises(rel.ReleaseError, match="cannot stage release v2: its record v2.json cannot be trusted"):
+        run(base, release_id="v2", state="active")
+    assert current(base) == live_after and record(base, live_after)["state"] == "active"
+    assert run(base, release_id=live_after, state="rolled_back").result["rolled_back_to"] == rollback_after
+    assert (base / "releases" / "v2.json").read_text() == content
+
+
+def test_rolling_back_from_a_live_release_with_a_corrupt_record_leaves_the_record(base, art):
+    live(base, art, "v1", "v2")
+    (base / "releases" / "v2.json").write_text("[]")
+    releaser = run(base, state="rolled_back")
+    assert current(base) == "v1" and releaser.result["rolled_back_to"] == "v1"
+    assert (base / "releases" / "v2.json").read_text() == "[]"
+
+
+@pytest.mark.parametrize("release_id", ["v4.json", "v4.JSON", "v4\n"])
+def test_an_id_that_would_make_a_phantom_record_is_refused(base, art, tmp_path, release_id):
+    live(base, art, "v1", "v2")
+    path = str(tmp_path / "app-v4.tar.gz")
+    make_tar(path, {"VERSION": "v4"})
+    before = sorted(os.listdir(base / "releases"))
+    with pytest.raises(rel.ReleaseError, match="release_id .* is not valid: .*not ending in .json"):
+        run(base, release_id=release_id, src=path, state="active", keep=1)
+    assert sorted(os.listdir(base / "releases")) == before and current(base) == "v2"
+    run(base, release_id="v3", src=art["v3"][0], state="active", keep=1)  # later runs are not disturbed
+    assert current(base) == "v3"
+
+
+def test_a_new_record_keeps_the_artifact_size(base, art):
+    run(base, release_id="v1", src=art["v1"][0], state="staged")
+    assert record(base, "v1")["source_size"] == os.path.getsize(art["v1"][0])
+
+
 # -- the lock ----------------------------------------------------------------------------------
 
 

@@ -18,7 +18,8 @@ def test_valid_release_ids(good):
     assert rel.validate_release_id(good) == good
 
 
-@pytest.mark.parametrize("bad", ["", ".hidden", "a/b", "..", "a..b", "-x", "x" * 129, "a b", None, "a\\b"])
+@pytest.mark.parametrize("bad", ["", ".hidden", "a/b", "..", "a..b", "-x", "x" * 129, "a b", None, "a\\b",
+                                 "1.0.json", "v2.JSON", "x.json", "1.0\n", "v1\n", "v1\r", "\nv1", 3])
 def test_invalid_release_ids_are_named(bad):
     with pytest.raises(rel.ReleaseError, match="release_id"):
         rel.validate_release_id(bad)
@@ -139,3 +140,91 @@ def test_remove_release_and_leftovers(tmp_path):
     assert rel.leftovers(layout) == [os.path.join(layout.releases, ".staging-2-123")]
     rel.remove_release(layout, "1")
     assert sorted(os.listdir(layout.releases)) == [".staging-2-123"]
+
+
+# -- records that cannot be trusted --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content, why", [
+    ("[]", "JSON list, not an object"),
+    ("null", "JSON NoneType, not an object"),
+    ('"1.0"', "JSON str, not an object"),
+    ("5", "JSON int, not an object"),
+    ("{not json", "cannot be read"),
+    ('{"id": 1}', "its id is 1, not '1.0'"),
+    ('{"id": "2.0"}', "its id is '2.0', not '1.0'"),
+    ('{"id": "1.0", "state": "corrupt"}', "its state 'corrupt' is none of"),
+    ('{"id": "1.0", "state": ["active"]}', "its state ['active'] is none of"),
+    ('{"id": "1.0", "state": "previous", "seq": "3"}', "its seq '3' is not a number"),
+    ('{"id": "1.0", "state": "previous", "seq": true}', "its seq True is not a number"),
+    ('{"id": "1.0", "created": 5}', "its created 5 is not a string"),
+    ('{"id": "1.0", "digest": {}}', "its digest {} is not a string"),
+    (b"\xff\xfe", "cannot be read"),
+])
+def test_records_of_any_other_shape_are_corrupt_never_a_crash(tmp_path, content, why):
+    layout = rel.Layout(str(tmp_path))
+    layout.ensure()
+    os.mkdir(layout.release_dir("1.0"))
+    path = tmp_path / "releases" / "1.0.json"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    rel.save_record(layout, {"id": "2.0", "state": "active", "seq": 1, "created": "2"})
+    records = rel.read_records(layout)
+    assert records["1.0"]["state"] == "corrupt" and why in records["1.0"]["error"]
+    assert records["1.0"]["exists"] is True
+    assert rel.corrupt_records(records) == {"1.0": records["1.0"]["error"]}
+    assert records["2.0"]["state"] == "active"
+    assert rel.plan_prune(records, "2.0", 1) == [], "a release whose record is corrupt is never pruned"
+    assert rel.rollback_target(records, "2.0") is None and rel.next_seq(records) == 2
+    assert [r["id"] for r in rel.newest_first(records)] == ["2.0", "1.0"]
+
+
+def test_a_record_with_an_id_that_is_not_valid_is_corrupt(tmp_path):
+    layout = rel.Layout(str(tmp_path))
+    layout.ensure()
+    (tmp_path / "releases" / "a b.json").write_text(json.dumps({"id": "a b", "state": "staged"}))
+    (tmp_path / "releases" / "v1.json.json").write_text(json.dumps({"id": "v1.json", "state": "staged"}))
+    records = rel.read_records(layout)
+    assert {rid: r["state"] for rid, r in records.items()} == {"a b": "corrupt", "v1.json": "corrupt"}
+    assert "not a valid release id" in records["a b"]["error"]
+    assert rel.plan_prune(records, None, 1) == []
+
+
+def test_a_directory_named_like_a_record_is_not_a_record(tmp_path):
+    layout = rel.Layout(str(tmp_path))
+    layout.ensure()
+    os.mkdir(os.path.join(layout.releases, "v9.json"))  # a release of the id v9.json, as staged before the fix
+    rel.save_record(layout, {"id": "v1", "state": "active"})
+    assert sorted(rel.read_records(layout)) == ["v1"], "no phantom record v9"
+
+
+def test_prune_never_removes_a_release_whose_record_is_corrupt():
+    records = {
+        "r1": rec("r1", "previous", "2026-01-01", seq=1),
+        "r2": {"id": "r2", "state": "corrupt", "error": "unreadable", "exists": True},  # the real previous one
+        "r3": rec("r3", "active", "2026-01-03", seq=3),
+        "r4": rec("r4", "staged", "2026-01-04"),
+        "r5": {"id": "r5", "state": "corrupt", "error": "unreadable", "exists": False},
+    }
+    # r1 is the rollback target (the only readable previous); r4 and r3 are the 1 newest healthy and live.
+    assert sorted(rel.plan_prune(records, "r3", 1)) == []
+    del records["r1"]
+    assert sorted(rel.plan_prune(records, "r3", 1)) == []
+
+
+def test_a_corrupt_record_is_never_switched_to_nor_written_over(tmp_path):
+    layout = rel.Layout(str(tmp_path))
+    layout.ensure()
+    for rid in ("a", "b"):
+        os.mkdir(layout.release_dir(rid))
+    (tmp_path / "releases" / "a.json").write_text("[]")
+    rel.save_record(layout, {"id": "b", "state": "staged"})
+    records = rel.read_records(layout)
+    with pytest.raises(rel.ReleaseError, match=r"cannot switch to release a: its record a.json cannot be trusted"):
+        rel.activate(layout, records, None, "a")
+    assert not os.path.lexists(layout.current) and (tmp_path / "releases" / "a.json").read_text() == "[]"
+    rel.switch_current(layout, "a")  # live before its record went bad
+    rel.activate(layout, records, "a", "b")
+    assert rel.current_release(layout) == "b" and (tmp_path / "releases" / "a.json").read_text() == "[]"
