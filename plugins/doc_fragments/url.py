@@ -13,21 +13,23 @@ class ModuleDocFragment:
     DOCUMENTATION = r"""
 options:
   headers:
-    description: Extra HTTP request headers.
+    description:
+      - Extra HTTP request headers. Treated as credentials (API keys, tokens) - sent only to the scheme, host and port
+        of the URL, never after a redirect to another one, and hidden from the output (C(no_log)).
     type: dict
     default: {}
   url_username:
-    description: User name for HTTP basic authentication.
+    description: User name for HTTP basic authentication. Sent only to the scheme, host and port of the URL.
     type: str
   url_password:
-    description: Password for HTTP basic authentication.
+    description: Password for HTTP basic authentication. Sent only to the scheme, host and port of the URL.
     type: str
   force_basic_auth:
     description: Send the basic authentication header with the first request instead of waiting for a 401.
     type: bool
     default: true
   bearer_token:
-    description: Send C(Authorization) with this bearer token.
+    description: Send C(Authorization) with this bearer token, only to the scheme, host and port of the URL.
     type: str
   client_cert:
     description: PEM client certificate for TLS client authentication.
@@ -49,5 +51,10 @@ options:
     default: 30
 notes:
   - User name and password may also be given in the URL (C(https://user:password@host/...)); they are then sent as
-    basic authentication, never as part of the URL, and never shown in messages or results.
+    basic authentication, never as part of the URL. The password is shown as C(********) in messages and results.
+  - Redirects (301, 302, 303, 307, 308, also relative ones) are followed by the module, at most 10. While they stay on
+    the scheme, host and port of the URL, the credentials (basic authentication, the bearer token, O(headers)) go
+    along; after a redirect to another scheme, host or port (C(http://) to C(https://) included) none is sent, also
+    not when a later redirect leads back. A redirect from C(https://) to C(http://) is refused. HTTP C(Range) (to
+    resume a download) goes along every redirect.
 """

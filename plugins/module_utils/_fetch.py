@@ -4,6 +4,11 @@
 """HTTP(S) downloads into a content-addressed store: hashed while streaming, resumed with HTTP
 Range, retried with backoff on transient errors, never half-written (private to seedops.deploy).
 
+Redirects are followed here, not inside urllib, so that credentials (basic auth, the bearer
+token, the user's headers, user:password@ in the URL) go only to the origin - scheme, host and
+port - of the URL given, https never falls back to plain http, and the number of hops is limited.
+URLs are shown only through safe_url(): password and credential-like query values masked.
+
 Uses ansible.module_utils.urls only, so targets need nothing beyond Python.
 """
 
@@ -12,19 +17,29 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 import socket
 import ssl
+import string
 import time
 
 from http.client import HTTPException
 from urllib.error import HTTPError, URLError
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, unquote_plus, urljoin, urlsplit, urlunsplit
 
 from ansible.module_utils.urls import open_url
 
 CHUNK = 1024 * 1024
 FATAL_STATUS = {400: "bad request", 401: "unauthorized (wrong or missing credentials)",
                 403: "forbidden", 404: "not found", 405: "method not allowed", 410: "gone"}
+REDIRECT_STATUS = (301, 302, 303, 307, 308)
+MAX_REDIRECTS = 10
+DEFAULT_PORTS = {"http": 80, "https": 443}
+REDACTED = "********"
+# A query parameter whose name has a word like these carries a credential (presigned URLs, private_token=,
+# X-Amz-Signature=, sig=, api_key=, access_token=, ...): its value is never shown.
+SECRET_WORD = re.compile(r"^(?:[a-z0-9]*(?:token|key|secret|signature|password)|sig|pass|passwd|pwd|auth|authorization"
+                         r"|credentials?|session(?:id)?|jwt|hmac)$")
 
 
 class FetchError(Exception):
@@ -35,17 +50,124 @@ class Interrupted(Exception):
     """A transient failure: worth a retry, resuming where the bytes stopped."""
 
 
-def safe_url(url):
-    """The URL without user:password@ (for messages and records)."""
+def split_userinfo(url):
+    """(url without user:password@, user name or None, password or None); names and passwords unquoted."""
     parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not at:
+        return url, None, None
+    user, colon, password = userinfo.partition(":")
+    bare = urlunsplit((parts.scheme, hostport, parts.path, parts.query, parts.fragment))
+    return bare, unquote(user), unquote(password) if colon else None
+
+
+def secret_query_name(name):
+    """Whether a query parameter of this name carries a credential (token, signature, key, ...)."""
+    return any(SECRET_WORD.match(word) for word in re.split(r"[^a-z0-9]+", unquote_plus(name).lower()) if word)
+
+
+def _query_items(query):
+    """[(raw name, raw value or None)] of a query string, in order, undecoded."""
+    items = []
+    for piece in query.split("&"):
+        name, equals, value = piece.partition("=")
+        items.append((name, value if equals else None))
+    return items
+
+
+def safe_url(url):
+    """The URL as the module shows it (messages, results): a password in user:password@ (or a
+    user name alone, often a token) and the values of credential-like query parameters are
+    replaced by ********. Everything else stays as given."""
+    if not url:
         return url
-    host = parts.hostname or ""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at:
+        user, colon, password = userinfo.partition(":")
+        netloc = "%s:%s@%s" % (user, REDACTED, hostport) if colon else "%s@%s" % (REDACTED, hostport)
+    query = parts.query
+    if query:
+        query = "&".join(name if value is None else "%s=%s" % (name, REDACTED if value and secret_query_name(name) else value)
+                         for name, value in _query_items(query))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def url_secrets(url):
+    """The strings safe_url() hides in url, as given and decoded: for AnsibleModule.no_log_values,
+    so that Ansible masks them everywhere in the module's output, its invocation included."""
+    secrets = set()
+    if not url:
+        return secrets
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if at:
+        user, colon, password = userinfo.partition(":")
+        secrets.update((password, unquote(password)) if colon else (user, unquote(user)))
+    for name, value in _query_items(parts.query):
+        if value and secret_query_name(name):
+            secrets.update((value, unquote_plus(value)))
+    secrets.discard("")
+    return secrets
+
+
+def redact(text, url):
+    """text (an exception's, say) with whatever safe_url() hides in url masked."""
+    text = str(text)
+    for secret in sorted(url_secrets(url), key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def redact_all(text, urls):
+    """text with whatever safe_url() hides in any of urls masked."""
+    text = str(text)
+    for url in urls:
+        text = redact(text, url)
+    return text
+
+
+def shown_chain(chain):
+    """A redirect chain as messages show it: "url -> next -> ...", each through safe_url()."""
+    return " -> ".join(safe_url(url) for url in chain)
+
+
+def url_scheme(url):
+    return urlsplit(url or "").scheme.lower()
+
+
+def url_origin(url):
+    """(scheme, host, port) - what decides whether credentials go along; default ports filled in."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        raise FetchError("%s has an invalid port; correct the URL" % safe_url(url))
+    return scheme, (parts.hostname or "").lower(), port or DEFAULT_PORTS.get(scheme)
+
+
+def origin_text(origin):
+    scheme, host, port = origin
     if ":" in host:
         host = "[%s]" % host
-    if parts.port:
-        host = "%s:%d" % (host, parts.port)
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return "%s://%s:%d" % (scheme, host, port) if port != DEFAULT_PORTS.get(scheme) else "%s://%s" % (scheme, host)
+
+
+def checksum_source_problem(url, checksum_url, allow_unverified=False):
+    """Why checksum_url cannot vouch for url, or None.
+
+    A checksum list is only as trustworthy as the way it travels: one fetched over plain http://
+    can be altered together with an artifact that comes over plain http:// too. So an http://
+    url needs an https:// checksum_url, unless allow_unverified (or a checksum given inline)."""
+    if not url or not checksum_url or allow_unverified:
+        return None
+    if url_scheme(url) == "http" and url_scheme(checksum_url) != "https":
+        return ("refusing to verify %s (plain http://) against %s: a checksum list fetched without TLS can be altered "
+                "along with the artifact. Serve checksum_url over https://, give the digest inline with checksum, or "
+                "set allow_unverified: true" % (safe_url(url), safe_url(checksum_url)))
+    return None
 
 
 def url_file_name(url):
@@ -55,7 +177,7 @@ def url_file_name(url):
 def url_argument_spec():
     """The HTTP(S) connection options, as the seedops.deploy.url doc fragment documents them."""
     return dict(
-        headers=dict(type="dict", default={}),
+        headers=dict(type="dict", default={}, no_log=True),
         url_username=dict(type="str"),
         url_password=dict(type="str", no_log=True),
         force_basic_auth=dict(type="bool", default=True),
@@ -96,32 +218,97 @@ class Fetcher:
         return cls(retries=params["retries"], retry_delay=params["retry_delay"], **settings)
 
     def _open(self, url, extra_headers=None):
-        headers = dict(self.headers)
-        headers.update(extra_headers or {})
+        """GET url and return the response, following redirects here: extra_headers (Range) go to
+        every hop, credentials only while the chain stays on the origin (scheme, host, port) of url;
+        once it left, no later hop gets them. Refuses https -> http and more than MAX_REDIRECTS hops."""
+        first, user, password = split_userinfo(url)  # chain[0] stays url as given: messages show user:********@
         auth = dict(self.auth)
-        parts = urlsplit(url)
-        if parts.username is not None:  # user:password@ in the URL: used as basic auth, never sent in the URL
-            auth["url_username"] = auth["url_username"] or unquote(parts.username)
-            auth["url_password"] = auth["url_password"] or unquote(parts.password or "")
-            url = safe_url(url)
-        try:
-            return open_url(url, headers=headers, use_proxy=self.use_proxy, timeout=self.timeout,
-                            validate_certs=self.validate_certs, client_cert=self.client_cert,
-                            client_key=self.client_key, decompress=False, http_agent="seedops.deploy",
-                            **auth)
-        except HTTPError as exc:
-            code = exc.code
-            if code in FATAL_STATUS:
-                raise FetchError("GET %s answered HTTP %d %s" % (safe_url(url), code, FATAL_STATUS[code]))
-            if code == 416:
-                raise
-            raise Interrupted("GET %s answered HTTP %d" % (safe_url(url), code))
-        except (URLError, socket.timeout, ConnectionError, HTTPException, ssl.SSLError) as exc:
-            reason = getattr(exc, "reason", exc)
-            if isinstance(reason, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(reason):
-                raise FetchError("GET %s: TLS certificate verification failed (%s); fix the server's certificate or "
-                                 "the CA bundle, or set validate_certs: false" % (safe_url(url), reason))
-            raise Interrupted("GET %s failed: %s" % (safe_url(url), reason))
+        if user is not None:  # user:password@ in the URL: used as basic auth, never sent in the URL
+            auth["url_username"] = auth["url_username"] or user
+            auth["url_password"] = auth["url_password"] or (password or "")
+        if url_scheme(first) not in DEFAULT_PORTS:
+            raise FetchError("%s is not an http:// or https:// URL; correct the URL" % safe_url(url))
+        home = url_origin(first)
+        chain = [url]
+        trusted = True
+        while True:
+            try:
+                return self._get(chain[-1], extra_headers, auth if trusted else None)
+            except HTTPError as exc:
+                if exc.code == 416:
+                    raise
+                if exc.code not in REDIRECT_STATUS:
+                    withheld = not trusted and bool(auth["url_username"] or set(self.headers) - {"Accept-Encoding"})
+                    raise self._status_error(exc.code, chain, withheld, home)
+                target = self._redirect_target(exc, chain)
+                chain.append(target)
+                trusted = trusted and url_origin(target) == home
+            except ValueError as exc:  # a URL urllib cannot use
+                raise FetchError("GET %s: %s; correct the URL" % (shown_chain(chain), redact_all(exc, chain)))
+            except (URLError, socket.timeout, ConnectionError, HTTPException, ssl.SSLError) as exc:
+                reason = redact_all(getattr(exc, "reason", exc), chain)
+                if isinstance(getattr(exc, "reason", exc), ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in reason:
+                    raise FetchError("GET %s: TLS certificate verification failed (%s); fix the server's certificate or "
+                                     "the CA bundle, or set validate_certs: false" % (shown_chain(chain), reason))
+                raise Interrupted("GET %s failed: %s" % (shown_chain(chain), reason))
+
+    def _get(self, url, extra_headers, auth):
+        """One request, redirects not followed; auth None: without any credentials (another origin)."""
+        if auth is None:
+            headers = {"Accept-Encoding": "identity"}
+            auth = dict(url_username=None, url_password=None, force_basic_auth=False)
+        else:
+            headers = dict(self.headers)
+        headers.update(extra_headers or {})
+        return open_url(split_userinfo(url)[0], headers=headers, use_proxy=self.use_proxy, timeout=self.timeout,
+                        validate_certs=self.validate_certs, client_cert=self.client_cert,
+                        client_key=self.client_key, decompress=False, http_agent="seedops.deploy",
+                        follow_redirects="none", **auth)
+
+    @staticmethod
+    def _redirect_target(exc, chain):
+        """The URL a 3xx answer to chain[-1] leads to (a relative Location resolved against it, any
+        user:password@ in it dropped); FetchError when it must not be followed."""
+        code = exc.code
+        location = exc.headers.get("Location") if exc.headers is not None else None
+        exc.close()
+        here = chain[-1]
+        if not location:
+            raise FetchError("GET %s answered HTTP %d without a Location header; fix the redirect on the server, or "
+                             "give the URL it should lead to in url" % (shown_chain(chain), code))
+        # As urllib does: a Location is decoded as ISO-8859-1, so percent-encode what is not ASCII.
+        location = quote(location.strip(), safe=string.punctuation, encoding="iso-8859-1")
+        target = split_userinfo(urljoin(here, location))[0]
+        scheme = url_scheme(target)
+        if scheme not in DEFAULT_PORTS:
+            raise FetchError("GET %s answered HTTP %d to %s: only http:// and https:// redirects are followed; fix the "
+                             "redirect on the server, or give the artifact's URL in url"
+                             % (shown_chain(chain), code, safe_url(target)))
+        if url_scheme(here) == "https" and scheme == "http":
+            raise FetchError("GET %s redirected to %s: refusing to follow a redirect from https:// to plain http:// "
+                             "(the bytes would travel without TLS). Fix the redirect on the server, or give the http:// "
+                             "URL in url yourself, with a checksum" % (shown_chain(chain), safe_url(target)))
+        if len(chain) > MAX_REDIRECTS:
+            raise FetchError("GET %s: more than %d redirects (%s); fix the redirects on the server, or give the final URL "
+                             "in url" % (safe_url(chain[0]), MAX_REDIRECTS, shown_chain(chain + [target])))
+        url_origin(target)  # a target with an invalid port fails here, naming it
+        return target
+
+    @staticmethod
+    def _status_error(code, chain, withheld, home):
+        """The exception for an HTTP error status at the end of chain: FetchError when retrying cannot
+        help, Interrupted when it may. `withheld`: credentials were kept back after leaving `home`."""
+        shown = shown_chain(chain)
+        if code in FATAL_STATUS:
+            message = "GET %s answered HTTP %d %s" % (shown, code, FATAL_STATUS[code])
+            if withheld and code in (401, 403):
+                message += ("; credentials are sent only to %s, never after a redirect to another scheme, host or port: "
+                            "give the final URL in url" % origin_text(home))
+            return FetchError(message)
+        if 300 <= code < 400:
+            return FetchError("GET %s answered HTTP %d; only the redirects 301, 302, 303, 307 and 308 are followed"
+                              % (shown, code))
+        return Interrupted("GET %s answered HTTP %d" % (shown, code))
 
     def with_retries(self, what, action):
         """Run action(); on Interrupted, retry up to `retries` times with exponential backoff."""

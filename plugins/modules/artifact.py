@@ -19,10 +19,12 @@ description:
     nothing is transferred and the task is unchanged.
   - Pull - extra headers, basic auth or a bearer token, client certificates, proxies from the environment, TLS
     verification, timeouts, retries with exponential backoff on transient errors (connection errors, timeouts,
-    HTTP 5xx and 429) and resume of an interrupted download with HTTP Range, also across runs.
+    HTTP 5xx and 429) and resume of an interrupted download with HTTP Range, also across runs. Redirects are
+    followed by the module itself, so that credentials never leave the scheme, host and port of O(url).
   - Push - the action plugin computes the controller file's digest once per run (shared by all hosts), asks
     each host whether its store already holds it, and only then transfers the bytes (streamed from disk).
-  - A plain C(http://) URL or a push without any checksum is refused unless O(allow_unverified=true).
+  - A plain C(http://) URL or a push without any checksum is refused unless O(allow_unverified=true); so is a plain
+    C(http://) URL checked against a plain C(http://) O(checksum_url).
   - O(keep) removes store entries that no release record (C(<store>/../releases/*.json)) refers to, beyond the
     newest O(keep).
 options:
@@ -31,7 +33,18 @@ options:
     type: path
     required: true
   url:
-    description: Pull the artifact from this HTTP(S) URL. Mutually exclusive with O(src).
+    description:
+      - Pull the artifact from this HTTP(S) URL. Mutually exclusive with O(src).
+      - Redirects (301, 302, 303, 307, 308, relative ones too) are followed, at most 10 of them. Credentials go only
+        to the scheme, host and port of O(url); a redirect from C(https://) to C(http://) is refused.
+      - A password in the URL (C(https://user:password@host/...)) is sent as basic authentication. It, and the values
+        of query parameters that carry credentials (C(token=), C(private_token=), C(access_token=), C(sig=),
+        C(X-Amz-Signature=), C(X-Amz-Credential=), C(X-Amz-Security-Token=), C(api_key=), ...), are shown as
+        C(********) in the module's messages and results, and masked in its returned invocation.
+      - Ansible's records of the task arguments outside the module's result (the host's syslog entry of the
+        invocation, which hides only a URL password, the playbook or variables that AWX keeps, C(display_args_to_stdout))
+        still show the URL as given. Prefer O(url_username) and O(url_password), O(bearer_token) or O(headers),
+        which are C(no_log).
     type: str
   src:
     description:
@@ -49,10 +62,14 @@ options:
   checksum_url:
     description:
       - URL of a C(SHA256SUMS)-style file (C(<hex>  name) or C(<hex> *name) lines) listing the artifact by the
-        file name of O(url). Fetched with the same credentials and settings as O(url).
+        file name of O(url). Fetched with the same credentials and settings as O(url), and shown like O(url).
+      - When O(url) is plain C(http://), O(checksum_url) must be C(https://) - a list fetched without TLS could be
+        altered along with the artifact - unless O(allow_unverified=true). Or give the digest inline with O(checksum).
     type: str
   allow_unverified:
-    description: Accept a plain C(http://) URL or a push without a checksum. The digest is still computed and returned.
+    description:
+      - Accept a plain C(http://) URL or a push without a checksum, or a plain C(http://) O(checksum_url) for a plain
+        C(http://) O(url). The digest is still computed (and checked against O(checksum_url) when given) and returned.
     type: bool
     default: false
   dest:
@@ -169,7 +186,9 @@ throughput:
   returned: always
   type: float
 source:
-  description: Where the artifact came from - the URL without credentials, or the controller or host path.
+  description:
+    - Where the artifact came from - the URL (the password and credential-like query values replaced by C(********)),
+      or the controller or host path.
   returned: always
   type: str
 resumed:
@@ -228,7 +247,16 @@ def main():
     def file_attributes(changed):
         return module.set_fs_attributes_if_different(module.load_file_common_arguments(module.params), changed)
 
+    # What the URLs carry in user:password@ and in credential-like query values (token=, X-Amz-Signature=, ...)
+    # is masked by Ansible everywhere in the output, the invocation included; messages show URLs through safe_url.
+    for url in (module.params["url"], module.params["checksum_url"]):
+        module.no_log_values.update(_fetch.url_secrets(url))
+
     artifact = _store.Artifact(module.params, module.check_mode, file_attributes)
+    problem = _fetch.checksum_source_problem(module.params["url"], module.params["checksum_url"],
+                                             module.params["allow_unverified"])
+    if problem:
+        module.fail_json(msg=problem, **artifact.result)
     try:
         result = artifact.run()
     except (_store.ArtifactError, _fetch.FetchError) as exc:

@@ -26,19 +26,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
         srv = self.server
         srv.requests.append({"path": self.path, "range": self.headers.get("Range"),
                              "auth": self.headers.get("Authorization")})
-        if self.path == "/private" and self.headers.get("Authorization") != "Bearer s3cret":
+        path = self.path.split("?")[0]
+        if path == "/private" and self.headers.get("Authorization") != "Bearer s3cret":
             self.send_response(401)
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        if self.path == "/missing":
+        if path == "/missing":
             self.send_error(404)
             return
-        if self.path == "/flaky" and srv.flaky > 0:
+        if path == "/flaky" and srv.flaky > 0:
             srv.flaky -= 1
             self.send_error(503)
             return
-        if self.path == "/SHA256SUMS":
+        if path == "/SHA256SUMS":
             body = ("%s  app.tar.gz\n" % DIGEST).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
@@ -144,7 +145,7 @@ def test_fatal_statuses_name_url_without_credentials(server, tmp_path):
     with pytest.raises(_fetch.FetchError) as err:
         fetcher(url_username="deploy", url_password="hunter2").download(url, str(tmp_path / "p"), "sha256")
     assert "HTTP 404 not found" in str(err.value) and "hunter2" not in str(err.value)
-    assert base + "/missing" in str(err.value)
+    assert base.replace("http://", "http://deploy:********@") + "/missing" in str(err.value)
     with pytest.raises(_fetch.FetchError, match="HTTP 401 unauthorized"):
         fetcher(bearer_token="wrong").download(base + "/private", str(tmp_path / "p"), "sha256")
     info = fetcher(bearer_token="s3cret").download(base + "/private", str(tmp_path / "p2"), "sha256")
@@ -188,7 +189,7 @@ def test_disk_full_is_reported(server, tmp_path, monkeypatch):
 def test_get_text_and_safe_url(server):
     srv, base = server
     assert DIGEST in fetcher().get_text(base + "/SHA256SUMS")
-    assert _fetch.safe_url("https://u:p@repo.example:8443/a?b=1") == "https://repo.example:8443/a?b=1"
+    assert _fetch.safe_url("https://u:p@repo.example:8443/a?b=1") == "https://u:********@repo.example:8443/a?b=1"
     assert _fetch.safe_url("https://repo.example/a") == "https://repo.example/a"
     assert _fetch.url_file_name("https://r/x/app%201.tar.gz") == "app 1.tar.gz"
 
@@ -241,7 +242,7 @@ def test_download_state_between_attempts(tmp_path):
     partial = tmp_path / ".partial"
     partial.write_bytes(PAYLOAD[:12345])
     job = _fetch.Download(fetcher(), "https://u:p@r.example/app.tar.gz", str(partial), "sha256")
-    assert job.shown == "https://r.example/app.tar.gz"
+    assert job.shown == "https://u:********@r.example/app.tar.gz"
     job.take_over_partial()
     assert job.offset == 12345 and job.hasher.hexdigest() == hashlib.sha256(PAYLOAD[:12345]).hexdigest()
     job.start_over()
@@ -278,3 +279,47 @@ def test_fetcher_from_module_params():
     assert (f.client_cert, f.client_key, f.validate_certs, f.use_proxy, f.timeout) == ("/c.pem", "/k.pem", False, False, 7)
     assert (f.retries, f.retry_delay) == (5, 0.25)
     assert sorted(_fetch.url_argument_spec()) == sorted(k for k in params if k not in ("retries", "retry_delay", "store"))
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("https://deploy:hunter2@repo.example/a.tgz", "https://deploy:********@repo.example/a.tgz"),
+    ("https://deploy:@repo.example/a.tgz", "https://deploy:********@repo.example/a.tgz"),
+    ("https://ghp_tok3n@repo.example/a.tgz", "https://********@repo.example/a.tgz"),
+    ("https://u:p%40ss@[::1]:8443/a", "https://u:********@[::1]:8443/a"),
+    ("https://s3.example/b/a.tgz?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA%2F20240101&X-Amz-Date=20240101T000000Z"
+     "&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Security-Token=FwoG&X-Amz-Signature=9f86d0",
+     "https://s3.example/b/a.tgz?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=********&X-Amz-Date=20240101T000000Z"
+     "&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Security-Token=********&X-Amz-Signature=********"),
+    ("https://gitlab.example/api/v4/projects/1/packages/generic/app/1.0/a.tgz?private_token=glpat-xyz&ref=main",
+     "https://gitlab.example/api/v4/projects/1/packages/generic/app/1.0/a.tgz?private_token=********&ref=main"),
+    ("https://blob.example/c/a.tgz?sv=2022-11-02&se=2030-01-01&sr=b&sp=r&sig=abc%2Bdef%3D",
+     "https://blob.example/c/a.tgz?sv=2022-11-02&se=2030-01-01&sr=b&sp=r&sig=********"),
+    ("https://r.example/a?token=t&access_token=a&api_key=k&apiKey=K&client_secret=s&password=p&v=1&flag&empty_token=",
+     "https://r.example/a?token=********&access_token=********&api_key=********&apiKey=********&client_secret=********"
+     "&password=********&v=1&flag&empty_token="),
+    ("https://r.example/a.tgz#token=frag", "https://r.example/a.tgz#token=frag"),
+])
+def test_safe_url_masks_passwords_and_credential_query_values(url, shown):
+    assert _fetch.safe_url(url) == shown
+
+
+def test_url_secrets_are_the_masked_values_as_given_and_decoded():
+    assert _fetch.url_secrets("https://u:p%40ss@r.example/a?sig=abc%2Bdef%3D&X-Amz-Signature=9f86&v=1") == {
+        "p%40ss", "p@ss", "abc%2Bdef%3D", "abc+def=", "9f86"}
+    assert _fetch.url_secrets("https://ghp_tok3n@r.example/a") == {"ghp_tok3n"}
+    assert _fetch.url_secrets("https://r.example/a?v=1") == set() and _fetch.url_secrets(None) == set()
+
+
+def test_errors_never_show_query_credentials(server, tmp_path):
+    srv, base = server
+    url = base + "/missing?X-Amz-Signature=9f86d0a&X-Amz-Date=20240101T000000Z"
+    with pytest.raises(_fetch.FetchError) as err:
+        fetcher().download(url, str(tmp_path / "p"), "sha256")
+    assert str(err.value) == "GET %s/missing?X-Amz-Signature=********&X-Amz-Date=20240101T000000Z answered HTTP 404 " \
+                             "not found" % base
+    assert srv.requests[0]["path"] == "/missing?X-Amz-Signature=9f86d0a&X-Amz-Date=20240101T000000Z", "sent as given"
+    with pytest.raises(_fetch.FetchError) as err:
+        fetcher(retries=0).download("http://127.0.0.1:9/a?token=s3cr3t", str(tmp_path / "p"), "sha256")
+    assert "s3cr3t" not in str(err.value) and "token=********" in str(err.value)
+    with pytest.raises(_fetch.FetchError, match=r"ftp://r.example/a\?token=\*{8} is not an http:// or https:// URL"):
+        fetcher().download("ftp://r.example/a?token=s3cr3t", str(tmp_path / "p"), "sha256")

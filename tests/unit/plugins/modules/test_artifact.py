@@ -1,12 +1,23 @@
-"""The artifact module end to end through main(), on real temp files: the argument spec, the
-file attributes of dest, failures with nothing stored, and the docs matching the spec."""
+"""The artifact module end to end through main(), on real temp files and a real HTTP(S) server on
+127.0.0.1: the argument spec, the file attributes of dest, failures with nothing stored, secrets
+kept out of the output, the checksum list's transport, and the docs matching the spec."""
 
+import datetime
 import hashlib
+import http.server
+import ipaddress
 import json
 import os
+import ssl
+import threading
 
 import pytest
 import yaml
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from ansible.module_utils.testing import patch_module_args
 
@@ -92,4 +103,109 @@ def test_documentation_with_the_url_fragment_matches_the_argument_spec(monkeypat
     for name, option in options.items():
         assert option["type"] == spec[name]["type"], name
         assert option.get("default") == spec[name].get("default"), name
-    assert spec["url_password"]["no_log"] and spec["bearer_token"]["no_log"]
+    assert spec["url_password"]["no_log"] and spec["bearer_token"]["no_log"] and spec["headers"]["no_log"]
+
+
+class Repo(http.server.BaseHTTPRequestHandler):
+    """Serves server.files by path (the query ignored); records path and Authorization of each request."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.server.seen.append((self.path, self.headers.get("Authorization")))
+        body = self.server.files.get(self.path.split("?")[0])
+        self.send_response(200 if body is not None else 404)
+        self.send_header("Content-Length", str(len(body or b"")))
+        self.end_headers()
+        self.wfile.write(body or b"")
+
+
+def self_signed(directory):
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .sign(key, hashes.SHA256()))
+    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return str(certfile), str(keyfile)
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """start(tls=False) -> a server with .base and .seen, serving /app.tar.gz and /SHA256SUMS."""
+    running = []
+
+    def start(tls=False):
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Repo)
+        srv.seen = []
+        srv.files = {"/app.tar.gz": PAYLOAD, "/SHA256SUMS": ("%s  app.tar.gz\n" % HEX).encode()}
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self_signed(tmp_path))
+            srv.socket = context.wrap_socket(srv.socket, server_side=True)
+        srv.base = "%s://127.0.0.1:%d" % ("https" if tls else "http", srv.server_address[1])
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        running.append(srv)
+        return srv
+
+    yield start
+    for srv in running:
+        srv.shutdown()
+        srv.server_close()
+
+
+SECRETS = ("hunter2", "glpat-s3cr3t", "key-s3cr3t", "AbCdEf0123")
+
+
+def test_secrets_in_the_url_and_headers_never_reach_the_output(tmp_path, repo, capsys):
+    srv = repo()
+    inline = srv.base.replace("http://", "http://deploy:hunter2@")
+    result = run_module(capsys, store=str(tmp_path / "store"), checksum="sha256:" + HEX,
+                        url=inline + "/app.tar.gz?private_token=glpat-s3cr3t&v=1", headers={"X-Api-Key": "key-s3cr3t"})
+    assert result["changed"] and result["digest"] == "sha256:" + HEX
+    shown = srv.base.replace("http://", "http://deploy:********@") + "/app.tar.gz?private_token=********&v=1"
+    assert result["source"] == shown
+    assert result["invocation"]["module_args"]["url"] == shown
+    assert srv.seen[0][0] == "/app.tar.gz?private_token=glpat-s3cr3t&v=1", "the server gets the URL as given"
+    assert srv.seen[0][1] == "Basic ZGVwbG95Omh1bnRlcjI="
+
+    failed = run_module(capsys, store=str(tmp_path / "store2"), checksum="sha256:" + HEX,
+                        url=inline + "/gone.tar.gz?X-Amz-Signature=AbCdEf0123&X-Amz-Expires=900")
+    shown = srv.base.replace("http://", "http://deploy:********@") + "/gone.tar.gz?X-Amz-Signature=********&X-Amz-Expires=900"
+    assert failed["failed"] and failed["msg"] == "GET %s answered HTTP 404 not found" % shown
+    assert failed["source"] == shown
+    for secret in SECRETS:
+        assert secret not in json.dumps(result) + json.dumps(failed), secret
+
+
+def test_an_http_artifact_needs_its_checksum_list_over_https(tmp_path, repo, capsys):
+    plain = repo()
+    store = tmp_path / "store"
+    args = dict(store=str(store), url=plain.base + "/app.tar.gz", checksum_url=plain.base + "/SHA256SUMS")
+    for check in (True, False):
+        refused = run_module(capsys, _ansible_check_mode=check, **args)
+        assert refused["failed"] and refused["msg"] == (
+            "refusing to verify %s/app.tar.gz (plain http://) against %s/SHA256SUMS: a checksum list fetched without TLS "
+            "can be altered along with the artifact. Serve checksum_url over https://, give the digest inline with "
+            "checksum, or set allow_unverified: true" % (plain.base, plain.base))
+    assert plain.seen == [] and not store.exists(), "nothing fetched, nothing written"
+
+    secure = repo(tls=True)
+    ok = run_module(capsys, store=str(store), url=args["url"], checksum_url=secure.base + "/SHA256SUMS", validate_certs=False)
+    assert ok["changed"] and ok["digest"] == "sha256:" + HEX
+    assert [seen[0] for seen in secure.seen] == ["/SHA256SUMS"] and [seen[0] for seen in plain.seen] == ["/app.tar.gz"]
+
+    accepted = run_module(capsys, store=str(tmp_path / "store2"), url=args["url"], checksum_url=args["checksum_url"],
+                          allow_unverified=True)
+    assert accepted["changed"] and accepted["digest"] == "sha256:" + HEX
+    inline = run_module(capsys, store=str(tmp_path / "store3"), url=plain.base + "/app.tar.gz", checksum="sha256:" + HEX)
+    assert inline["changed"] and inline["digest"] == "sha256:" + HEX
