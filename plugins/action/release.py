@@ -6,29 +6,7 @@ the AWX/Tower job id when the run has one) before the module runs on the host.""
 
 from __future__ import annotations
 
-import getpass
-import socket
-
-from ansible_collections.seedops.deploy.plugins.plugin_utils._controller import ModuleAction
-
-
-def controller_user():
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
-def deployed_by(given, task_vars, hostname=socket.gethostname, user=controller_user):
-    """The deployed_by option with the controller's host, user and job id added; what the task
-    gives itself wins."""
-    who = dict(given or {})
-    who.setdefault("controller", hostname())
-    who.setdefault("controller_user", user())
-    job_id = task_vars.get("awx_job_id") or task_vars.get("tower_job_id")
-    if job_id is not None:
-        who.setdefault("job_id", str(job_id))
-    return who
+from ansible_collections.seedops.deploy.plugins.plugin_utils._controller import ModuleAction, deployed_by
 
 
 class ActionModule(ModuleAction):

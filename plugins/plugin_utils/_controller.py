@@ -5,7 +5,37 @@
 
 from __future__ import annotations
 
+import getpass
+import socket
+
 from ansible.plugins.action import ActionBase
+
+# Where AWX/Tower puts the job id: the extra vars it passes to every job, then (for a task that reads it
+# from the environment) the job's environment.
+JOB_ID_VARS = ("awx_job_id", "tower_job_id")
+JOB_ID_ENV = ("JOB_ID", "AWX_JOB_ID")
+
+
+def controller_user():
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def deployed_by(given, task_vars, hostname=socket.gethostname, user=controller_user, environ=None):
+    """`given` (who deployed, from the task) with the controller's host, user and job id added; what the
+    task gives itself wins. The job id comes from the AWX/Tower variables, else, when `environ` is
+    given (os.environ), from the variables AWX sets in the job's environment."""
+    who = dict(given or {})
+    who.setdefault("controller", hostname())
+    who.setdefault("controller_user", user())
+    job_id = next((task_vars[name] for name in JOB_ID_VARS if task_vars.get(name)), None)
+    if job_id is None and environ is not None:
+        job_id = next((environ[name] for name in JOB_ID_ENV if environ.get(name)), None)
+    if job_id is not None:
+        who.setdefault("job_id", str(job_id))
+    return who
 
 
 class ModuleAction(ActionBase):

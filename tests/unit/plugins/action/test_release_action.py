@@ -3,6 +3,7 @@
 from unittest import mock
 
 from ansible_collections.seedops.deploy.plugins.action import release as action
+from ansible_collections.seedops.deploy.plugins.plugin_utils import _controller
 
 
 def test_deployed_by_adds_the_controller_and_the_job_id():
@@ -23,8 +24,8 @@ def test_controller_user_without_a_passwd_entry(monkeypatch):
     def no_user():
         raise KeyError("getpwuid(): uid not found: 4242")
 
-    monkeypatch.setattr(action.getpass, "getuser", no_user)
-    assert action.controller_user() == "unknown"
+    monkeypatch.setattr(_controller.getpass, "getuser", no_user)
+    assert _controller.controller_user() == "unknown"
 
 
 def test_run_hands_the_module_deployed_by():

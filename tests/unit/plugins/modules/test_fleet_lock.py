@@ -1,0 +1,171 @@
+"""The fleet_lock module's main on real files, and its action plugin: the holder filled in on the controller."""
+
+import json
+import os
+from unittest import mock
+
+import pytest
+
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.seedops.deploy.plugins.action import fleet_lock as action
+from ansible_collections.seedops.deploy.plugins.modules import fleet_lock
+from ansible_collections.seedops.deploy.plugins.plugin_utils import _controller
+
+HOLDER = {"user": "alice", "controller": "ops1", "job_id": "77", "playbook": "deploy.yml", "version": "2.0.0"}
+
+
+def call(capsys, **args):
+    """The module's result, with what it warned about under `warned`."""
+    with patch_module_args(args), mock.patch.object(fleet_lock.AnsibleModule, "warn") as warn, pytest.raises(SystemExit):
+        fleet_lock.main()
+    out = json.loads(capsys.readouterr().out)
+    out["warned"] = [c.args[0] for c in warn.call_args_list]
+    return out
+
+
+@pytest.fixture
+def path(tmp_path):
+    return str(tmp_path / "locks" / "shop.json")
+
+
+def test_acquire_renew_release(capsys, path):
+    out = call(capsys, path=path, run_id="run-1", holder=HOLDER, ttl=120)
+    assert out["changed"] is True and out["held"] is True and out["action"] == "acquired"
+    assert out["run_id"] == "run-1" and out["holder"] == HOLDER and out["expires_in"] == 120
+    assert out["previous"] is None and out["taken_over_from"] is None and out["expired_from"] is None
+    with open(path) as f:
+        assert json.load(f)["run_id"] == "run-1"
+    assert os.stat(path).st_mode & 0o777 == 0o600
+
+    out = call(capsys, path=path, run_id="run-1", ttl=120)
+    assert out["action"] == "renewed" and out["previous"]["run_id"] == "run-1" and out["holder"] == HOLDER
+
+    out = call(capsys, path=path, run_id="run-1", state="released")
+    assert out["changed"] is True and out["held"] is False and out["action"] == "released"
+    assert not os.path.exists(path)
+
+
+def test_another_run_fails_naming_the_holder(capsys, path):
+    call(capsys, path=path, run_id="run-1", holder=HOLDER)
+    out = call(capsys, path=path, run_id="run-2", holder={"user": "bob"})
+    assert out["failed"] is True and out["held"] is True and out["run_id"] == "run-1" and out["holder"] == HOLDER
+    assert "is held by run run-1 (user alice, controller ops1, job 77, playbook deploy.yml, version 2.0.0)" in out["msg"]
+    assert "deploy_lock_break=true" in out["msg"]
+
+    out = call(capsys, path=path, run_id="run-2", state="released")
+    assert out["changed"] is False and out["run_id"] == "run-1"
+    assert "not by run run-2; left alone" in out["warned"][0]
+
+    out = call(capsys, path=path, run_id="run-2", take_over=True)
+    assert out["changed"] is True and out["action"] == "taken_over" and out["taken_over_from"]["run_id"] == "run-1"
+    assert "took the fleet deploy lock" in out["warned"][0]
+
+
+def test_wait_fails_after_the_wait(capsys, path, monkeypatch):
+    monkeypatch.setattr(fleet_lock._lease, "POLL", 0.05)
+    call(capsys, path=path, run_id="run-1")
+    out = call(capsys, path=path, run_id="run-2", wait=0.3)
+    assert out["failed"] is True and "; waited 0 s." in out["msg"] and 0.3 <= out["waited"] < 3
+
+
+def test_query(capsys, path):
+    out = call(capsys, path=path, state="query")
+    assert out == dict(out, changed=False, held=False, run_id=None, previous=None, warned=[])
+    call(capsys, path=path, run_id="run-1", holder=HOLDER)
+    out = call(capsys, path=path, state="query")
+    assert out["changed"] is False and out["held"] is True and out["holder"] == HOLDER and out["expires_in"] > 299
+
+
+def test_run_id_is_required_to_hold_or_release(capsys, path):
+    for state in ("held", "released"):
+        out = call(capsys, path=path, state=state)
+        assert out["failed"] is True and "run_id" in out["msg"]
+    assert not os.path.exists(os.path.dirname(path))
+
+
+def test_check_mode_writes_nothing_and_shows_the_diff(capsys, path):
+    out = call(capsys, path=path, run_id="run-1", holder=HOLDER, _ansible_check_mode=True, _ansible_diff=True)
+    assert out["changed"] is True and out["held"] is True
+    assert out["diff"]["before"] == "" and json.loads(out["diff"]["after"])["run_id"] == "run-1"
+    assert not os.path.exists(os.path.dirname(path))
+
+    call(capsys, path=path, run_id="run-1", holder=HOLDER)
+    with open(path) as f:
+        before = f.read()
+    out = call(capsys, path=path, run_id="run-1", state="released", _ansible_check_mode=True, _ansible_diff=True)
+    assert out["changed"] is True and out["diff"]["after"] == "" and json.loads(out["diff"]["before"])["run_id"] == "run-1"
+    with open(path) as f:
+        assert f.read() == before
+
+
+def test_a_corrupt_lock_file_fails_naming_it(capsys, path):
+    os.makedirs(os.path.dirname(path))
+    with open(path, "w") as f:
+        f.write("[]")
+    out = call(capsys, path=path, run_id="run-1")
+    assert out["failed"] is True and out["msg"].startswith("the fleet deploy lock file %s is a JSON list" % path)
+    out = call(capsys, path=path, run_id="run-1", take_over=True)
+    assert out["changed"] is True and out["taken_over_from"] == {"unreadable": "a JSON list, not an object"}
+
+
+def test_bad_ttl(capsys, path):
+    out = call(capsys, path=path, run_id="run-1", ttl=-5)
+    assert out["failed"] is True and "ttl must be more than 0 seconds" in out["msg"]
+
+
+# -- the action plugin --------------------------------------------------------------------------------
+
+
+def test_lock_holder_adds_the_controller_the_job_and_who_launched_it():
+    who = action.lock_holder({"playbook": "deploy.yml"}, {"awx_job_id": 42, "awx_user_name": "alice"},
+                             hostname=lambda: "ctl", user=lambda: "awx", environ={})
+    assert who == {"playbook": "deploy.yml", "controller": "ctl", "controller_user": "awx", "job_id": "42", "user": "alice"}
+    given = {"user": "bob", "job_id": "J-1"}
+    who = action.lock_holder(given, {"tower_job_id": 7, "tower_user_name": "alice"}, lambda: "c", lambda: "u", environ={})
+    assert who["user"] == "bob" and who["job_id"] == "J-1", "what the task gives wins"
+    assert given == {"user": "bob", "job_id": "J-1"}
+
+
+def test_the_job_id_from_the_environment_awx_sets():
+    assert action.lock_holder({}, {}, lambda: "c", lambda: "u", environ={"JOB_ID": "99"})["job_id"] == "99"
+    assert action.lock_holder({}, {}, lambda: "c", lambda: "u", environ={"AWX_JOB_ID": "98"})["job_id"] == "98"
+    assert action.lock_holder({}, {"awx_job_id": 5}, lambda: "c", lambda: "u", environ={"JOB_ID": "99"})["job_id"] == "5"
+    assert "job_id" not in action.lock_holder({}, {}, lambda: "c", lambda: "u", environ={})
+    with mock.patch.dict(os.environ, {"JOB_ID": "1001"}):
+        assert action.lock_holder({}, {}, lambda: "c", lambda: "u")["job_id"] == "1001"
+    assert "job_id" not in _controller.deployed_by({}, {}, lambda: "c", lambda: "u"), "release reads no environment"
+
+
+def plugin_for(args):
+    task = mock.MagicMock(args=args, async_val=0, check_mode=False)
+    connection = mock.MagicMock()
+    connection._shell.tmpdir = "/tmp/remote"
+    return task, action.ActionModule(task, connection, mock.MagicMock(), mock.MagicMock(), mock.MagicMock())
+
+
+def test_run_hands_the_module_the_holder():
+    task, plugin = plugin_for({"path": "/var/lib/seedops-deploy/locks/shop.json", "run_id": "r1", "holder": {"version": "2"}})
+    with mock.patch.object(plugin, "_execute_module", return_value={"changed": True, "held": True}) as execute:
+        result = plugin.run(task_vars={"awx_job_id": 5})
+    assert result == {"changed": True, "held": True}
+    kwargs = execute.call_args.kwargs
+    assert kwargs["module_name"] == "seedops.deploy.fleet_lock"
+    holder = kwargs["module_args"]["holder"]
+    assert holder["version"] == "2" and holder["job_id"] == "5" and holder["controller"] and holder["controller_user"]
+    assert task.args["holder"] == {"version": "2"}, "the task's args are not changed"
+
+
+def test_release_and_query_get_no_holder():
+    for state in ("released", "query"):
+        _task, plugin = plugin_for({"path": "/l.json", "run_id": "r1", "state": state})
+        with mock.patch.object(plugin, "_execute_module", return_value={"changed": False}) as execute:
+            plugin.run(task_vars={})
+        assert "holder" not in execute.call_args.kwargs["module_args"]
+
+
+def test_a_holder_given_as_a_string_is_read_like_the_module_reads_it():
+    assert action.lock_holder('{"version": "2.0.0"}', {}, lambda: "c", lambda: "u", environ={})["version"] == "2.0.0"
+    assert action.lock_holder("playbook=deploy.yml", {}, lambda: "c", lambda: "u", environ={})["playbook"] == "deploy.yml"
+    with pytest.raises(action.AnsibleActionFail, match="holder must be a dict"):
+        action.lock_holder("just words", {}, lambda: "c", lambda: "u", environ={})
