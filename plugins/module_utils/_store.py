@@ -5,17 +5,30 @@
 (private to seedops.deploy)::
 
     <store>/<algorithm>/<hex>                 a verified artifact
-    <store>/<algorithm>/.partial-<hex>        a download in progress (resumed by the next run)
+    <store>/<algorithm>/.partial-<hex>        the lock of that digest, and its download in progress
+                                              (resumed by the next run)
 
 Entries arrive verified - pulled over HTTP(S) and hashed while streaming, or moved in from a
 file on the host (a pushed temp file or remote_src) - through a temp file, fsync and rename.
 Pruning removes entries that no release record refers to.
+
+Two runs that need the same digest take turns: whoever adds or replaces an entry holds an flock
+on its ``.partial-<hex>`` from the first byte to the rename (``DigestLock``), so one partial file
+never receives two downloads. An entry already in the store is checked before it is used: its
+size against the artifact's size where one is known (the ``source_size`` of a release record
+made from it, or the size of ``src``), and with ``verify_existing`` its digest. An entry that
+fails is replaced by a fresh, verified copy under the same lock; until then it stays as it was.
+
+``dest`` is written only through descriptors this module created (a new hard link, or a file
+made by mkstemp), never by reopening a name in dest's directory, which its owner may control.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import stat
 import tempfile
 import time
 
@@ -75,15 +88,29 @@ def remove(path):
         os.unlink(path)
 
 
-def copy_synced(src, dest, hasher=None):
-    """Copy src to the new file dest, flushed and fsynced; `hasher` sees every byte on the way."""
-    with open(src, "rb") as fin, open(dest, "wb") as fout:
+def copy_to_fd(src, fd, hasher=None):
+    """Copy src into the open, empty file fd (which stays open), flushed and fsynced; `hasher` sees every
+    byte on the way. Never opens anything by a name but src."""
+    with open(src, "rb") as fin:
         for chunk in iter(lambda: fin.read(CHUNK), b""):
             if hasher is not None:
                 hasher.update(chunk)
-            fout.write(chunk)
-        fout.flush()
-        os.fsync(fout.fileno())
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
+    os.fsync(fd)
+
+
+def identity(st):
+    return (st.st_dev, st.st_ino)
+
+
+def is_file_at(path, st):
+    """Whether path (not followed) is the file of the stat result st."""
+    try:
+        return identity(os.lstat(path)) == identity(st)
+    except FileNotFoundError:
+        return False
 
 
 def same_content(path, stored, algorithm, hexdigest):
@@ -95,23 +122,96 @@ def same_content(path, stored, algorithm, hexdigest):
     return os.path.getsize(path) == os.path.getsize(stored) and _digest.file_digest(path, algorithm) == hexdigest
 
 
-def link_or_copy(stored, dest):
-    """Put the stored artifact at dest in one rename: a hard link when on the same filesystem,
-    else a copy; a temp name in dest's directory until then."""
-    directory = os.path.dirname(dest) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s.seedops-" % os.path.basename(dest))
-    os.close(fd)
-    os.unlink(tmp)
-    try:
+def _link_fresh(stored, directory, prefix):
+    """A new hard link to stored under an unused random name in directory, or None when the filesystem
+    will not link it (another filesystem, links not allowed). A name someone else took is never used."""
+    for _attempt in range(100):
+        name = os.path.join(directory, "%s%s" % (prefix, os.urandom(8).hex()))
         try:
-            os.link(stored, tmp)
+            os.link(stored, name)
+            return name
+        except FileExistsError:
+            continue
         except OSError:
-            copy_synced(stored, tmp)
+            return None
+    raise ArtifactError("could not find a free temporary name in %s" % directory)
+
+
+def link_or_copy(stored, dest):
+    """Put the stored artifact at dest in one rename: a hard link when on the same filesystem, else a
+    copy; a temp name in dest's directory until then.
+
+    dest's directory may belong to another user, who can swap any name in it for a symlink at any
+    time. So nothing there is opened by name: the hard link is made under a fresh name (link()
+    never follows a symlink there), the copy is written through the descriptor mkstemp opened (a new
+    file, O_EXCL and O_NOFOLLOW), and after the rename dest must be the file we made."""
+    directory = os.path.dirname(dest) or "."
+    prefix = ".%s.seedops-" % os.path.basename(dest)
+    tmp = _link_fresh(stored, directory, prefix)
+    if tmp is not None:
+        made = os.stat(stored)
+    else:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=prefix)
+        try:
+            made = os.fstat(fd)
+            copy_to_fd(stored, fd)
+            os.fchmod(fd, stat.S_IMODE(os.stat(stored).st_mode))
+        except BaseException:
+            if is_file_at(tmp, made):
+                os.unlink(tmp)
+            raise
+        finally:
+            os.close(fd)
+    try:
+        if not is_file_at(tmp, made):
+            raise ArtifactError("the temporary file %s was replaced by someone else before it was renamed to dest; "
+                                "nothing was written to dest. Make sure only its owner can write to %s"
+                                % (tmp, directory))
         os.rename(tmp, dest)
     except BaseException:
-        remove(tmp)
+        if is_file_at(tmp, made):
+            os.unlink(tmp)
         raise
+    if not is_file_at(dest, made):
+        raise ArtifactError("dest %s was replaced by someone else right after it was written; make sure only its "
+                            "owner can write to %s, and run again" % (dest, directory))
     _releases.fsync_dir(directory)
+
+
+class DigestLock:
+    """The lock of one digest in the store: an flock on <store>/<algorithm>/.partial-<hex>, the file a
+    download of that digest goes into. A context manager; it waits as long as the holder needs.
+
+    The holder may rename the file (into the store) or remove it; whoever gets the flock next checks
+    that the file it holds still is the one at the path, and opens it again when not. On release an
+    empty partial (nothing was downloaded into it) is removed; one with bytes stays to be resumed."""
+
+    def __init__(self, directory, hexdigest):
+        self.path = os.path.join(directory, ".partial-%s" % hexdigest)
+        self.fd = None
+
+    def __enter__(self):
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if is_file_at(self.path, os.fstat(fd)):
+                    self.fd = fd
+                    return self
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
+
+    def __exit__(self, *exc):
+        try:
+            own = os.fstat(self.fd)
+            if own.st_size == 0 and is_file_at(self.path, own):
+                os.unlink(self.path)
+        finally:
+            os.close(self.fd)
+            self.fd = None
+        return False
 
 
 class Artifact:
@@ -127,8 +227,9 @@ class Artifact:
         self.check = check_mode
         self.file_attributes = file_attributes
         self.started = time.monotonic()
-        self.result = {"changed": False, "bytes_transferred": 0, "resumed": False, "pruned": [],
+        self.result = {"changed": False, "bytes_transferred": 0, "resumed": False, "replaced": False, "pruned": [],
                        "source": self.describe_source()}
+        self.suspect = None  # the stat of an entry found wanting
         self.diff = {"before": {}, "after": {}}
 
     def describe_source(self):
@@ -174,24 +275,27 @@ class Artifact:
         algorithm, hexdigest = self.expected()
         stored = None
         if hexdigest:
-            path = self.entry_path(algorithm, hexdigest)
-            if os.path.isfile(path):
-                stored = path
-            elif not self.p["url"] and not self.p["src"]:
-                self.result["missing"] = True
-                raise ArtifactError("%s:%s is not in the store %s; give url or src to fetch it"
-                                    % (algorithm, hexdigest, self.p["store"]))
+            stored = self.existing_entry(algorithm, hexdigest)
         if stored is None:
-            self.result["changed"] = True
-            self.diff["before"]["store"] = None
             if self.check:
-                self.diff["after"]["store"] = self.entry_path(algorithm, hexdigest) if hexdigest else "(new entry)"
+                self.note_stored(self.entry_path(algorithm, hexdigest) if hexdigest else "(new entry)")
                 self.finish(None, algorithm, hexdigest)
                 return self.result
-            stored, algorithm, hexdigest = self.fetch(algorithm or "sha256", hexdigest)
-            self.diff["after"]["store"] = stored
+            stored, algorithm, hexdigest, fresh = self.fetch(algorithm or "sha256", hexdigest)
+            if fresh:
+                self.note_stored(stored)
         self.finish(stored, algorithm, hexdigest)
         return self.result
+
+    def note_stored(self, after):
+        """A new or replacing entry (in check mode: one that would be stored) in the result and the diff."""
+        self.result["changed"] = True
+        if self.result.get("corrupt"):
+            self.result["replaced"] = True
+            self.diff["before"]["store"] = "%s (not trusted: %s)" % (after, self.result["corrupt"])
+        else:
+            self.diff["before"]["store"] = None
+        self.diff["after"]["store"] = after
 
     def finish(self, stored, algorithm, hexdigest):
         if stored:
@@ -206,15 +310,94 @@ class Artifact:
         self.result["elapsed"] = round(elapsed, 3)
         self.result["throughput"] = round(self.result["bytes_transferred"] / elapsed, 1) if elapsed > 0 else 0.0
 
+    # -- an entry already in the store -----------------------------------------------------------
+
+    def existing_entry(self, algorithm, hexdigest):
+        """The entry's path when the store holds the digest and the entry passes its check, else None
+        (the reason in result['corrupt']); ArtifactError when it is missing or failed and there is
+        nothing to fetch it from."""
+        path = self.entry_path(algorithm, hexdigest)
+        fetchable = self.p["url"] or self.p["src"]
+        if not os.path.isfile(path):
+            if not fetchable:
+                self.result["missing"] = True
+                raise ArtifactError("%s:%s is not in the store %s; give url or src to fetch it"
+                                    % (algorithm, hexdigest, self.p["store"]))
+            return None
+        st = os.stat(path)
+        problem = self.entry_problem(path, st, algorithm, hexdigest)
+        if problem is None:
+            return path
+        self.result["corrupt"] = problem
+        self.suspect = st
+        if not fetchable:
+            self.result["missing"] = True
+            raise ArtifactError("the store entry %s cannot be trusted: %s. Nothing was changed; give url or src to "
+                                "fetch the artifact again, and the entry is replaced by a verified copy" % (path, problem))
+        return None
+
+    def entry_problem(self, path, st, algorithm, hexdigest):
+        """Why the entry at path (stat st) is not the artifact, or None. Its size is compared with the
+        artifact's size in the release records made from it; with verify_existing, or when src (the
+        artifact to store) has another size, it is hashed."""
+        for size, where in self.recorded_sizes(algorithm, hexdigest):
+            if st.st_size != size:
+                return "it holds %d bytes, but %s says the artifact has %d" % (st.st_size, where, size)
+        src = self.p["src"]
+        rehash = self.p.get("verify_existing") or (src and os.path.isfile(src) and os.path.getsize(src) != st.st_size)
+        if rehash:
+            actual = _digest.file_digest(path, algorithm)
+            if actual != hexdigest:
+                return "its content hashes to %s:%s" % (algorithm, actual)
+        return None
+
+    def recorded_sizes(self, algorithm, hexdigest):
+        """[(size, 'the record of release <id>')] for the release records made from this digest."""
+        releases = self.p["releases_path"] or default_releases_path(self.p["store"])
+        layout = _releases.Layout(os.path.dirname(os.path.normpath(releases)))
+        layout.releases = releases
+        digest = "%s:%s" % (algorithm, hexdigest)
+        return [(record["source_size"], "the record of release %s" % release_id)
+                for release_id, record in sorted(_releases.read_records(layout).items())
+                if record.get("digest") == digest and isinstance(record.get("source_size"), int)
+                and not isinstance(record.get("source_size"), bool)]
+
+    def stored_meanwhile(self, final, algorithm, hexdigest):
+        """Under the digest's lock: whether the run we waited for stored (or replaced) the entry, so that
+        it passes its check now. The entry this run found wanting is not checked again."""
+        if not os.path.isfile(final):
+            return False
+        st = os.stat(final)
+        seen = self.suspect
+        if seen is not None and (identity(st), st.st_size, st.st_mtime_ns) == (identity(seen), seen.st_size,
+                                                                              seen.st_mtime_ns):
+            return False
+        problem = self.entry_problem(final, st, algorithm, hexdigest)
+        if problem is None:
+            return True
+        self.result["corrupt"] = problem
+        self.suspect = st
+        return False
+
     # -- getting the bytes ----------------------------------------------------------------------
 
     def fetch(self, algorithm, hexdigest):
-        """Get the bytes into a temp file in the store, check them, rename them into place."""
+        """Get the bytes into a temp file in the store, check them, rename them into place; returns
+        (path, algorithm, hex, whether this run stored it). With a known digest all of it happens under
+        the digest's lock; an unverified download has a temp name of its own and needs none."""
         directory = os.path.join(self.p["store"], algorithm)
-        if not os.path.isdir(directory):
-            os.makedirs(directory, 0o755)
+        os.makedirs(directory, 0o755, exist_ok=True)  # another run may be making it right now
+        if hexdigest is None:
+            return self.bring_in(directory, algorithm, None, None) + (True,)
+        with DigestLock(directory, hexdigest) as lock:
+            final = self.entry_path(algorithm, hexdigest)
+            if self.stored_meanwhile(final, algorithm, hexdigest):
+                return final, algorithm, hexdigest, False
+            return self.bring_in(directory, algorithm, hexdigest, lock.path) + (True,)
+
+    def bring_in(self, directory, algorithm, hexdigest, partial):
         if self.p["url"]:
-            partial, actual = self.pull(directory, algorithm, hexdigest)
+            partial, actual = self.pull(directory, algorithm, hexdigest, partial)
         else:
             partial, actual = self.copy_in(directory, algorithm)
         if hexdigest and actual != hexdigest:
@@ -228,12 +411,11 @@ class Artifact:
         _releases.fsync_dir(directory)
         return final, algorithm, actual
 
-    def pull(self, directory, algorithm, hexdigest):
-        """Download url. With a known digest the partial file keeps its name across runs, so a
-        later run resumes it; an unverified download gets a temp name and never survives a failure."""
-        if hexdigest:
-            partial = os.path.join(directory, ".partial-%s" % hexdigest)
-        else:
+    def pull(self, directory, algorithm, hexdigest, partial):
+        """Download url. With a known digest the partial file is the digest's lock file, held by this
+        run, and keeps its name across runs, so a later run resumes it; an unverified download gets a
+        temp name and never survives a failure."""
+        if hexdigest is None:
             fd, partial = tempfile.mkstemp(dir=directory, prefix=".partial-unverified-")
             os.close(fd)
         try:
@@ -258,7 +440,6 @@ class Artifact:
         if not os.path.isfile(src):
             raise ArtifactError("src %s does not exist on this host (or is not a file)" % src)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".partial-")
-        os.close(fd)
         try:
             if not self.p["remote_src"] and os.stat(src).st_dev == os.stat(directory).st_dev:
                 # A temp file the action plugin pushed: it is ours, so hash it once and move it.
@@ -266,11 +447,13 @@ class Artifact:
                 os.rename(src, tmp)
             else:
                 hasher = hashlib.new(algorithm)
-                copy_synced(src, tmp, hasher)
+                copy_to_fd(src, fd, hasher)
                 digest = hasher.hexdigest()
         except BaseException:
             remove(tmp)
             raise
+        finally:
+            os.close(fd)
         return tmp, digest
 
     # -- dest and housekeeping -------------------------------------------------------------------

@@ -105,8 +105,20 @@ options:
         O(keep) newest. Release records are read from O(releases_path).
     type: int
   releases_path:
-    description: Where the release records are (C(*.json)) for O(keep). Defaults to C(<store>/../releases).
+    description:
+      - Where the release records are (C(*.json)), for O(keep) and for the size check of an entry already in the
+        store. Defaults to C(<store>/../releases).
     type: path
+  verify_existing:
+    description:
+      - Hash an entry the store already holds before using it, and replace it by a fresh, verified copy from O(url)
+        or O(src) when its digest is not O(checksum).
+      - Without it an existing entry is checked by its size only - against the artifact's size in the release
+        records made from it, and it is hashed when O(src) has another size than the entry.
+      - An entry that fails is left as it is until a verified copy replaces it; with neither O(url) nor O(src) the
+        task fails, naming the entry and what is wrong with it.
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -125,6 +137,8 @@ notes:
   - Pull needs nothing on the host beyond Python; it uses C(ansible.module_utils.urls).
   - An interrupted download is kept as C(<store>/<algorithm>/.partial-<hex>) (only when the digest is known) and
     resumed by the next run; it is never visible as a store entry.
+  - Runs that store the same digest at the same time take turns - an flock on its C(.partial-<hex>) is held from the
+    first byte to the rename - and a run that waited uses the entry the other one stored.
 seealso:
   - module: seedops.deploy.release
   - module: ansible.builtin.get_url
@@ -200,9 +214,20 @@ dest:
   returned: when O(dest) is given
   type: str
 missing:
-  description: Set when neither O(url) nor O(src) was given and the store does not hold O(checksum) (the task fails).
+  description:
+    - Set when neither O(url) nor O(src) was given and the store does not hold O(checksum), or holds an entry that
+      failed its check (the task fails).
   returned: on that failure
   type: bool
+replaced:
+  description: Whether an entry the store held failed its check (see O(verify_existing)) and was replaced (in check mode, would be).
+  returned: always
+  type: bool
+corrupt:
+  description: What was wrong with the entry the store held, when it failed its check.
+  returned: when an entry failed its check
+  type: str
+  sample: "it holds 1000 bytes, but the record of release 1.0 says the artifact has 3084107"
 pruned:
   description: Store entries removed by O(keep).
   returned: always
@@ -238,6 +263,7 @@ def main():
             resume=dict(type="bool", default=True),
             keep=dict(type="int"),
             releases_path=dict(type="path"),
+            verify_existing=dict(type="bool", default=False),
             **_fetch.url_argument_spec()
         ),
         mutually_exclusive=[("url", "src"), ("checksum", "checksum_url"), ("url_password", "bearer_token")],

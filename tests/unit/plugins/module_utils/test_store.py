@@ -2,11 +2,13 @@
 leave nothing behind, dest, pruning by release records, check mode, and pulls from a local HTTP
 server."""
 
+import fcntl
 import hashlib
 import http.server
 import json
 import os
 import threading
+import time
 
 import pytest
 
@@ -23,7 +25,7 @@ def params(store, **kw):
              allow_unverified=False, dest=None, owner=None, group=None, mode=None, headers={}, url_username=None,
              url_password=None, force_basic_auth=True, bearer_token=None, client_cert=None, client_key=None,
              validate_certs=True, use_proxy=False, timeout=5, retries=0, retry_delay=0.0, resume=True, keep=None,
-             releases_path=None)
+             releases_path=None, verify_existing=False)
     p.update(kw)
     return p
 
@@ -243,6 +245,54 @@ def test_link_or_copy_copies_when_it_cannot_link(tmp_path, monkeypatch):
     assert listing(tmp_path) == ["dest", "entry"]
 
 
+def test_the_copy_to_dest_is_never_written_through_a_symlink(tmp_path, monkeypatch):
+    """The link fails (another filesystem), and the owner of dest's directory has put a symlink at
+    the temporary name meanwhile: the copy must not go through it."""
+    stored = tmp_path / "entry"
+    stored.write_bytes(PAYLOAD)
+    victim = tmp_path / "victim"
+    victim.write_text("root's file")
+    opt = tmp_path / "opt"
+    opt.mkdir()
+    planted = []
+
+    def cross_device_and_a_race(src, dst, **kw):
+        os.symlink(str(victim), dst)  # what the attacker puts at the name in the meantime
+        planted.append(dst)
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(_store.os, "link", cross_device_and_a_race)
+    _store.link_or_copy(str(stored), str(opt / "app.tar.gz"))
+    assert victim.read_bytes() == b"root's file", "written through the symlink"
+    dest = opt / "app.tar.gz"
+    assert not dest.is_symlink() and dest.read_bytes() == PAYLOAD
+    assert oct(dest.stat().st_mode & 0o777) == oct(stored.stat().st_mode & 0o777)
+    assert listing(opt) == sorted(["app.tar.gz"] + [os.path.basename(p) for p in planted]), "no temp file of ours"
+
+
+def test_a_taken_temporary_name_is_never_used_for_the_link(tmp_path, monkeypatch):
+    stored = tmp_path / "entry"
+    stored.write_bytes(PAYLOAD)
+    victim = tmp_path / "victim"
+    victim.write_text("root's file")
+    opt = tmp_path / "opt"
+    opt.mkdir()
+    real_link = os.link
+    calls = []
+
+    def taken_first(src, dst, **kw):
+        calls.append(dst)
+        if len(calls) == 1:
+            os.symlink(str(victim), dst)
+        return real_link(src, dst, **kw)
+
+    monkeypatch.setattr(_store.os, "link", taken_first)
+    _store.link_or_copy(str(stored), str(opt / "app.tar.gz"))
+    assert len(calls) == 2 and calls[0] != calls[1]
+    assert os.path.samefile(str(opt / "app.tar.gz"), str(stored)) and not (opt / "app.tar.gz").is_symlink()
+    assert victim.read_text() == "root's file" and os.path.islink(calls[0])
+
+
 def test_dest_directory_must_exist(tmp_path):
     store = tmp_path / "store"
     entry(store, HEX, PAYLOAD, 100)
@@ -315,6 +365,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         self.server.requests.append(self.headers.get("Range"))
+        if self.path == "/slow.tar.gz":
+            return self.slowly()
         if self.path == "/SHA256SUMS":
             body = ("%s  app.tar.gz\n" % HEX).encode()
             self.send_response(200)
@@ -330,6 +382,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def slowly(self):
+        """The payload in 16 pieces, 20 ms apart (resumable like the others)."""
+        start = int(self.headers["Range"].split("=")[1].rstrip("-")) if self.headers.get("Range") else 0
+        body = PAYLOAD[start:]
+        self.send_response(206 if start else 200)
+        if start:
+            self.send_header("Content-Range", "bytes %d-%d/%d" % (start, len(PAYLOAD) - 1, len(PAYLOAD)))
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        piece = len(body) // 16 + 1
+        for i in range(0, len(body), piece):
+            self.wfile.write(body[i:i + piece])
+            self.wfile.flush()
+            time.sleep(0.02)
 
 
 @pytest.fixture
@@ -372,3 +439,127 @@ def test_pull_over_plain_http_needs_a_checksum_and_unverified_leaves_no_temp_fil
     with pytest.raises(_fetch.FetchError, match="HTTP 404"):
         _store.Artifact(params(store, url=base + "/gone", allow_unverified=True)).run()
     assert listing(store) == ["sha256/" + HEX], "a failed unverified download leaves no temp file"
+
+
+# -- two runs at once, and entries that cannot be trusted ----------------------------------------
+
+
+def test_two_runs_pulling_the_same_artifact_take_turns(tmp_path, server):
+    srv, base = server
+    store = tmp_path / "store"
+    results, errors = [], []
+
+    def pull():
+        try:
+            results.append(_store.Artifact(params(store, url=base + "/slow.tar.gz", checksum="sha256:" + HEX)).run())
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=pull) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == [] and len(results) == 3
+    assert (store / "sha256" / HEX).read_bytes() == PAYLOAD
+    assert listing(store) == ["sha256/" + HEX], "no partial or lock file left"
+    assert srv.requests == [None], "one download; the others waited for it and used its entry"
+    assert sorted(r["changed"] for r in results) == [False, False, True]
+    assert sum(r["bytes_transferred"] for r in results) == len(PAYLOAD)
+
+
+def test_a_run_waits_for_the_digest_lock_and_uses_what_its_holder_stored(tmp_path, server):
+    srv, base = server
+    store = tmp_path / "store"
+    (store / "sha256").mkdir(parents=True)
+    done = []
+    # Another run, in the middle of its download: it holds the flock on the digest's partial file.
+    other = os.open(str(store / "sha256" / (".partial-" + HEX)), os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(other, fcntl.LOCK_EX)
+    try:
+        t = threading.Thread(target=lambda: done.append(
+            _store.Artifact(params(store, url=base + "/app.tar.gz", checksum="sha256:" + HEX)).run()))
+        t.start()
+        time.sleep(0.3)
+        assert t.is_alive() and srv.requests == [], "it waits, and downloads nothing meanwhile"
+        entry(store, HEX, PAYLOAD, 100)  # the other run stores the entry
+    finally:
+        os.close(other)
+    t.join(10)
+    assert not done[0]["changed"] and done[0]["bytes_transferred"] == 0 and srv.requests == []
+    assert listing(store) == ["sha256/" + HEX]
+
+
+def test_an_entry_whose_size_differs_from_its_release_record_is_downloaded_again(tmp_path, server):
+    srv, base = server
+    base_dir = tmp_path / "app"
+    store = base_dir / "store"
+    entry(store, HEX, PAYLOAD[:1000], 100)  # truncated
+    (base_dir / "releases").mkdir()
+    (base_dir / "releases" / "1.0.json").write_text(json.dumps({"id": "1.0", "state": "active", "digest": "sha256:" + HEX,
+                                                                 "source_size": len(PAYLOAD)}))
+    art = _store.Artifact(params(store, url=base + "/app.tar.gz", checksum="sha256:" + HEX))
+    result = art.run()
+    assert result["changed"] and result["replaced"] and result["bytes_transferred"] == len(PAYLOAD)
+    assert result["corrupt"] == "it holds 1000 bytes, but the record of release 1.0 says the artifact has %d" % len(PAYLOAD)
+    assert (store / "sha256" / HEX).read_bytes() == PAYLOAD and listing(store) == ["sha256/" + HEX]
+    assert art.diff["before"]["store"].endswith("(not trusted: %s)" % result["corrupt"])
+    again = _store.Artifact(params(store, url=base + "/app.tar.gz", checksum="sha256:" + HEX)).run()
+    assert not again["changed"] and not again["replaced"] and "corrupt" not in again
+
+
+def test_verify_existing_rehashes_the_entry_and_replaces_a_bad_one(tmp_path, server):
+    srv, base = server
+    store = tmp_path / "store"
+    flipped = bytes([PAYLOAD[0] ^ 1]) + PAYLOAD[1:]
+    entry(store, HEX, flipped, 100)
+    trusted = _store.Artifact(params(store, url=base + "/app.tar.gz", checksum="sha256:" + HEX)).run()
+    assert not trusted["changed"] and srv.requests == [], "without verify_existing only the size is checked"
+    result = _store.Artifact(params(store, url=base + "/app.tar.gz", checksum="sha256:" + HEX,
+                                    verify_existing=True)).run()
+    assert result["changed"] and result["replaced"]
+    assert result["corrupt"] == "its content hashes to sha256:%s" % hashlib.sha256(flipped).hexdigest()
+    assert (store / "sha256" / HEX).read_bytes() == PAYLOAD and listing(store) == ["sha256/" + HEX]
+    again = _store.Artifact(params(store, url=base + "/app.tar.gz", checksum="sha256:" + HEX,
+                                   verify_existing=True)).run()
+    assert not again["changed"] and not again["replaced"] and len(srv.requests) == 1
+
+
+def test_a_bad_entry_with_nothing_to_fetch_from_is_named_and_left_then_replaced_from_src(tmp_path, src):
+    store = tmp_path / "store"
+    bad = entry(store, HEX, b"x" * len(PAYLOAD), 100)
+    art = _store.Artifact(params(store, checksum="sha256:" + HEX, verify_existing=True))
+    with pytest.raises(_store.ArtifactError, match="the store entry %s cannot be trusted: its content hashes to "
+                       "sha256:[0-9a-f]{64}. Nothing was changed; give url or src" % bad):
+        art.run()
+    assert art.result["missing"] is True and not art.result["replaced"]
+    check = _store.Artifact(params(store, src=str(src), remote_src=True, checksum="sha256:" + HEX,
+                                   verify_existing=True), check_mode=True).run()
+    assert check["changed"] and check["replaced"] and open(bad, "rb").read() == b"x" * len(PAYLOAD)
+    result = _store.Artifact(params(store, src=str(src), remote_src=True, checksum="sha256:" + HEX,
+                                    verify_existing=True)).run()
+    assert result["changed"] and result["replaced"] and open(bad, "rb").read() == PAYLOAD
+    assert listing(store) == ["sha256/" + HEX]
+
+
+def test_an_src_of_another_size_gets_the_entry_hashed(tmp_path, src):
+    store = tmp_path / "store"
+    entry(store, HEX, b"short", 100)
+    result = _store.Artifact(params(store, src=str(src), remote_src=True, checksum="sha256:" + HEX)).run()
+    assert result["replaced"] and result["corrupt"] == "its content hashes to sha256:%s" % (
+        hashlib.sha256(b"short").hexdigest())
+    assert (store / "sha256" / HEX).read_bytes() == PAYLOAD
+    other = tmp_path / "other"
+    other.write_bytes(b"not the artifact")
+    result = _store.Artifact(params(store, src=str(other), remote_src=True, checksum="sha256:" + HEX)).run()
+    assert not result["changed"] and not result["replaced"], "the entry is good: the other src is not used"
+
+
+def test_a_replacement_that_does_not_verify_leaves_the_old_entry(tmp_path):
+    store = tmp_path / "store"
+    old = entry(store, HEX, b"short", 100)
+    wrong = tmp_path / "wrong"
+    wrong.write_bytes(b"neither the artifact")
+    with pytest.raises(_store.ArtifactError, match="checksum mismatch"):
+        _store.Artifact(params(store, src=str(wrong), remote_src=True, checksum="sha256:" + HEX)).run()
+    assert open(old, "rb").read() == b"short" and listing(store) == ["sha256/" + HEX]
