@@ -105,6 +105,11 @@ def identity(st):
     return (st.st_dev, st.st_ino)
 
 
+def version(st):
+    """What tells one state of a file from another: the file, its size and its modification time."""
+    return identity(st) + (st.st_size, st.st_mtime_ns)
+
+
 def is_file_at(path, st):
     """Whether path (not followed) is the file of the stat result st."""
     try:
@@ -369,8 +374,7 @@ class Artifact:
             return False
         st = os.stat(final)
         seen = self.suspect
-        if seen is not None and (identity(st), st.st_size, st.st_mtime_ns) == (identity(seen), seen.st_size,
-                                                                              seen.st_mtime_ns):
+        if seen is not None and version(st) == version(seen):
             return False
         problem = self.entry_problem(final, st, algorithm, hexdigest)
         if problem is None:

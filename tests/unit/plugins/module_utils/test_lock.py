@@ -198,7 +198,7 @@ def test_waiters_on_a_replaced_lock_file_still_take_turns(tmp_path):
     old.start()  # an old holder: every worker waits on the old 0644 file
     assert held.wait(10)
     workers = []
-    for _ in range(3):
+    for _n in range(3):
         ready = multiprocessing.Event()
         p = multiprocessing.Process(target=take_in_turn, args=(str(path), journal, ready))
         p.start()

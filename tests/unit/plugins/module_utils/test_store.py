@@ -455,7 +455,7 @@ def test_two_runs_pulling_the_same_artifact_take_turns(tmp_path, server):
         except Exception as exc:  # reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=pull) for _ in range(3)]
+    threads = [threading.Thread(target=pull) for _n in range(3)]
     for t in threads:
         t.start()
     for t in threads:
@@ -496,8 +496,8 @@ def test_an_entry_whose_size_differs_from_its_release_record_is_downloaded_again
     store = base_dir / "store"
     entry(store, HEX, PAYLOAD[:1000], 100)  # truncated
     (base_dir / "releases").mkdir()
-    (base_dir / "releases" / "1.0.json").write_text(json.dumps({"id": "1.0", "state": "active", "digest": "sha256:" + HEX,
-                                                                 "source_size": len(PAYLOAD)}))
+    made_from = {"id": "1.0", "state": "active", "digest": "sha256:" + HEX, "source_size": len(PAYLOAD)}
+    (base_dir / "releases" / "1.0.json").write_text(json.dumps(made_from))
     art = _store.Artifact(params(store, url=base + "/app.tar.gz", checksum="sha256:" + HEX))
     result = art.run()
     assert result["changed"] and result["replaced"] and result["bytes_transferred"] == len(PAYLOAD)
