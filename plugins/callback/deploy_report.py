@@ -87,6 +87,8 @@ class HostRecord:
     outcome: str = None
     message: str = None
     times: dict = None
+    lb_before: dict = None
+    lb: dict = None
     phases: dict = field(default_factory=dict)
 
     def phase(self, phase, start, end, failed=False):
@@ -115,10 +117,17 @@ class HostRecord:
             return "unknown (was %s)" % (self.now or self.old or "-")
         return self.verified or self.now or self.old or "-"
 
+    def rotation(self):
+        """The server's state in the load balancers as verify read it at the end: 'ready/up', 'drain/up', ..."""
+        if not self.lb:
+            return "-"
+        return "%s/%s" % (self.lb.get("admin"), self.lb.get("op")) + ("" if self.lb.get("weight", 1) else " w0")
+
     def as_dict(self):
         new = self.old if self.new is None and self.result() == "unchanged" else self.new
         return {"host": self.name, "old": self.old, "new": new, "runs": self.runs(), "batch": self.batch,
                 "action": self.action, "reason": self.reason, "result": self.result(),
+                "lb": self.lb, "lb_before": self.lb_before, "rotation": self.rotation(),
                 "stage_s": self.seconds("stage"), "switch_s": self.seconds("drain", "switch"),
                 "health_s": self.seconds("health"), "message": self.message, "restart_times": self.times,
                 "phases": self.phases}
@@ -207,7 +216,9 @@ class CallbackModule(CallbackBase):
             if isinstance(facts.get("deploy_plan"), dict):
                 self.on_plan(facts["deploy_plan"])
             if isinstance(facts.get("deploy_verified"), dict):
-                self.host(name).verified = facts["deploy_verified"].get("release")
+                rec = self.host(name)
+                rec.verified = facts["deploy_verified"].get("release")
+                rec.lb = facts["deploy_verified"].get("lb") or None
             return
         self.seen = True
         self.deployed = self.deployed or kind in ("release", "release_info", "staged_restart")
@@ -228,6 +239,7 @@ class CallbackModule(CallbackBase):
             rec = self.host(name)
             rec.old, rec.new = entry.get("current"), entry.get("target")
             rec.action, rec.reason, rec.batch = entry.get("action"), entry.get("reason"), entry.get("batch")
+            rec.lb_before = entry.get("lb")
         together = plan.get("switch") == "together"
         self.batches = [{"label": "all" if together else number, "hosts": list(hosts)}
                         for number, hosts in enumerate(plan.get("batches") or [], 1)]
@@ -262,6 +274,8 @@ class CallbackModule(CallbackBase):
             rec.phase(state, event.start, event.end, event.failed)
             if state == "drain":
                 self.assign_batch(rec)
+            elif rec.action == "repair" and not event.failed:
+                rec.outcome = "repaired"
 
     def on_staged_restart(self, rec, event):
         res = event.res
@@ -327,12 +341,12 @@ class CallbackModule(CallbackBase):
             self.write_files(doc)
 
     def print_table(self, doc):
-        head = ["host", "batch", "old -> new", "stage s", "switch s", "health s", "result", "runs now"]
+        head = ["host", "batch", "old -> new", "stage s", "switch s", "health s", "result", "runs now", "lb now"]
         lines = []
         for row in doc["hosts"]:
             lines.append([row["host"], str(row["batch"] or "-"), "%s -> %s" % (row["old"] or "-", row["new"] or "-"),
                           self.num(row["stage_s"]), self.num(row["switch_s"]), self.num(row["health_s"]),
-                          row["result"], row["runs"]])
+                          row["result"], row["runs"], row["rotation"]])
         widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(head)]
         out = ["DEPLOY REPORT (%s, %.1f s)" % (doc["playbook"] or "run", doc["seconds"]),
                "  ".join(h.ljust(w) for h, w in zip(head, widths)),
@@ -345,6 +359,11 @@ class CallbackModule(CallbackBase):
         for row in doc["hosts"]:
             if row["message"] and row["result"] not in ("switched", "unchanged", "reloaded"):
                 out.append("%s: %s" % (row["host"], " ".join(str(row["message"]).split())[:600]))
+        for row in doc["hosts"]:
+            if row["lb"] and not row["lb"].get("in_rotation"):
+                out.append("WARNING: %s is out of rotation in the load balancer (%s)" % (row["host"], row["rotation"]))
+            if row["result"] == "repaired":
+                out.append("repaired: %s - %s" % (row["host"], row["reason"]))
         self._display.banner("SEEDOPS.DEPLOY REPORT")
         self._display.display("\n".join(out))
 

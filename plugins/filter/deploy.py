@@ -77,7 +77,7 @@ def fleet_rollback(infos, version=None):
     return {"target": target, "switch": switch, "errors": errors}
 
 
-ACTIONS = ("switch", "restart", "unchanged")
+ACTIONS = ("switch", "restart", "repair", "unchanged")
 DEFAULT_SERIAL = (1, "34%", "100%")
 
 
@@ -112,23 +112,44 @@ def _order(hosts, canary):
     return list(dict.fromkeys(list(canary) + names))
 
 
+def rotation_of(lb_states, server):
+    """The server's state in the load balancers (lb_info's `servers`, one mapping per lb host): the first one
+    that keeps it out of rotation, else the first; None without load balancers."""
+    if not isinstance(lb_states, list) or not all(isinstance(s, dict) for s in lb_states):
+        raise AnsibleFilterError("rotation_of: expected a list of lb_info `servers` mappings, one per load balancer")
+    if not lb_states:
+        return None
+    seen = [servers.get(server) or {"admin": "absent", "op": "absent", "weight": 0, "in_rotation": False}
+            for servers in lb_states]
+    return next((s for s in seen if not s["in_rotation"]), seen[0])
+
+
 def _action(entry, target, mode):
     current = entry.get("current") or None
+    lb = entry.get("lb") or {}
+    held_out = lb.get("admin") in ("drain", "maint")
     if current != target:
         verb = "rolls back from" if mode == "rollback" else "runs"
-        return "switch", (f"{verb} {current}" if current else "has no live release yet")
+        reason = f"{verb} {current}" if current else "has no live release yet"
+        return "switch", reason + (f"; in {lb['admin']} in the load balancer, back into rotation after the switch"
+                                   if held_out else "")
     if entry.get("restart"):
         return "restart", f"runs {target}; its unit or environment changed, so it restarts (deploy_restart)"
+    if held_out:
+        return "repair", (f"runs {target} but is in {lb['admin']} in the load balancer (left by a run that did not "
+                          "finish?): back into rotation once the load balancer's checks see it up")
     return "unchanged", f"runs {target} already"
 
 
-def deploy_plan(hosts, release, serial=DEFAULT_SERIAL, canary=None, switch="rolling", mode="deploy"):
+def deploy_plan(hosts, release, serial=DEFAULT_SERIAL, canary=None, switch="rolling", mode="deploy", lb=None):
     """The one plan of a deploy or rollback run: per host its action and batch, decided once.
 
     `hosts` lists, in inventory order, one mapping per host: `host`, `current` (its live release),
     `restart` (restart even when the release does not change), and whatever else should travel with
-    the plan (`platform`, `digest`, `stage`, `lb_server`). Hosts whose live release changes get the
-    action `switch`; hosts to restart anyway `restart`; the rest `unchanged`. The acting hosts are
+    the plan (`platform`, `digest`, `stage`, `lb_server`). `lb` lists, per load balancer, its servers'
+    states (lb_info's `servers`); each host's is kept as `lb`. Hosts whose live release changes get the
+    action `switch`; hosts to restart anyway `restart`; hosts on the release but drained or in
+    maintenance (a run that did not finish) `repair`; the rest `unchanged`. The acting hosts are
     ordered - `canary` first, then inventory order - and cut into batches: the canary hosts, when
     named, form batch 1 and `serial` cuts the rest; otherwise `serial` cuts them all. With
     switch=together every acting host is in the one batch `all`.
@@ -144,6 +165,7 @@ def deploy_plan(hosts, release, serial=DEFAULT_SERIAL, canary=None, switch="roll
     planned = {}
     for name in _order(hosts, canary):
         entry = dict(by_name[name])
+        entry["lb"] = rotation_of(list(lb or []), entry.get("lb_server") or name)
         action, reason = _action(entry, release, mode)
         entry.update(target=release, action=action, reason=reason, batch=None)
         entry.setdefault("current", None)
@@ -171,11 +193,77 @@ def deploy_plan(hosts, release, serial=DEFAULT_SERIAL, canary=None, switch="roll
                 for name, e in planned.items()]
     return {"release": release, "mode": mode, "switch": switch, "order": order, "batches": batches,
             "serial": [len(b) for b in batches] or [1], "hosts": planned, "summary": summary,
+            "in_rotation": [n for n, e in planned.items() if (e["lb"] or {}).get("in_rotation")] if lb else None,
             "rolling": order if switch == "rolling" else [], "together": order if switch == "together" else []}
+
+
+def _last_deploy(info):
+    """The newest switch on a host, from its release records: {release, result, when, who}."""
+    events = []
+    for record in info.get("releases") or []:
+        for key, result in (("activated", "went live"), ("failed", "failed")):
+            if record.get(key):
+                events.append((record[key], record.get("id"), result, record.get("deployed_by") or {}))
+    if not events:
+        return None
+    when, release, result, by = max(events, key=lambda e: e[0])
+    who = "%s@%s" % (by.get("controller_user") or by.get("remote_user") or "?", by.get("controller") or "?")
+    if by.get("job_id") or by.get("awx_job_id"):
+        who += " (job %s)" % (by.get("job_id") or by.get("awx_job_id"))
+    return {"release": release, "result": result, "when": when, "who": who}
+
+
+def fleet_status(infos, lb=None, lb_servers=None, lock=None):
+    """The fleet in one table: per host its live and previous release, its state in the load balancers and its
+    last deploy. `infos` maps host -> release_info result (in inventory order); `lb` lists lb_info `servers`
+    per load balancer; `lb_servers` maps host -> its server name. Returns {hosts: [...], table: [lines]}."""
+    if not isinstance(infos, dict):
+        raise AnsibleFilterError("fleet_status: expected a mapping of host to its release_info result")
+    rows = []
+    for host, info in infos.items():
+        if not isinstance(info, dict) or info.get("unreachable") or info.get("failed"):
+            rows.append({"host": host, "release": None, "previous": None, "lb": None, "last": None,
+                         "error": (info or {}).get("msg", "no answer") if isinstance(info, dict) else "no answer"})
+            continue
+        state = rotation_of(list(lb or []), (lb_servers or {}).get(host) or host)
+        rows.append({"host": host, "release": info.get("current"), "previous": info.get("rollback_target"),
+                     "lb": state, "last": _last_deploy(info), "lock": info.get("lock"), "error": None})
+    head = ["host", "live", "previous", "lb (admin/health, weight)", "last deploy"]
+    cells = []
+    for row in rows:
+        lb_cell = "-" if not row["lb"] else "%s/%s, %s%s" % (row["lb"]["admin"], row["lb"]["op"], row["lb"]["weight"],
+                                                            "" if row["lb"]["in_rotation"] else "  OUT OF ROTATION")
+        last = row["last"]
+        last_cell = "-" if not last else "%s %s %s by %s" % (last["release"], last["result"], last["when"], last["who"])
+        cells.append([row["host"], row["release"] or ("unreachable: " + row["error"] if row["error"] else "-"),
+                      row["previous"] or "-", lb_cell, last_cell])
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(head)]
+    table = ["  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
+    table += ["  ".join(c.ljust(w) for c, w in zip(cell, widths)).rstrip() for cell in cells]
+    releases = sorted({r["release"] for r in rows if r["release"]})
+    table.append("fleet: " + ("; ".join("%s on %s" % (rel, ", ".join(r["host"] for r in rows if r["release"] == rel))
+                                        for rel in releases) or "nothing live"))
+    table.append("deploy lock: " + ("held by %s" % json_summary(lock) if lock else "free"))
+    held = ["%s (%s)" % (r["host"], json_summary(r["lock"])) for r in rows if r.get("lock")]
+    if held:
+        table.append("release locks held on the hosts: " + "; ".join(held))
+    return {"hosts": rows, "table": table, "lock": lock or None}
+
+
+def json_summary(holder):
+    """A lock holder's record in one line."""
+    if not isinstance(holder, dict):
+        return str(holder)
+    who = holder.get("holder") if isinstance(holder.get("holder"), dict) else holder
+    parts = ["%s=%s" % (k, who[k]) for k in ("user", "controller_user", "controller", "job_id", "playbook", "version")
+             if who.get(k)]
+    since = holder.get("since_iso") or holder.get("since") or holder.get("start")
+    return ", ".join(parts + (["since %s" % since] if since else [])) or str(holder)
 
 
 class FilterModule:
     """seedops.deploy deploy-planning filters."""
 
     def filters(self):
-        return {"checksum_for": checksum_for, "fleet_rollback": fleet_rollback, "deploy_plan": deploy_plan}
+        return {"checksum_for": checksum_for, "fleet_rollback": fleet_rollback, "deploy_plan": deploy_plan,
+                "rotation_of": rotation_of, "fleet_status": fleet_status}

@@ -72,11 +72,16 @@ def store_listing(lab, host, store):
 def test_pull_verified_by_sha256sums_then_idempotent(lab, repo, store):
     url = f"{repo['base']}/app/1.0.0/{repo['name']}"
     sums = f"{repo['base']}/app/1.0.0/SHA256SUMS"
-    check = art(lab, "app1", check=True, url=url, checksum_url=sums, store=store)
+    # The lab's repository is plain http: a checksum list over http proves nothing against someone in the middle,
+    # so it is refused before any request unless the run opts in (the list is still checked then).
+    refused = art(lab, "app1", url=url, checksum_url=sums, store=store)
+    assert refused["_status"] == "FAILED!" and "Serve checksum_url over https://" in refused["msg"], refused
+    assert sh(lab, "app1", f"sudo test -e {store} && echo yes || echo no") == "no", "nothing was fetched"
+    check = art(lab, "app1", check=True, url=url, checksum_url=sums, store=store, allow_unverified=True)
     assert check["changed"] and check["bytes_transferred"] == 0
     assert sh(lab, "app1", f"sudo test -e {store} && echo yes || echo no") == "no", "check mode writes nothing"
 
-    r = art(lab, "app1", url=url, checksum_url=sums, store=store)
+    r = art(lab, "app1", url=url, checksum_url=sums, store=store, allow_unverified=True)
     assert r["changed"] and r["digest"] == "sha256:" + repo["digest"], r
     assert r["path"] == f"{store}/sha256/{repo['digest']}" and r["size"] == repo["size"]
     assert r["bytes_transferred"] == repo["size"] and not r["resumed"]
@@ -84,9 +89,9 @@ def test_pull_verified_by_sha256sums_then_idempotent(lab, repo, store):
     assert sh(lab, "app1", f"sha256sum {r['path']}").split()[0] == repo["digest"]
     assert store_listing(lab, "app1", store) == repo["digest"], "no temp or partial files left"
 
-    again = art(lab, "app1", url=url, checksum_url=sums, store=store)
+    again = art(lab, "app1", url=url, checksum_url=sums, store=store, allow_unverified=True)
     assert not again["changed"] and again["bytes_transferred"] == 0
-    assert not art(lab, "app1", check=True, url=url, checksum_url=sums, store=store)["changed"]
+    assert not art(lab, "app1", check=True, url=url, checksum_url=sums, store=store, allow_unverified=True)["changed"]
     # With a checksum and no source: taken from the store.
     assert not art(lab, "app1", checksum="sha256:" + repo["digest"], store=store)["changed"]
 
@@ -116,7 +121,7 @@ def test_every_corruption_is_detected_and_nothing_is_left(lab, repo, store, case
     url = f"{repo['base']}/bad/{case}/{repo['name']}"
     dest_dir = os.path.dirname(store) + "/dest"
     sh(lab, "app3", f"sudo mkdir -p {dest_dir}")
-    r = art(lab, "app3", url=url, checksum_url=f"{repo['base']}/bad/{case}/SHA256SUMS", store=store,
+    r = art(lab, "app3", url=url, checksum_url=f"{repo['base']}/bad/{case}/SHA256SUMS", store=store, allow_unverified=True,
             dest=f"{dest_dir}/app.tar.gz")
     assert r["_status"] == "FAILED!", r
     assert f"checksum mismatch for {url}: expected sha256:" in r["msg"] and "Nothing was stored" in r["msg"]

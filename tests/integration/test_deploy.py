@@ -309,6 +309,109 @@ def test_together_takes_every_host_back_when_one_fails(lab, demo):
         assert record_state(lab, host, "1.0.0") == "failed"
 
 
+def lb_state(lab, server):
+    """(admin, op) of a server in HAProxy on lb1, read by lb_info."""
+    servers = run_module(lab, "lb1", "seedops.deploy.lb_info", {"backend": "app"})["servers"]
+    return servers[server]["admin"], servers[server]["op"]
+
+
+def test_a_host_left_drained_is_repaired_and_status_shows_the_fleet(lab, demo, tmp_path):
+    fleet_at(lab, "2.0.0")
+    pids = {host: live(lab, host)[2] for host in APPS}
+    # What a run killed after its drain leaves behind: app2 serves 2.0.0 healthily but is drained in HAProxy.
+    drained = run_module(lab, "lb1", "seedops.deploy.lb_member", {"backend": "app", "server": "app2", "state": "drain"})
+    assert drained["_status"] == "CHANGED", drained
+    status_file = tmp_path / "fleet.json"
+    result, _recap = run_playbook("playbooks/status.yml", lab.inventory, "-e", f"deploy_status_file={status_file}")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "OUT OF ROTATION" in result.stdout and "fleet: 2.0.0 on app1, app2, app3" in result.stdout
+    status = {row["host"]: row for row in json.loads(status_file.read_text())["hosts"]}
+    assert {h: (r["release"], r["lb"]["admin"], r["lb"]["in_rotation"]) for h, r in status.items()} == {
+        "app1": ("2.0.0", "ready", True), "app2": ("2.0.0", "drain", False), "app3": ("2.0.0", "ready", True)}
+    assert (status["app1"]["last"]["release"], status["app1"]["last"]["result"]) == ("2.0.0", "went live")
+    assert "@" in status["app1"]["last"]["who"], "who deployed: the controller's user and host"
+
+    result, recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml", "-e", "deploy_version=2.0.0")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert load["all"]["failed"] == 0, load["errors"]
+    out = flat(result.stdout)
+    assert "app2: repair in batch 1 - runs 2.0.0 but is in drain in the load balancer" in out
+    by_host = rows(report)
+    assert {h: (r["action"], r["result"], r["rotation"]) for h, r in by_host.items()} == {
+        "app1": ("unchanged", "unchanged", "ready/up"), "app2": ("repair", "repaired", "ready/up"),
+        "app3": ("unchanged", "unchanged", "ready/up")}
+    assert "repaired: app2" in result.stdout and "WARNING" not in result.stdout
+    assert lb_state(lab, "app2") == ("ready", "up")
+    assert {host: live(lab, host)[2] for host in APPS} == pids, "a repair restarts nothing"
+    assert answering(demo["port"]) == set(APPS)
+
+
+LOCK = "/var/lib/seedops-deploy/locks/seedops-app-app.json"
+
+
+def lock_record(lab):
+    out = lab.ssh("lb1", f"sudo cat {LOCK} 2>/dev/null").stdout
+    return json.loads(out) if out.strip() else None
+
+
+def test_one_deploy_at_a_time_the_second_fails_at_once_naming_the_holder_or_waits(lab, demo):
+    fleet_at(lab, "1.0.0")
+    first = {}
+    runner = threading.Thread(target=lambda: first.update(out=run_playbook(
+        "playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=2.0.0")))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 120
+        while lock_record(lab) is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        holder = lock_record(lab)
+        assert holder and holder["holder"]["playbook"] == "deploy.yml" and holder["holder"]["version"] == "2.0.0", holder
+        # A second deploy while the first holds the lock: refused at once, naming the holder; it changes nothing.
+        second, recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=1.0.0")
+        assert second.returncode != 0
+        out = flat(second.stdout)
+        assert f"the fleet deploy lock {LOCK} is held by run {holder['run_id']}" in out, out[-3000:]
+        assert "playbook deploy.yml, version 2.0.0" in out and "deploy_lock_break=true" in out
+        assert all(recap[h]["changed"] == 0 for h in APPS), recap
+        # A third one that may wait goes on once the first is done (and finds nothing left to do).
+        third, recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=2.0.0",
+                                    "-e", "deploy_lock_wait=300")
+    finally:
+        runner.join(900)
+    assert first["out"][0].returncode == 0, first["out"][0].stdout[-3000:]
+    assert third.returncode == 0, third.stdout[-3000:]
+    assert all(recap[h]["changed"] == 0 for h in APPS), recap
+    assert {live(lab, h)[:2] for h in APPS} == {("2.0.0", "2.0.0")}
+    assert lock_record(lab) is None, "the last run gave the lock back"
+
+
+def test_a_dead_runs_lock_expires_and_a_live_one_is_taken_over_only_when_asked(lab, demo):
+    fleet_at(lab, "2.0.0")
+
+    def hold(run_id, ttl):
+        r = run_module(lab, "lb1", "seedops.deploy.fleet_lock",
+                       {"path": LOCK, "run_id": run_id, "ttl": ttl, "holder": {"playbook": "deploy.yml", "version": "9"}})
+        assert r["_status"] in ("CHANGED", "SUCCESS") and r["held"], r
+
+    # A lease whose run died: it expires, and the next run takes it and says so.
+    hold("dead-run", 1)
+    time.sleep(1.5)
+    result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=2.0.0")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "version 9" in result.stderr and "expired" in result.stderr, result.stderr[-2000:]
+    assert lock_record(lab) is None
+    # A live one: refused, then taken over with deploy_lock_break, which the output says.
+    hold("live-run", 600)
+    refused, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=2.0.0")
+    assert refused.returncode != 0 and "is held by run live-run" in flat(refused.stdout)
+    assert lock_record(lab)["run_id"] == "live-run", "a refused run leaves the holder's lock alone"
+    broken, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=2.0.0",
+                                  "-e", "deploy_lock_break=true")
+    assert broken.returncode == 0, broken.stdout[-3000:]
+    assert "live-run" in broken.stderr or "live-run" in broken.stdout, broken.stderr[-2000:]
+    assert lock_record(lab) is None
+
+
 def test_a_platform_without_a_build_fails_before_any_change(lab, demo):
     pids = {host: live(lab, host)[2] for host in APPS}
     result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=1.0.0",

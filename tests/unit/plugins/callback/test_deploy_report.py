@@ -186,3 +186,23 @@ def test_downloads_and_drains_alone_are_no_deploy_and_write_nothing(callback, tm
     callback.v2_playbook_on_stats(Stats())
     assert "DEPLOY REPORT" not in capsys.readouterr().out
     assert not os.listdir(tmp_path)
+
+
+def test_a_repaired_host_and_one_left_out_of_rotation_are_said(callback, tmp_path, capsys):
+    up = {"admin": "ready", "op": "up", "weight": 1, "in_rotation": True}
+    drained = dict(up, admin="drain", in_rotation=False)
+    entries = [{"host": "app1", "current": "2.0.0"}, {"host": "app2", "current": "2.0.0"}]
+    deploy_plan = deploy_filters.deploy_plan(entries, "2.0.0", lb=[{"app1": drained, "app2": up}])
+    run(callback, "app1", "ansible.builtin.set_fact", {"ansible_facts": {"deploy_plan": deploy_plan}})
+    run(callback, "app1", "seedops.deploy.lb_member", {"results": [{"invocation": {"module_args": {"state": "ready"}}}]})
+    run(callback, "app1", "ansible.builtin.set_fact", {"ansible_facts": {"deploy_verified": {"release": "2.0.0", "lb": up}}})
+    run(callback, "app2", "ansible.builtin.set_fact",
+        {"ansible_facts": {"deploy_verified": {"release": "2.0.0", "lb": dict(drained, op="down")}}})
+    callback.v2_playbook_on_stats(Stats())
+    out = capsys.readouterr().out
+    assert "repaired: app1 - runs 2.0.0 but is in drain in the load balancer" in out
+    assert "WARNING: app2 is out of rotation in the load balancer (drain/down)" in out
+    doc = json.loads((tmp_path / "latest.json").read_text())
+    rows = {row["host"]: row for row in doc["hosts"]}
+    assert (rows["app1"]["result"], rows["app1"]["rotation"], rows["app1"]["lb_before"]["admin"]) == ("repaired", "ready/up", "drain")
+    assert (rows["app2"]["result"], rows["app2"]["rotation"]) == ("unchanged", "drain/down")

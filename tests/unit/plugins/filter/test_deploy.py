@@ -147,3 +147,66 @@ def test_deploy_plan_summary_says_every_host_and_the_batches():
     plan = plugin.deploy_plan(_hosts(("app1", "1.0"), ("app2", "2.0")), "2.0")
     assert plan["summary"] == ["deploy 2.0 (rolling): [app1]", "app1: switch in batch 1 - runs 1.0",
                                "app2: unchanged - runs 2.0 already"]
+
+
+def _lb(**states):
+    up = {"admin": "ready", "op": "up", "weight": 1, "in_rotation": True}
+    return {h: dict(up, **st, in_rotation=st.get("admin", "ready") == "ready" and st.get("op", "up") == "up")
+            for h, st in states.items()}
+
+
+def test_deploy_plan_repairs_a_host_left_drained_and_notes_it_for_one_that_switches():
+    hosts = _hosts(("app1", "2.0"), ("app2", "2.0"), ("app3", "1.0"), ("app4", "2.0"))
+    lb1 = _lb(app1={}, app2={"admin": "drain"}, app3={"admin": "maint"}, app4={})
+    lb2 = _lb(app1={}, app2={}, app3={}, app4={"admin": "maint"})
+    plan = plugin.deploy_plan(hosts, "2.0", lb=[lb1, lb2])
+    actions = {h: e["action"] for h, e in plan["hosts"].items()}
+    assert actions == {"app1": "unchanged", "app2": "repair", "app3": "switch", "app4": "repair"}
+    assert "is in drain in the load balancer" in plan["hosts"]["app2"]["reason"]
+    assert plan["hosts"]["app3"]["reason"] == "runs 1.0; in maint in the load balancer, back into rotation after the switch"
+    assert plan["order"] == ["app2", "app3", "app4"] and plan["in_rotation"] == ["app1"]
+    assert plan["hosts"]["app4"]["lb"]["admin"] == "maint", "the load balancer that keeps it out counts"
+
+
+def test_deploy_plan_a_host_the_load_balancer_does_not_know_is_out_of_rotation_and_without_lb_nothing_is_judged():
+    plan = plugin.deploy_plan(_hosts(("app1", "2.0")), "2.0", lb=[{}])
+    assert plan["hosts"]["app1"]["lb"]["admin"] == "absent" and plan["in_rotation"] == []
+    assert plan["hosts"]["app1"]["action"] == "unchanged"
+    plain = plugin.deploy_plan(_hosts(("app1", "2.0")), "2.0")
+    assert plain["hosts"]["app1"]["lb"] is None and plain["in_rotation"] is None
+
+
+def test_rotation_of_names_the_load_balancer_that_keeps_a_server_out():
+    lb1, lb2 = _lb(app1={}), _lb(app1={"admin": "drain"})
+    assert plugin.rotation_of([lb1, lb2], "app1")["admin"] == "drain"
+    assert plugin.rotation_of([lb1], "app1")["in_rotation"] is True
+    assert plugin.rotation_of([], "app1") is None
+    with pytest.raises(AnsibleFilterError, match="rotation_of: expected a list"):
+        plugin.rotation_of({"app1": {}}, "app1")
+
+
+def _info(current, previous=None, by=None, **times):
+    releases = [{"id": current, "state": "active", "activated": times.get("activated", "2026-12-01T10:00:00Z"),
+                 "deployed_by": by or {"controller": "ctl", "controller_user": "ops", "job_id": 42}}]
+    if previous:
+        releases.append({"id": previous, "state": "previous", "activated": "2026-11-30T10:00:00Z",
+                         "deactivated": times.get("activated", "2026-12-01T10:00:00Z")})
+    return {"current": current, "rollback_target": previous, "releases": releases, "lock": None}
+
+
+def test_fleet_status_prints_every_host_its_rotation_and_last_deploy():
+    up = {"admin": "ready", "op": "up", "weight": 1, "in_rotation": True}
+    lb = [{"app1": up, "app2": dict(up, admin="drain", in_rotation=False)}]
+    status = plugin.fleet_status({"app1": _info("2.0", "1.0"), "app2": _info("1.0"),
+                                  "app3": {"unreachable": True, "msg": "ssh: timed out"}}, lb)
+    rows = {r["host"]: r for r in status["hosts"]}
+    assert (rows["app1"]["release"], rows["app1"]["previous"], rows["app1"]["lb"]["admin"]) == ("2.0", "1.0", "ready")
+    assert rows["app1"]["last"] == {"release": "2.0", "result": "went live", "when": "2026-12-01T10:00:00Z",
+                                    "who": "ops@ctl (job 42)"}
+    assert rows["app3"]["error"] == "ssh: timed out" and rows["app3"]["release"] is None
+    table = "\n".join(status["table"])
+    assert "drain/up, 1  OUT OF ROTATION" in table and "unreachable: ssh: timed out" in table
+    assert "fleet: 1.0 on app2; 2.0 on app1" in table and "deploy lock: free" in table
+    held = plugin.fleet_status({"app1": _info("2.0")}, lock={"holder": {"user": "ana", "playbook": "deploy.yml"},
+                                                               "since_iso": "2026-12-01T11:00:00Z"})
+    assert held["table"][-1] == "deploy lock: held by user=ana, playbook=deploy.yml, since 2026-12-01T11:00:00Z"
