@@ -231,8 +231,10 @@ def fleet_status(infos, lb=None, lb_servers=None, lock=None):
     head = ["host", "live", "previous", "lb (admin/health, weight)", "last deploy"]
     cells = []
     for row in rows:
-        lb_cell = "-" if not row["lb"] else "%s/%s, %s%s" % (row["lb"]["admin"], row["lb"]["op"], row["lb"]["weight"],
-                                                            "" if row["lb"]["in_rotation"] else "  OUT OF ROTATION")
+        lb = row["lb"]
+        lb_cell = "-"
+        if lb:
+            lb_cell = "%s/%s, %s%s" % (lb["admin"], lb["op"], lb["weight"], "" if lb["in_rotation"] else "  OUT OF ROTATION")
         last = row["last"]
         last_cell = "-" if not last else "%s %s %s by %s" % (last["release"], last["result"], last["when"], last["who"])
         cells.append([row["host"], row["release"] or ("unreachable: " + row["error"] if row["error"] else "-"),
