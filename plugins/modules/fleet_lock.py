@@ -73,6 +73,11 @@ options:
         are merged into the recorded ones.
     type: dict
     default: {}
+extends_documentation_fragment:
+  - seedops.deploy.attributes
+  - seedops.deploy.attributes.action
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
 attributes:
   check_mode:
     support: full
@@ -83,11 +88,6 @@ attributes:
   action:
     support: full
     details: The action plugin adds the controller host, user and AWX/Tower job id to O(holder).
-extends_documentation_fragment:
-  - seedops.deploy.attributes
-  - seedops.deploy.attributes.action
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.flow
 notes:
   - "A clock jump on the lock host moves every lease with it: forward, live leases expire early; backward, they
     last longer. Keep the lock host's clock synchronised (the preflight role checks it)."

@@ -26,15 +26,15 @@ options:
     description: Path of HAProxy's admin socket.
     type: path
     default: /run/haproxy/admin.sock
+extends_documentation_fragment:
+  - seedops.deploy.attributes
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
     details: It only reads, the same in check mode.
   diff_mode:
     support: none
-extends_documentation_fragment:
-  - seedops.deploy.attributes
-  - ansible.builtin.action_common_attributes
 seealso:
   - module: seedops.deploy.lb_member
 """
