@@ -15,7 +15,8 @@ description:
     (the fact C(deploy_plan) - each host's current and target release, action and batch), the results of the
     modules M(seedops.deploy.artifact), M(seedops.deploy.release), M(seedops.deploy.lb_member) and
     M(seedops.deploy.staged_restart), and what the verify step read on each host at the end (the fact
-    C(deploy_verified)) - and at the end of the run prints one table - host, old and new release, batch, stage,
+    C(deploy_verified)), and who deploys (the holder M(seedops.deploy.fleet_lock) recorded) - and at the end of the run
+    prints one table - host, old and new release, batch, stage,
     switch and health durations, result - and writes the same as JSON plus an HTML timeline.
   - The table also says what every host runs when the run ends (as verified on the host where the run got that far,
     otherwise as the last module on it returned), so a rollout that stopped halfway is plain to see, and the
@@ -66,6 +67,7 @@ WATCHED = {
     "seedops.deploy.release_info": "release_info",
     "seedops.deploy.lb_member": "lb_member",
     "seedops.deploy.staged_restart": "staged_restart",
+    "seedops.deploy.fleet_lock": "fleet_lock",
 }
 PHASES = ("stage", "drain", "switch", "health", "ready")
 COLOURS = {"stage": "#9aa5b1", "drain": "#f0a202", "switch": "#2b6cb0", "health": "#2f855a", "ready": "#319795",
@@ -166,6 +168,7 @@ class CallbackModule(CallbackBase):
         self.deployed = False  # a release module ran (or the deploy plan): artifact or lb_member alone is no deploy
         self.planned = False
         self.batches = []
+        self.deployer = None  # who runs this deploy: the holder the fleet lock recorded
 
     # -- bookkeeping ---------------------------------------------------------------------------------
 
@@ -243,6 +246,12 @@ class CallbackModule(CallbackBase):
         together = plan.get("switch") == "together"
         self.batches = [{"label": "all" if together else number, "hosts": list(hosts)}
                         for number, hosts in enumerate(plan.get("batches") or [], 1)]
+
+    def on_fleet_lock(self, rec, event):
+        """The fleet lock's holder as the lock host recorded it: who deploys (user, controller, job id)."""
+        holder = event.res.get("holder")
+        if self.deployer is None and not event.failed and event.res.get("held") and isinstance(holder, dict):
+            self.deployer = dict(holder, run_id=event.res.get("run_id"))
 
     def on_artifact(self, rec, event):
         rec.phase("stage", event.start, event.end, event.failed)
@@ -333,6 +342,7 @@ class CallbackModule(CallbackBase):
             "batches": self.batches,
             "hosts": rows,
             "runs": {},
+            "deployed_by": self.deployer,
         }
         for row in rows:
             doc["runs"].setdefault(row["runs"], []).append(row["host"])
@@ -354,6 +364,8 @@ class CallbackModule(CallbackBase):
         out += ["  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in lines]
         runs = "; ".join("%s on %s" % (rel, ", ".join(hosts)) for rel, hosts in sorted(doc["runs"].items()))
         out.append("runs now: " + runs)
+        if doc["deployed_by"]:
+            out.append("deployed by: " + self.who(doc["deployed_by"]))
         if doc["skew_s"] is not None:
             out.append("version skew: %.3f s between the first and the last host starting the new release" % doc["skew_s"])
         for row in doc["hosts"]:
@@ -366,6 +378,16 @@ class CallbackModule(CallbackBase):
                 out.append("repaired: %s - %s" % (row["host"], row["reason"]))
         self._display.banner("SEEDOPS.DEPLOY REPORT")
         self._display.display("\n".join(out))
+
+    @staticmethod
+    def who(holder):
+        """'ana (controller ops1 as deploy, job 42, run R)' from the fleet lock's holder."""
+        user = holder.get("user") or holder.get("controller_user") or "?"
+        parts = ["controller %s" % holder["controller"] if holder.get("controller") else None,
+                 "as %s" % holder["controller_user"] if holder.get("user") and holder.get("controller_user") else None,
+                 "job %s" % holder["job_id"] if holder.get("job_id") else None,
+                 "run %s" % holder["run_id"] if holder.get("run_id") else None]
+        return "%s (%s)" % (user, ", ".join(p for p in parts if p)) if any(parts) else user
 
     @staticmethod
     def num(value):

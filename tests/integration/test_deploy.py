@@ -153,6 +153,9 @@ def test_rolling_deploy_v2_under_load_fails_no_request(lab, demo):
     for first, second in zip(ordered, ordered[1:]):
         assert first["phases"]["ready"]["end"] <= second["phases"]["drain"]["start"]
     assert "DEPLOY REPORT" in result.stdout and "2.0.0 on app1, app2, app3" in result.stdout
+    # Who deployed, as the fleet lock recorded it on lb1.
+    assert report["deployed_by"]["playbook"] == "deploy.yml" and report["deployed_by"]["version"] == "2.0.0"
+    assert "deployed by: " in result.stdout
     html_files = glob.glob(os.path.join(demo["reports"], "deploy-*.html"))
     assert html_files and "<svg" in open(sorted(html_files)[-1], encoding="utf-8").read()
 

@@ -206,3 +206,22 @@ def test_a_repaired_host_and_one_left_out_of_rotation_are_said(callback, tmp_pat
     rows = {row["host"]: row for row in doc["hosts"]}
     assert (rows["app1"]["result"], rows["app1"]["rotation"], rows["app1"]["lb_before"]["admin"]) == ("repaired", "ready/up", "drain")
     assert (rows["app2"]["result"], rows["app2"]["rotation"]) == ("unchanged", "drain/down")
+
+
+def test_the_report_says_who_deployed_from_the_fleet_lock(callback, tmp_path, capsys):
+    holder = {"controller": "ops1", "controller_user": "deploy", "user": "ana", "job_id": 42, "playbook": "deploy.yml"}
+    run(callback, "app1", "seedops.deploy.fleet_lock", {"held": True, "holder": holder, "run_id": "R1"}, state="held")
+    plan(callback, ["app1"], "1.0.0", "2.0.0")
+    batch(callback, "app1", "1.0.0", "2.0.0")
+    # A later renewal by another holder record does not change who deployed.
+    run(callback, "app1", "seedops.deploy.fleet_lock", {"held": True, "holder": {"user": "bob"}, "run_id": "R1"})
+    callback.v2_playbook_on_stats(Stats())
+    assert "deployed by: ana (controller ops1, as deploy, job 42, run R1)" in capsys.readouterr().out
+    doc = json.loads((tmp_path / "latest.json").read_text())
+    assert doc["deployed_by"]["user"] == "ana" and doc["deployed_by"]["run_id"] == "R1"
+
+
+def test_a_lock_alone_is_no_deploy(callback, tmp_path, capsys):
+    run(callback, "app1", "seedops.deploy.fleet_lock", {"held": True, "holder": {"user": "ana"}, "run_id": "R1"})
+    callback.v2_playbook_on_stats(Stats())
+    assert "DEPLOY REPORT" not in capsys.readouterr().out and not os.listdir(tmp_path)
