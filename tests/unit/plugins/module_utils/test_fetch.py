@@ -7,6 +7,7 @@ import http.server
 import os
 import threading
 
+import httptest
 import pytest
 
 from ansible_collections.seedops.deploy.plugins.module_utils import _fetch
@@ -46,30 +47,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(body)
             return
-        start = 0
-        rng = self.headers.get("Range")
-        if rng and srv.ranges:
-            start = 0 if srv.range_from_zero else int(rng.split("=")[1].rstrip("-"))
-            if start >= len(PAYLOAD):
-                self.send_response(416)
-                self.send_header("Content-Range", "bytes */%d" % len(PAYLOAD))
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", "bytes %d-%d/%d" % (start, len(PAYLOAD) - 1, len(PAYLOAD)))
-        else:
-            self.send_response(200)
-        body = PAYLOAD[start:]
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if srv.cut_after is not None:
-            cut, srv.cut_after = srv.cut_after, None
-            self.wfile.write(body[:cut])
-            self.wfile.flush()
-            self.connection.shutdown(2)
+        partial = bool(self.headers.get("Range")) and srv.ranges
+        start = 0 if not partial or srv.range_from_zero else httptest.range_start(self)
+        if start >= len(PAYLOAD):
+            self.send_response(416)
+            self.send_header("Content-Range", "bytes */%d" % len(PAYLOAD))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return
-        self.wfile.write(body)
+        cut, srv.cut_after = srv.cut_after, None
+        httptest.send_payload(self, PAYLOAD, start, partial, cut)
 
 
 @pytest.fixture

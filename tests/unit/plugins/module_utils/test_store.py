@@ -10,6 +10,7 @@ import os
 import threading
 import time
 
+import httptest
 import pytest
 
 from ansible_collections.seedops.deploy.plugins.module_utils import _fetch
@@ -374,24 +375,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
             body = b""
             self.send_response(404)
         else:
-            start = int(self.headers["Range"].split("=")[1].rstrip("-")) if self.headers.get("Range") else 0
-            body = PAYLOAD[start:]
-            self.send_response(206 if start else 200)
-            if start:
-                self.send_header("Content-Range", "bytes %d-%d/%d" % (start, len(PAYLOAD) - 1, len(PAYLOAD)))
+            start = httptest.range_start(self)
+            return httptest.send_payload(self, PAYLOAD, start, start > 0)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
     def slowly(self):
         """The payload in 16 pieces, 20 ms apart (resumable like the others)."""
-        start = int(self.headers["Range"].split("=")[1].rstrip("-")) if self.headers.get("Range") else 0
-        body = PAYLOAD[start:]
-        self.send_response(206 if start else 200)
-        if start:
-            self.send_header("Content-Range", "bytes %d-%d/%d" % (start, len(PAYLOAD) - 1, len(PAYLOAD)))
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
+        start = httptest.range_start(self)
+        body = httptest.send_head(self, PAYLOAD, start, start > 0)
         piece = len(body) // 16 + 1
         for i in range(0, len(body), piece):
             self.wfile.write(body[i:i + piece])

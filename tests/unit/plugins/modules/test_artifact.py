@@ -2,10 +2,8 @@
 127.0.0.1: the argument spec, the file attributes of dest, failures with nothing stored, secrets
 kept out of the output, the checksum list's transport, and the docs matching the spec."""
 
-import datetime
 import hashlib
 import http.server
-import ipaddress
 import json
 import os
 import ssl
@@ -14,10 +12,7 @@ import threading
 import pytest
 import yaml
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+import httptest
 
 from ansible.module_utils.testing import patch_module_args
 
@@ -123,22 +118,6 @@ class Repo(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body or b"")
 
 
-def self_signed(directory):
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .sign(key, hashes.SHA256()))
-    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
-    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    return str(certfile), str(keyfile)
-
-
 @pytest.fixture
 def repo(tmp_path):
     """start(tls=False) -> a server with .base and .seen, serving /app.tar.gz and /SHA256SUMS."""
@@ -150,7 +129,7 @@ def repo(tmp_path):
         srv.files = {"/app.tar.gz": PAYLOAD, "/SHA256SUMS": ("%s  app.tar.gz\n" % HEX).encode()}
         if tls:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(*self_signed(tmp_path))
+            context.load_cert_chain(*httptest.self_signed(tmp_path))
             srv.socket = context.wrap_socket(srv.socket, server_side=True)
         srv.base = "%s://127.0.0.1:%d" % ("https" if tls else "http", srv.server_address[1])
         threading.Thread(target=srv.serve_forever, daemon=True).start()
