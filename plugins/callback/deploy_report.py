@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 
 from ansible.plugins.callback import CallbackBase
 
+from ansible_collections.seedops.deploy.plugins.module_utils import _lease
 from ansible_collections.seedops.deploy.plugins.module_utils import _releases
 
 WATCHED = {
@@ -365,7 +366,7 @@ class CallbackModule(CallbackBase):
         runs = "; ".join("%s on %s" % (rel, ", ".join(hosts)) for rel, hosts in sorted(doc["runs"].items()))
         out.append("runs now: " + runs)
         if doc["deployed_by"]:
-            out.append("deployed by: " + self.who(doc["deployed_by"]))
+            out.append("deployed by: " + _lease.who(doc["deployed_by"]))
         if doc["skew_s"] is not None:
             out.append("version skew: %.3f s between the first and the last host starting the new release" % doc["skew_s"])
         for row in doc["hosts"]:
@@ -378,16 +379,6 @@ class CallbackModule(CallbackBase):
                 out.append("repaired: %s - %s" % (row["host"], row["reason"]))
         self._display.banner("SEEDOPS.DEPLOY REPORT")
         self._display.display("\n".join(out))
-
-    @staticmethod
-    def who(holder):
-        """'ana (controller ops1 as deploy, job 42, run R)' from the fleet lock's holder."""
-        user = holder.get("user") or holder.get("controller_user") or "?"
-        parts = ["controller %s" % holder["controller"] if holder.get("controller") else None,
-                 "as %s" % holder["controller_user"] if holder.get("user") and holder.get("controller_user") else None,
-                 "job %s" % holder["job_id"] if holder.get("job_id") else None,
-                 "run %s" % holder["run_id"] if holder.get("run_id") else None]
-        return "%s (%s)" % (user, ", ".join(p for p in parts if p)) if any(parts) else user
 
     @staticmethod
     def num(value):

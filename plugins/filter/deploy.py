@@ -9,6 +9,7 @@ from ansible.errors import AnsibleFilterError
 from ansible.utils.helpers import pct_to_int
 
 from ansible_collections.seedops.deploy.plugins.module_utils import _digest
+from ansible_collections.seedops.deploy.plugins.module_utils import _lease
 
 _NOT_GIVEN = object()
 
@@ -245,22 +246,12 @@ def fleet_status(infos, lb=None, lb_servers=None, lock=None):
     releases = sorted({r["release"] for r in rows if r["release"]})
     table.append("fleet: " + ("; ".join("%s on %s" % (rel, ", ".join(r["host"] for r in rows if r["release"] == rel))
                                         for rel in releases) or "nothing live"))
-    table.append("deploy lock: " + ("held by %s" % json_summary(lock) if lock else "free"))
-    held = ["%s (%s)" % (r["host"], json_summary(r["lock"])) for r in rows if r.get("lock")]
+    table.append("deploy lock: " + ("held by %s%s" % (_lease.who(lock.get("holder")), ", since %s" % lock["since_iso"]
+                                                       if lock.get("since_iso") else "") if lock else "free"))
+    held = ["%s (%s)" % (r["host"], _lease.who(r["lock"])) for r in rows if r.get("lock")]
     if held:
         table.append("release locks held on the hosts: " + "; ".join(held))
     return {"hosts": rows, "table": table, "lock": lock or None}
-
-
-def json_summary(holder):
-    """A lock holder's record in one line."""
-    if not isinstance(holder, dict):
-        return str(holder)
-    who = holder.get("holder") if isinstance(holder.get("holder"), dict) else holder
-    parts = ["%s=%s" % (k, who[k]) for k in ("user", "controller_user", "controller", "job_id", "playbook", "version")
-             if who.get(k)]
-    since = holder.get("since_iso") or holder.get("since") or holder.get("start")
-    return ", ".join(parts + (["since %s" % since] if since else [])) or str(holder)
 
 
 class FilterModule:

@@ -216,7 +216,7 @@ def test_the_report_says_who_deployed_from_the_fleet_lock(callback, tmp_path, ca
     # A later renewal by another holder record does not change who deployed.
     run(callback, "app1", "seedops.deploy.fleet_lock", {"held": True, "holder": {"user": "bob"}, "run_id": "R1"})
     callback.v2_playbook_on_stats(Stats())
-    assert "deployed by: ana (controller ops1, as deploy, job 42, run R1)" in capsys.readouterr().out
+    assert "deployed by: user ana, controller ops1 as deploy, job 42, playbook deploy.yml, run_id R1" in capsys.readouterr().out
     doc = json.loads((tmp_path / "latest.json").read_text())
     assert doc["deployed_by"]["user"] == "ana" and doc["deployed_by"]["run_id"] == "R1"
 

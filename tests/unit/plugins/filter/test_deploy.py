@@ -209,4 +209,4 @@ def test_fleet_status_prints_every_host_its_rotation_and_last_deploy():
     assert "fleet: 1.0 on app2; 2.0 on app1" in table and "deploy lock: free" in table
     lock = {"holder": {"user": "ana", "playbook": "deploy.yml"}, "since_iso": "2026-12-01T11:00:00Z"}
     held = plugin.fleet_status({"app1": _info("2.0")}, lock=lock)
-    assert held["table"][-1] == "deploy lock: held by user=ana, playbook=deploy.yml, since 2026-12-01T11:00:00Z"
+    assert held["table"][-1] == "deploy lock: held by user ana, playbook deploy.yml, since 2026-12-01T11:00:00Z"
