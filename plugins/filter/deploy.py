@@ -246,8 +246,8 @@ def fleet_status(infos, lb=None, lb_servers=None, lock=None):
     releases = sorted({r["release"] for r in rows if r["release"]})
     table.append("fleet: " + ("; ".join("%s on %s" % (rel, ", ".join(r["host"] for r in rows if r["release"] == rel))
                                         for rel in releases) or "nothing live"))
-    table.append("deploy lock: " + ("held by %s%s" % (_lease.who(lock.get("holder")), ", since %s" % lock["since_iso"]
-                                                       if lock.get("since_iso") else "") if lock else "free"))
+    since = ", since %s" % lock["since_iso"] if lock and lock.get("since_iso") else ""
+    table.append("deploy lock: " + ("held by %s%s" % (_lease.who(lock.get("holder")), since) if lock else "free"))
     held = ["%s (%s)" % (r["host"], _lease.who(r["lock"])) for r in rows if r.get("lock")]
     if held:
         table.append("release locks held on the hosts: " + "; ".join(held))
