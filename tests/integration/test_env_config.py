@@ -20,12 +20,21 @@ PLAYBOOK = "tests/integration/playbooks/env_config.yml"
 SECRET = "lab-secret-never-printed"
 SYSCTLS = {"net.core.somaxconn": "8192", "net.ipv4.ip_local_port_range": "20000 60999"}
 ENV_FILE = "/etc/default/seedops-envtest"
+TRICKY_FILE = "/etc/seedops-envtest.tricky"
+# Values systemd must get back exactly: raw UTF-8, escapes it keeps literally, the four characters it unescapes in
+# double quotes, control characters, white space at the ends, comment characters.
+TRICKY = {
+    "UTF8": "café ☕ Grüße", "LITERAL_ESCAPES": "\\u00e9 and \\n stay as typed", "QUOTES": 'say "hi" it\'s',
+    "BACKSLASHES": "C:\\dir\\ and \\", "DOLLAR": "$HOME ${USER} $$", "BACKTICK": "`id`", "TAB": "a\tb",
+    "ESCAPE": "\x1b[1mbold", "SPACES": "  both ends  ", "COMMENT": "# not ; a comment", "EMPTY": "",
+}
 FOREIGN_LINE = "OTHER_TOOL=keep-me"
 # Everything the test playbook set, taken back (the role removes the files it owns when their setting is empty).
 CLEANUP = {
     "env_config_environment": {"SEEDOPS_ENVTEST": None},
     "env_config_env_files": [{"name": "seedops-envtest", "state": "absent"},
-                             {"path": "/etc/seedops-envtest.public", "state": "absent"}],
+                             {"path": "/etc/seedops-envtest.public", "state": "absent"},
+                             {"path": TRICKY_FILE, "state": "absent"}],
     "env_config_sysctl": {}, "env_config_limits": [], "env_config_systemd_limits": {},
     "env_config_timezone": "Etc/UTC", "env_config_hosts": [],
 }
@@ -39,7 +48,8 @@ def play(lab, *args, extra=None):
 def host_state(lab):
     """What a failed run must leave as it was."""
     return sh(lab, HOST, "sudo sha256sum /etc/environment /etc/hosts /etc/timezone /etc/sysctl.d/90-seedops.conf "
-                         f"{ENV_FILE}; readlink /etc/localtime; /sbin/sysctl -n net.core.somaxconn")
+                         f"{ENV_FILE}; sudo ls -l {TRICKY_FILE} 2>&1 || true; readlink /etc/localtime; "
+                         "/sbin/sysctl -n net.core.somaxconn")
 
 
 @pytest.fixture(scope="module")
@@ -79,11 +89,21 @@ def test_environment_and_env_files(lab, env_config):
     assert sh(lab, HOST, f"sudo stat -c '%a %U %G' {ENV_FILE}") == "640 root adm"
     assert sh(lab, HOST, "stat -c '%a %U %G' /etc/seedops-envtest.public") == "644 root root"
     lines = sh(lab, HOST, f"sudo cat {ENV_FILE}").splitlines()[1:]
-    assert lines == [f'API_TOKEN="{SECRET}"', 'GREETING="say \\"hi\\" to $HOME"', 'PORT="8080"']
+    assert lines == [f'API_TOKEN="{SECRET}"', 'GREETING="say \\"hi\\" to \\$HOME"', 'PORT="8080"']
     # systemd reads it as written (EnvironmentFile=): quotes undone, no $ expansion.
     out = sh(lab, HOST, f"sudo systemd-run --quiet --pipe --wait -p EnvironmentFile={ENV_FILE} /usr/bin/printenv GREETING "
                         "API_TOKEN PORT")
     assert out.splitlines() == ['say "hi" to $HOME', SECRET, "8080"]
+
+
+def test_env_file_values_reach_systemd_exactly(lab, env_config):
+    result, recap = play(lab, extra={"env_config_env_files": [{"path": TRICKY_FILE, "env": TRICKY}]})
+    assert result.returncode == 0 and recap[HOST]["changed"] == 1, result.stdout[-3000:]
+    assert "café ☕ Grüße" in sh(lab, HOST, f"sudo cat {TRICKY_FILE}"), "raw UTF-8, not \\u escapes"
+    show = "import json, os, sys; print(json.dumps({k: os.environ.get(k) for k in sys.argv[1:]}))"
+    out = sh(lab, HOST, f"sudo systemd-run --quiet --pipe --wait -p EnvironmentFile={TRICKY_FILE} /usr/bin/python3 -c "
+                        f"{shlex.quote(show)} {' '.join(TRICKY)}")
+    assert json.loads(out) == TRICKY
 
 
 def test_secrets_never_printed_even_with_diff_and_verbose(lab, env_config):
@@ -130,8 +150,13 @@ def test_bad_input_fails_once_and_changes_nothing(lab, env_config):
         "env_config_timezone": "Mars/Olympus_Mons",
         "env_config_hosts": [{"ip": "10.0.0.300", "names": ["seedops-envtest"]}],
         "env_config_resolvers": ["10.0.0.2"],
+        "env_config_env_files": [{"path": TRICKY_FILE, "env": {"MY-VAR": "x", "PEM": "line 1\nline 2"},
+                                  "secret_env": {"TOKEN": "bad\x00secret"}}],
     })
     refused(result, recap, HOST,
+            f'env_config_env_files[0] ({TRICKY_FILE}) env: "MY-VAR" is not a variable name - use letters, digits and _',
+            f"env_config_env_files[0] ({TRICKY_FILE}) env: the value of PEM holds a line break",
+            f"env_config_env_files[0] ({TRICKY_FILE}) secret_env: the value of TOKEN holds a NUL character",
             "env_config_sysctl: unknown key net.core.no_such_key (no /proc/sys/net/core/no_such_key",
             'env_config_timezone: unknown time zone "Mars/Olympus_Mons"',
             'env_config_hosts[0]: "10.0.0.300" is not an IP address',

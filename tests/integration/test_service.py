@@ -2,16 +2,31 @@
 into new releases behind a health gate, automatic rollback of a broken one, reload without restart."""
 
 import json
+import shlex
 
 import pytest
 
-from conftest import copy_to, run_module, run_playbook, sh
+from conftest import copy_to, refused, run_module, run_playbook, sh
 
 pytestmark = pytest.mark.lab
 
 HOST = "app3"
 BASE = "/srv/seedops-app"
 HEALTH = {"url": "http://127.0.0.1:8080/healthz", "successes": 3, "interval": 0.3, "timeout": 20}
+PLAYBOOK = "tests/integration/playbooks/app_service.yml"
+PROGRAM = f"{BASE}/current/bin/seedops-app"
+# Arguments and environment values the service must get exactly as given (the sample service ignores arguments after
+# its flags): spaces, $ and % that systemd would split or expand, quotes and backslashes, raw UTF-8.
+ARGS = ["two words", "$HOME ${PORT}", "100%n", 'say "hi" \\o/', "café"]
+TRICKY_ENV = {"SEEDOPS_UTF8": "café ☕", "SEEDOPS_LITERAL": "\\u00e9 \\n", "SEEDOPS_SHELLISH": '"$HOME" `id` \\ %n',
+              "SEEDOPS_TAB": "a\tb"}
+# The playbook's values, with the arguments and tricky values added; every run of the playbook here passes them.
+EXTRA = ["-e", json.dumps({"app_service_args": ARGS, "app_service_env": {
+    "PORT": "8080", "LOG_LEVEL": "{{ app_log_level | default('debug') }}", "DRAIN_DELAY": "300ms", **TRICKY_ENV}})]
+
+
+def play(lab, *args):
+    return run_playbook(PLAYBOOK, lab.inventory, "-e", f"target_hosts={HOST}", *EXTRA, *args)
 
 
 def version(lab):
@@ -23,8 +38,7 @@ def version(lab):
 def service(lab, app_packages):
     lab.ssh(HOST, f"sudo systemctl stop seedops-app 2>/dev/null; sudo rm -rf {BASE} /etc/seedops-app "
                   "/etc/systemd/system/seedops-app.service; sudo systemctl daemon-reload")
-    result, recap = run_playbook("tests/integration/playbooks/app_service.yml", lab.inventory,
-                                 "-e", f"target_hosts={HOST}", "-e", "app_api_token=do-not-print-me")
+    result, recap = play(lab, "-e", "app_api_token=do-not-print-me")
     assert result.returncode == 0, result.stdout[-3000:]
     assert "do-not-print-me" not in result.stdout + result.stderr
     for v in ("1.0.0", "2.0.0", "3.0.0"):
@@ -34,15 +48,20 @@ def service(lab, app_packages):
 
 
 def test_role_is_idempotent_and_writes_a_private_env_file(lab, service):
-    result, recap = run_playbook("tests/integration/playbooks/app_service.yml", lab.inventory,
-                                 "-e", f"target_hosts={HOST}", "-e", "app_api_token=do-not-print-me")
+    result, recap = play(lab, "-e", "app_api_token=do-not-print-me")
     assert result.returncode == 0 and recap[HOST]["changed"] == 0, result.stdout[-2000:]
-    check, recap = run_playbook("tests/integration/playbooks/app_service.yml", lab.inventory, "--check",
-                                "-e", f"target_hosts={HOST}", "-e", "app_api_token=do-not-print-me")
+    check, recap = play(lab, "--check", "--diff", "-e", "app_api_token=do-not-print-me")
     assert check.returncode == 0 and recap[HOST]["changed"] == 0, check.stdout[-2000:]
+    assert "do-not-print-me" not in check.stdout + check.stderr
     assert sh(lab, HOST, "sudo stat -c '%a %U %G' /etc/seedops-app/env") == "640 root seedops-app"
     env = sh(lab, HOST, "sudo cat /etc/seedops-app/env")
     assert 'API_TOKEN="do-not-print-me"' in env and 'PORT="8080"' in env
+    assert 'SEEDOPS_UTF8="café ☕"' in env, "raw UTF-8, not \\u escapes systemd would keep"
+    # systemd reads every value back exactly (EnvironmentFile=).
+    show = "import json, os, sys; print(json.dumps({k: os.environ.get(k) for k in sys.argv[1:]}))"
+    out = sh(lab, HOST, "sudo systemd-run --quiet --pipe --wait -p EnvironmentFile=/etc/seedops-app/env /usr/bin/python3 "
+                        f"-c {shlex.quote(show)} {' '.join(TRICKY_ENV)} API_TOKEN")
+    assert json.loads(out) == {**TRICKY_ENV, "API_TOKEN": "do-not-print-me"}
     unit = sh(lab, HOST, "systemctl show seedops-app -p NoNewPrivileges -p ProtectSystem -p PrivateTmp -p User")
     assert set(unit.splitlines()) == {"NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes",
                                       "User=seedops-app"}
@@ -89,12 +108,41 @@ def test_restart_into_releases_behind_a_health_gate_and_roll_back_a_broken_one(l
     assert info["current"] == "2.0.0" and info["rollback_target"] == "1.0.0"
 
 
+def test_the_service_gets_its_arguments_and_environment_exactly(lab, service):
+    if sh(lab, HOST, "systemctl is-active seedops-app || true") != "active":  # alone: start 1.0.0
+        r = run_module(lab, HOST, "seedops.deploy.release",
+                       {"path": BASE, "release_id": "1.0.0", "src": "/var/tmp/app-1.0.0.tar.gz", "state": "active"})
+        assert r["_status"] in ("SUCCESS", "CHANGED"), r
+        sh(lab, HOST, "sudo systemctl restart seedops-app")
+    pid = sh(lab, HOST, "systemctl show -p MainPID --value seedops-app")
+    argv = sh(lab, HOST, f"sudo python3 -c 'import json; print(json.dumps(open(\"/proc/{pid}/cmdline\", "
+                         "encoding=\"utf-8\").read().split(chr(0))[:-1]))'")
+    assert json.loads(argv) == [PROGRAM, *ARGS]
+    environ = sh(lab, HOST, f"sudo python3 -c 'import json; print(json.dumps(dict(kv.split(\"=\", 1) for kv in "
+                            f"open(\"/proc/{pid}/environ\", encoding=\"utf-8\").read().split(chr(0))[:-1])))'")
+    assert {k: json.loads(environ).get(k) for k in TRICKY_ENV} == TRICKY_ENV
+
+
+def test_bad_keys_values_and_program_fail_before_anything_changes(lab, service):
+    before = sh(lab, HOST, "sudo sha256sum /etc/seedops-app/env /etc/systemd/system/seedops-app.service")
+    out = refused(*run_playbook(PLAYBOOK, lab.inventory, "-e", f"target_hosts={HOST}", "-e", json.dumps({
+        "app_service_env": {"MY-VAR": "x", "PORT": "8080", "PEM": "line 1\nline 2"},
+        "app_service_secret_env": {"2FA_SEED": "hidden-seed-value"},
+        "app_service_exec": "/usr/bin/java -jar app.jar"})), HOST,
+        'app_service_env: "MY-VAR" is not a variable name - use letters, digits and _, not starting with a digit',
+        "app_service_env: the value of PEM holds a line break",
+        'app_service_secret_env: "2FA_SEED" is not a variable name',
+        'app_service_exec must be the absolute path of the program alone, got "/usr/bin/java -jar app.jar" - its '
+        "arguments go in app_service_args", "Nothing was changed")
+    assert "hidden-seed-value" not in out
+    assert sh(lab, HOST, "sudo sha256sum /etc/seedops-app/env /etc/systemd/system/seedops-app.service") == before
+
+
 def test_reload_changes_config_without_a_new_process(lab, service):
     if sh(lab, HOST, "systemctl is-active seedops-app || true") != "active":
         pytest.skip("needs the service from the restart test")
     before = version(lab)
-    result, _recap = run_playbook("tests/integration/playbooks/app_service.yml", lab.inventory,
-                                  "-e", f"target_hosts={HOST}", "-e", "app_log_level=warn")
+    result, _recap = play(lab, "-e", "app_log_level=warn")
     assert result.returncode == 0
     r = run_module(lab, HOST, "seedops.deploy.staged_restart",
                    {"service": "seedops-app", "mode": "reload", "health": HEALTH})
