@@ -21,6 +21,12 @@ fails is replaced by a fresh, verified copy under the same lock; until then it s
 
 ``dest`` is written only through descriptors this module created (a new hard link, or a file
 made by mkstemp), never by reopening a name in dest's directory, which its owner may control.
+
+A new entry belongs to the owner and group of the store directory (root's, when the module runs
+with become), whoever brought the bytes: a file the SSH login user pushed is copied into a file of
+the module's own while it is hashed - that user may still hold it open - and never moved in. Its
+mode is 0644 less the read bits the store directory does not pass on: group and others may read
+an entry only where they may enter the store (0755 -> 0644, 0750 -> 0640, 0700 -> 0600).
 """
 
 from __future__ import annotations
@@ -99,6 +105,39 @@ def copy_to_fd(src, fd, hasher=None):
             while view:
                 view = view[os.write(fd, view):]
     os.fsync(fd)
+
+
+def entry_attributes(store):
+    """(uid, gid, mode) of a new entry in `store`: the store directory's owner and group, and 0644 with
+    the group's and others' read bit only where the directory lets them in (its x bit)."""
+    st = os.stat(store)
+    mode = 0o600
+    if st.st_mode & stat.S_IXGRP:
+        mode |= 0o040
+    if st.st_mode & stat.S_IXOTH:
+        mode |= 0o004
+    return st.st_uid, st.st_gid, mode
+
+
+def settle(path, attributes):
+    """Give the file at path (not followed) the (uid, gid, mode) of `attributes`, through a descriptor.
+    A user who may not give files away (not root) keeps them, with the store's group where it is a
+    member of it: that user could write into the store anyway."""
+    uid, gid, mode = attributes
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if (st.st_uid, st.st_gid) != (uid, gid):
+            try:
+                os.fchown(fd, uid, gid)
+            except PermissionError:
+                try:
+                    os.fchown(fd, -1, gid)
+                except PermissionError:
+                    pass
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
 
 
 def identity(st):
@@ -410,7 +449,11 @@ class Artifact:
                 "checksum mismatch for %s: expected %s:%s, got %s:%s. Nothing was stored; check the artifact and its "
                 "checksum at the source" % (self.result["source"], algorithm, hexdigest, algorithm, actual))
         final = self.entry_path(algorithm, actual)
-        os.chmod(partial, 0o644)
+        try:
+            settle(partial, entry_attributes(self.p["store"]))
+        except BaseException:
+            remove(partial)
+            raise
         os.rename(partial, final)
         _releases.fsync_dir(directory)
         return final, algorithm, actual
@@ -438,15 +481,19 @@ class Artifact:
         return partial, info["hexdigest"]
 
     def copy_in(self, directory, algorithm):
-        """A file on the host (a pushed temp file or remote_src): hash it while moving it into the
-        store; renamed when on the same filesystem, else copied."""
+        """A file on the host (a pushed temp file or remote_src): hash it while copying it into a
+        temp file in the store. A pushed temp file of our own user on the same filesystem is hashed
+        and renamed instead; one the SSH login user pushed (the module runs with become) is copied,
+        since that user may still have it open and could change the bytes after they were hashed."""
         src = self.p["src"]
         if not os.path.isfile(src):
             raise ArtifactError("src %s does not exist on this host (or is not a file)" % src)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".partial-")
         try:
-            if not self.p["remote_src"] and os.stat(src).st_dev == os.stat(directory).st_dev:
-                # A temp file the action plugin pushed: it is ours, so hash it once and move it.
+            pushed = os.stat(src)
+            if (not self.p["remote_src"] and pushed.st_dev == os.stat(directory).st_dev
+                    and pushed.st_uid == os.geteuid()):
+                # A temp file the action plugin pushed as this very user: hash it once and move it.
                 digest = _digest.file_digest(src, algorithm)
                 os.rename(src, tmp)
             else:

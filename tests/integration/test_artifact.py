@@ -87,6 +87,7 @@ def test_pull_verified_by_sha256sums_then_idempotent(lab, repo, store):
     assert r["bytes_transferred"] == repo["size"] and not r["resumed"]
     assert r["source"] == url and r["throughput"] > 0
     assert sh(lab, "app1", f"sha256sum {r['path']}").split()[0] == repo["digest"]
+    assert sh(lab, "app1", f"stat -c '%U %G %a' {r['path']}") == "root root 644", "like the store (root, 0755)"
     assert store_listing(lab, "app1", store) == repo["digest"], "no temp or partial files left"
 
     again = art(lab, "app1", url=url, checksum_url=sums, store=store, allow_unverified=True)
@@ -156,9 +157,11 @@ def test_push_to_every_app_host_then_rerun_moves_nothing(lab, repo, store):
     for host in hosts:
         r = first[host]
         assert r["changed"] and r["bytes_transferred"] == repo["size"], (host, r)
-        assert sh(lab, host, f"sha256sum {store}/sha256/{repo['digest']}").split()[0] == repo["digest"]
+        assert sh(lab, host, f"sudo sha256sum {store}/sha256/{repo['digest']}").split()[0] == repo["digest"]
         links, mode = sh(lab, host, f"stat -c '%h %a' {args['dest']}").split()
         assert (links, mode) == ("2", "640"), "dest is a hard link to the store entry"
+        # Pushed by the SSH login user (debian), stored with become: the entry is the store owner's, not debian's.
+        assert sh(lab, host, f"stat -c '%U %G' {store}/sha256/{repo['digest']}") == "root root"
     assert sum(not first[h]["digest_cached"] for h in hosts) == 1, "the controller digest is computed once per run"
     again = run_module(lab, "app", "seedops.deploy.artifact", args, hosts=hosts)
     for host in hosts:

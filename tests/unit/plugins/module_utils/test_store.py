@@ -138,6 +138,97 @@ def test_a_pushed_temp_file_is_moved_in(tmp_path, src):
     assert not src.exists(), "the action plugin's temp file is moved, not copied"
 
 
+# -- who owns an entry -------------------------------------------------------------------------
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="giving files to other users needs root")
+OTHER_UID, OTHER_GID = 4242, 4343
+
+
+def owner_mode(path):
+    st = os.stat(str(path))
+    return st.st_uid, st.st_gid, oct(st.st_mode & 0o7777)
+
+
+@needs_root
+def test_a_file_another_user_pushed_is_copied_in_and_owned_by_the_store_owner(tmp_path, src):
+    """With become, the pushed temp file belongs to the SSH login user, who may still have it open: the entry is a
+    file of the module's own with the bytes that were hashed, owned like the store, whatever that user writes later."""
+    store = tmp_path / "store"
+    (store / "sha256").mkdir(parents=True)
+    os.chown(str(src), OTHER_UID, OTHER_GID)
+    os.chmod(str(src), 0o664)
+    held = open(str(src), "r+b")  # the login user's descriptor, opened before the module ran
+    try:
+        result = _store.Artifact(params(store, src=str(src), checksum="sha256:" + HEX)).run()
+        entry = store / "sha256" / HEX
+        assert result["changed"] and entry.read_bytes() == PAYLOAD
+        assert owner_mode(entry) == (0, 0, "0o644"), "the store's owner and group, not the login user"
+        assert os.stat(str(entry)).st_ino != os.stat(str(src)).st_ino, "a copy, never the pushed inode"
+        held.write(b"changed after the hash")
+        held.flush()
+    finally:
+        held.close()
+    assert entry.read_bytes() == PAYLOAD
+    assert listing(store) == ["sha256/" + HEX]
+
+
+@needs_root
+@pytest.mark.parametrize("store_mode,entry_mode", [(0o755, "0o644"), (0o750, "0o640"), (0o711, "0o644"),
+                                                   (0o700, "0o600")])
+def test_an_entry_follows_the_store_directory(tmp_path, src, store_mode, entry_mode):
+    store = tmp_path / "store"
+    store.mkdir()
+    os.chown(str(store), OTHER_UID, OTHER_GID)
+    os.chmod(str(store), store_mode)
+    _store.Artifact(params(store, src=str(src), remote_src=True, checksum="sha256:" + HEX)).run()
+    assert owner_mode(store / "sha256" / HEX) == (OTHER_UID, OTHER_GID, entry_mode)
+    # A pushed temp file of the module's own user is moved in, and gets the same.
+    other = tmp_path / "pushed"
+    other.write_bytes(b"pushed bytes")
+    os.chmod(str(other), 0o600)
+    digest = hashlib.sha256(b"pushed bytes").hexdigest()
+    _store.Artifact(params(store, src=str(other), checksum="sha256:" + digest)).run()
+    assert not other.exists() and owner_mode(store / "sha256" / digest) == (OTHER_UID, OTHER_GID, entry_mode)
+
+
+def test_a_pulled_entry_follows_the_store_directory_too(tmp_path, server):
+    _srv, base = server
+    store = tmp_path / "store"
+    store.mkdir(mode=0o750)
+    os.chmod(str(store), 0o750)
+    _store.Artifact(params(store, url=base + "/app.tar.gz", checksum="sha256:" + HEX)).run()
+    st = os.stat(str(store))
+    assert owner_mode(store / "sha256" / HEX) == (st.st_uid, st.st_gid, "0o640")
+
+
+def test_a_user_who_cannot_give_files_away_keeps_them(tmp_path, src, monkeypatch):
+    """Without root, chown to the store's owner fails: the entry stays the running user's (who may write into the
+    store anyway), in the store's group where that works."""
+    calls = []
+
+    def fchown(fd, uid, gid):
+        calls.append((uid, gid))
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(_store, "entry_attributes", lambda store: (5555, 6666, 0o640))
+    monkeypatch.setattr(_store.os, "fchown", fchown)
+    store = tmp_path / "store"
+    result = _store.Artifact(params(store, src=str(src), remote_src=True, checksum="sha256:" + HEX)).run()
+    assert result["changed"] and calls == [(5555, 6666), (-1, 6666)]
+    assert oct(os.stat(str(store / "sha256" / HEX)).st_mode & 0o777) == "0o640"
+
+
+def test_an_entry_that_cannot_be_settled_leaves_nothing(tmp_path, src, monkeypatch):
+    def fchmod(fd, mode):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(_store.os, "fchmod", fchmod)
+    store = tmp_path / "store"
+    with pytest.raises(OSError, match="Input/output error"):
+        _store.Artifact(params(store, src=str(src), remote_src=True, checksum="sha256:" + HEX)).run()
+    assert listing(store) == []
+
+
 def test_unverified_remote_src_is_stored_under_its_digest(tmp_path, src):
     store = tmp_path / "store"
     with pytest.raises(_store.ArtifactError, match="without a checksum"):
