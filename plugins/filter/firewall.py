@@ -13,9 +13,9 @@ from ansible.errors import AnsibleFilterError
 _COMMENT = re.compile(r'^[^"\\\n]{0,100}$')
 
 
-def _port(value, where):
+def _one_port(value, where):
     """'22', 22 or '8000-8100' -> the nft form; anything else fails naming the rule."""
-    text = str(value).strip() if value is not None and not isinstance(value, bool) else ""
+    text = str(value).strip() if value is not None and not isinstance(value, (bool, list, tuple, dict)) else ""
     parts = text.split("-", 1)
     if not all(p.isdigit() for p in parts):
         raise AnsibleFilterError(f"{where}: port {value!r} is not a port: give 1-65535 or a range like '8000-8100'")
@@ -24,7 +24,18 @@ def _port(value, where):
         raise AnsibleFilterError(f"{where}: port {value!r} is out of range: ports are 1-65535")
     if len(numbers) == 2 and numbers[0] > numbers[1]:
         raise AnsibleFilterError(f"{where}: port range {value!r} runs backwards: give the lower port first")
-    return "-".join(str(n) for n in numbers)
+    return numbers
+
+
+def _port(value, where):
+    """A port, a range or a list of them -> the nft form: '22', '8000-8100' or '{ 22, 2222 }' (sorted, once each)."""
+    if not isinstance(value, (list, tuple)):
+        return "-".join(str(n) for n in _one_port(value, where))
+    if not value:
+        raise AnsibleFilterError(f"{where}: port [] names no port: give 1-65535, a range like '8000-8100', or a list of them")
+    ports = sorted({tuple(_one_port(item, where)) for item in value})
+    texts = ["-".join(str(n) for n in numbers) for numbers in ports]
+    return texts[0] if len(texts) == 1 else "{ " + ", ".join(texts) + " }"
 
 
 def _sources(value, where):
@@ -65,7 +76,7 @@ def firewall_rules(rules, name="firewall_allow"):
         if proto not in ("tcp", "udp"):
             raise AnsibleFilterError(f"{where}: proto {proto!r} is not tcp or udp")
         v4, v6 = _sources(rule.get("sources"), where)
-        comment = str(rule.get("comment") or f"{proto}/{port}")
+        comment = str(rule.get("comment") or f"{proto}/{port.strip('{ }').replace(', ', ',')}")
         if not _COMMENT.match(comment):
             raise AnsibleFilterError(f"{where}: comment {comment!r} must be at most 100 characters without quotes or backslashes")
         tail = f'{proto} dport {port} accept comment "{comment}"'

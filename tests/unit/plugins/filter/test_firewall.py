@@ -52,3 +52,22 @@ def test_ssh_connection_is_parsed_or_empty():
     assert plugin.ssh_connection("172.18.0.1 51234 172.18.0.6 22") == {
         "client": "172.18.0.1", "client_port": 51234, "server": "172.18.0.6", "port": 22}
     assert plugin.ssh_connection("") == {} and plugin.ssh_connection(None) == {} and plugin.ssh_connection("a b c") == {}
+
+
+def test_a_list_of_ports_is_one_set_sorted_once_each():
+    assert plugin.firewall_rules([{"port": [2222, "22", 22], "comment": "ssh"}]) == ['tcp dport { 22, 2222 } accept comment "ssh"']
+    assert plugin.firewall_rules([{"port": ["22"]}]) == ['tcp dport 22 accept comment "tcp/22"']
+    assert plugin.firewall_rules([{"port": [443, "8000-8100"], "sources": ["10.0.0.0/8"]}]) == [
+        'ip saddr { 10.0.0.0/8 } tcp dport { 443, 8000-8100 } accept comment "tcp/443,8000-8100"']
+
+
+@pytest.mark.parametrize("port, message", [
+    ([], "port [] names no port"),
+    ([22, 70000], "port 70000 is out of range"),
+    ([22, [2222]], "port [2222] is not a port"),
+    ([22, {"port": 1}], "is not a port"),
+])
+def test_bad_port_lists_fail_naming_the_port(port, message):
+    with pytest.raises(AnsibleFilterError) as err:
+        plugin.firewall_rules([{"port": port}], "firewall_ssh_port")
+    assert message in str(err.value) and "firewall_ssh_port[0]" in str(err.value)
