@@ -3,6 +3,7 @@ check mode, a ruleset that locks SSH out reverting itself, bad input refused bef
 ruleset coming back from nftables.service, and removal."""
 
 import json
+import subprocess
 import time
 
 import pytest
@@ -31,6 +32,12 @@ def converge(lab, settings, *args):
 
 def table(lab):
     return sh(lab, HOST, f"sudo nft list table {TABLE}", check=False)
+
+
+def in_container(lab, command):
+    """A command run as root in HOST's container, whatever its firewall does to SSH."""
+    return subprocess.run(["docker", "exec", f"{lab.name}-{HOST}", "/bin/sh", "-c", command], capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, timeout=120, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +153,71 @@ def test_absent_removes_the_table_and_its_files(lab, converged):
     assert reaches(lab, "app2", HOST, CLOSED_PORT)
     result, recap = converge(lab, {"firewall_state": "absent"})
     assert result.returncode == 0 and recap[HOST]["changed"] == 0
+
+
+SSHD_PORT = 2222
+SSHD_PORTS = "/etc/ssh/sshd_config.d/zz-firewall-test.conf"
+
+
+def reload_sshd(lab, ports):
+    """Reload sshd in HOST's container and wait until it listens on `ports` and the lab's SSH gets in again (a reload
+    re-executes sshd, which resets connections arriving meanwhile)."""
+    assert in_container(lab, "systemctl reload ssh").returncode == 0
+    deadline = time.monotonic() + 15
+    while True:
+        listening = in_container(lab, "ss -Hltn").stdout.split()
+        if all(f"0.0.0.0:{port}" in listening for port in ports) and lab.ssh(HOST, "true").returncode == 0:
+            return
+        assert time.monotonic() < deadline, f"sshd does not listen on {ports}, or the lab's SSH does not get in"
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def without_ssh(lab, tmp_path_factory):
+    """Arguments that make Ansible reach HOST through docker exec (tests/integration/playbooks/connection_plugins): no
+    SSH_CONNECTION, and no ruleset can cut that connection. An inventory of its own, so that the controller's tasks
+    (delegate_to: localhost) keep the local connection."""
+    path = tmp_path_factory.mktemp("lab_exec") / "inventory.yml"
+    path.write_text(json.dumps({"all": {"hosts": {HOST: {"ansible_connection": "lab_exec",
+                                                         "lab_exec_container": f"{lab.name}-{HOST}"}}}}))
+    return ["-i", str(path)]
+
+
+# Last in this file: their fixture leaves HOST without the role's table.
+@pytest.fixture(scope="module")
+def sshd_also_on_2222(lab, converged):
+    """sshd listening on 22 and 2222; afterwards on 22 only again, without the role's table."""
+    assert in_container(lab, f"printf 'Port 22\\nPort {SSHD_PORT}\\n' > {SSHD_PORTS}").returncode == 0
+    reload_sshd(lab, [22, SSHD_PORT])
+    yield
+    # Through docker exec: a broken ruleset may have cut SSH off.
+    in_container(lab, f"rm -f {SSHD_PORTS}; nft delete table {TABLE}; rm -f {KEPT}")
+    reload_sshd(lab, [22])
+
+
+def test_without_ssh_every_port_sshd_listens_on_stays_open(lab, sshd_also_on_2222, without_ssh):
+    result, recap = converge(lab, {**SETTINGS, "firewall_allow": [{"port": 80}]}, *without_ssh)
+    assert result.returncode == 0, result.stdout[-3000:]
+    rules = in_container(lab, f"nft list table {TABLE}").stdout
+    assert "dport { 22, 2222 } accept" in rules, rules
+    assert str(lab.host(HOST)["ports"]["22/tcp"]) not in rules  # ansible_port means nothing without SSH
+    assert reaches(lab, "app1", HOST, 22) and reaches(lab, "app1", HOST, SSHD_PORT)
+    assert not reaches(lab, "app1", HOST, OPEN_PORT)
+    assert sh(lab, HOST, "id -un") == "debian"  # the lab's SSH through the published port
+
+
+def test_without_ssh_a_ruleset_that_locks_sshd_out_is_put_back_at_once(lab, sshd_also_on_2222, without_ssh):
+    before, kept = in_container(lab, f"nft list table {TABLE}").stdout, in_container(lab, f"sha256sum {KEPT}").stdout
+    # The connection in use (docker exec) survives any ruleset; the controller's check over port 22 does not.
+    result, recap = converge(lab, {**SETTINGS, "firewall_custom_rules": ["tcp dport 22 drop"]}, *without_ssh)
+    assert result.returncode != 0 and recap[HOST]["failed"] == 1, result.stdout[-3000:]
+    out = flat(result)
+    address = lab.host(HOST)["address"]
+    assert (f"the new ruleset was not kept: Ansible does not reach {HOST} over SSH, and the controller could not reach "
+            f"sshd at {address} port 22 through it within 8 s") in out, out[-3000:]
+    assert "The role reverted it at" in out and "the previous ruleset is loaded again" in out
+    assert in_container(lab, f"nft list table {TABLE}").stdout == before
+    assert in_container(lab, f"sha256sum {KEPT}").stdout == kept
+    assert reaches(lab, "app1", HOST, 22)
+    assert in_container(lab, "systemctl list-timers --all --no-legend | grep -c seedops-firewall-revert").stdout.strip() == "0"
+    assert sh(lab, HOST, "id -un") == "debian"
