@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import run_playbook, sh
+from conftest import flat, refused, run_playbook, sh
 
 pytestmark = pytest.mark.lab
 
@@ -226,6 +226,40 @@ def test_a_setting_sshd_refuses_changes_nothing(lab, converged, base):
     assert 'sshd would run with "passwordauthentication yes", not "passwordauthentication no"' in result.stdout
     assert "a file sorted before 00-seedops-access.conf in /etc/ssh/sshd_config.d" in result.stdout
     assert state(lab) == before and "maxauthtries 4" in sh(lab, HOST, "sudo sshd -T").splitlines()
+
+
+def test_sshd_settings_that_refuse_the_next_key_login_revert_themselves(lab, converged, base):
+    before = state(lab)
+    # sshd -t accepts it and the login in use passes every check, but the next login (an ed25519 key) is refused.
+    started = time.monotonic()
+    result, recap = converge(lab, {**base, "access_sshd_options": {"PubkeyAcceptedAlgorithms": "rsa-sha2-512"},
+                                   "access_sshd_login_timeout": 4, "access_sshd_revert_timeout": 12})
+    elapsed = time.monotonic() - started
+    assert result.returncode != 0 and recap[HOST]["failed"] == 1 and recap[HOST]["unreachable"] == 0, result.stdout[-3000:]
+    out = flat(result)
+    assert ("access: the new sshd settings were not kept: Ansible could not log in afresh with a key within 4 s after sshd "
+            "reloaded them") in out, out[-3000:]
+    assert "They reverted themselves after 12 s (at" in out and f"{DROPIN} is as it was and sshd runs with it again" in out
+    assert elapsed < 120, elapsed
+    # A new login gets in (the next call), with the drop-in and sshd's settings from before.
+    assert state(lab) == before
+    accepted = [line for line in sh(lab, HOST, "sudo sshd -T").splitlines() if line.startswith("pubkeyacceptedalgorithms ")]
+    assert "ssh-ed25519" in accepted[0], accepted
+    assert sh(lab, HOST, "systemctl list-timers --all --no-legend | grep -c seedops-access || true") == "0"
+    assert sh(lab, HOST, "systemctl is-active ssh") == "active"
+
+
+def test_without_ssh_no_key_login_can_prove_a_change_and_nothing_changes(lab, converged, base, tmp_path):
+    # Ansible reaches the host through docker exec (tests/integration/playbooks/connection_plugins): no SSH_CONNECTION.
+    without_ssh = tmp_path / "inventory.yml"
+    without_ssh.write_text(json.dumps({"all": {"hosts": {HOST: {"ansible_connection": "lab_exec",
+                                                                "lab_exec_container": f"{lab.name}-{HOST}"}}}}))
+    before = state(lab)
+    result, recap = converge(lab, {**base, "access_sshd_max_auth_tries": 5}, "-i", str(without_ssh))
+    refused(result, recap, HOST, f"access: Ansible does not reach {HOST} over SSH", "nothing was changed",
+            "access_sshd_login_check")
+    assert state(lab) == before
+    assert "maxauthtries 4" in sh(lab, HOST, "sudo sshd -T").splitlines()
 
 
 def test_allow_lists_refusing_the_login_user_stop_before_any_change(lab, converged, base):
