@@ -61,20 +61,29 @@ options:
 """
 
 
-def _as_suboptions(documentation):
+def _as_suboptions(documentation, description, required):
     """The same options nested under one dict option `health`, their O(...) references made relative to it."""
     options = documentation.split("options:\n", 1)[1].replace("O(", "O(health.")
     return r"""
 options:
   health:
     description:
-      - The health check - HTTP (O(health.url)) or TCP (O(health.port)); N consecutive successes within a deadline,
-        as M(seedops.deploy.health_check) does it.
+%s
     type: dict
-    required: true
+    required: %s
     suboptions:
-""" + textwrap.indent(options, " " * 4)
+""" % (textwrap.indent(description.strip(), " " * 6), "true" if required else "false") + textwrap.indent(options, " " * 4)
 
 
 # seedops.deploy.health.suboptions (staged_restart), made from DOCUMENTATION so the options are written once.
-ModuleDocFragment.SUBOPTIONS = _as_suboptions(ModuleDocFragment.DOCUMENTATION)
+ModuleDocFragment.SUBOPTIONS = _as_suboptions(ModuleDocFragment.DOCUMENTATION, """
+- The health check - HTTP (O(health.url)) or TCP (O(health.port)); N consecutive successes within a deadline,
+  as M(seedops.deploy.health_check) does it.
+""", required=True)
+
+# seedops.deploy.health.probe (release_info): the same options for one probe, taken once, without waiting.
+ModuleDocFragment.PROBE = _as_suboptions(ModuleDocFragment.DOCUMENTATION, """
+- Probe the service's health once (HTTP with O(health.url) or TCP with O(health.port)) and report it as
+  RV(service.healthy); O(health.successes), O(health.interval) and O(health.timeout) are not used - it never waits.
+- Only with O(service).
+""", required=False)

@@ -14,12 +14,26 @@ description:
   - Reads the release records under O(path) (written by M(seedops.deploy.release)) and reports every release with
     its state, which one is live, which one a rollback would pick, and who holds the deploy lock - for a
     fleet-wide "what runs where" report.
+  - With O(service), also what the service really runs - measured, not assumed - as RV(service) - its systemd
+    state, the release its main process was started from (so a switch that was not followed by a restart shows),
+    what it says its version is (O(version_url)) and one health probe (O(health)).
   - Changes nothing; safe in check mode; takes no lock.
 options:
   path:
     description: The application's base directory.
     type: path
     required: true
+  service:
+    description:
+      - The systemd unit that serves the application. Its main process tells which release it runs - its executable
+        or its working directory lies in C(releases/<id>/); where those cannot be read (no CAP_SYS_PTRACE, as in
+        containers), its start time does - the release live then is the one activated last before it.
+    type: str
+  version_url:
+    description:
+      - A URL on which the running service says its version (a JSON object with C(version), or a plain text body
+        whose first line is the version), read as RV(service.reports). Only with O(service), only when it is active.
+    type: str
 attributes:
   check_mode:
     support: full
@@ -28,6 +42,7 @@ attributes:
     support: none
     details: It changes nothing, so there is nothing to compare.
 extends_documentation_fragment:
+  - seedops.deploy.health.probe
   - seedops.deploy.attributes
   - ansible.builtin.action_common_attributes
 seealso:
@@ -93,6 +108,57 @@ exists:
   description: Whether O(path) holds a release layout at all.
   returned: always
   type: bool
+service:
+  description:
+    - What O(service) runs now, measured on the host; null without O(service).
+  returned: always
+  type: dict
+  contains:
+    name:
+      description: The unit.
+      type: str
+    state:
+      description: Its ActiveState (active, failed, inactive, activating, ...), or V(not-found).
+      type: str
+    pid:
+      description: Its main process id, or null.
+      type: int
+    since:
+      description: When its main process started (systemd's ExecMainStartTimestamp), or null.
+      type: str
+    release:
+      description:
+        - The release its main process was started from, or null when it does not run or runs from elsewhere.
+        - It differs from RV(current) when the live release was switched and the service not restarted.
+      type: str
+    seen_by:
+      description:
+        - How RV(service.release) was seen - V(exe) (the executable), V(cwd) (the working directory) or
+          V(start time) (the release live when the process started, from the release records).
+      type: str
+    reports:
+      description: The version the service itself reports at O(version_url), or null.
+      type: str
+    healthy:
+      description: The answer to one probe of O(health); null without O(health) or when the service is not active.
+      type: bool
+    health:
+      description: That probe's observation (status, body excerpt, error, ms).
+      type: dict
+    error:
+      description: Why something could not be read (systemctl, the version URL), or null.
+      type: str
+  sample:
+    name: app
+    state: active
+    pid: 4242
+    since: "Tue 2026-12-01 20:00:00 UTC"
+    release: "2.0.0"
+    seen_by: exe
+    reports: "2.0.0"
+    healthy: true
+    health: {status: 200, ms: 1.2}
+    error: null
 platform:
   description:
     - The host's operating system and machine as C(uname) names them - the same values as the C(system) and
@@ -105,16 +171,37 @@ platform:
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
+from ansible_collections.seedops.deploy.plugins.module_utils import _health
 from ansible_collections.seedops.deploy.plugins.module_utils import _release
 from ansible_collections.seedops.deploy.plugins.module_utils import _releases
+from ansible_collections.seedops.deploy.plugins.module_utils import _service
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(path=dict(type="path", required=True)), supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", required=True),
+            service=dict(type="str"),
+            version_url=dict(type="str"),
+            health=dict(type="dict", options=_health.ARGUMENT_SPEC, required_one_of=_health.REQUIRED_ONE_OF),
+        ),
+        required_by={"version_url": "service", "health": "service"},
+        supports_check_mode=True,
+    )
+    params = module.params
     try:
-        report = _release.host_releases(module.params["path"])
+        report = _release.host_releases(params["path"])
     except (_releases.ReleaseError, OSError) as exc:
         module.fail_json(msg=to_native(exc))
+    report["service"] = None
+    if params["service"]:
+        state = _service.service_state(module.run_command, module.get_bin_path("systemctl", required=True),
+                                       params["service"], _releases.Layout(params["path"]).releases,
+                                       params["version_url"], records=report["releases"])
+        state["healthy"] = state["health"] = None
+        if params["health"] and state["state"] == "active":
+            state["healthy"], state["health"] = _health.probe_from(params["health"])()
+        report["service"] = state
     module.exit_json(changed=False, **report)
 
 
