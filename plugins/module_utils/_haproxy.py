@@ -61,7 +61,8 @@ def command(path, line, timeout=5.0):
 
 
 def parse_servers_state(text):
-    """`show servers state` -> {(backend, server): {admin_state, op_state, weight, address}}."""
+    """`show servers state` -> {(backend, server): {admin_state, op_state, weight, initial_weight (the
+    configuration's), address, check_state}}."""
     lines = [line for line in text.splitlines() if line.strip()]
     header = None
     servers = {}
@@ -79,6 +80,7 @@ def parse_servers_state(text):
             "admin_state": int(row["srv_admin_state"]),
             "op_state": int(row["srv_op_state"]),
             "weight": int(row["srv_uweight"]),
+            "initial_weight": int(row.get("srv_iweight") or row["srv_uweight"]),
             "address": row.get("srv_addr"),
             "check_state": int(row.get("srv_check_state") or 0),
         }

@@ -16,6 +16,7 @@ def describe(entry):
         "admin": admin,
         "op": op,
         "weight": entry["weight"],
+        "initial_weight": entry.get("initial_weight", entry["weight"]),
         "checks": hap.checks_name(entry.get("check_state", 0)),
         "address": entry.get("address"),
         "in_rotation": admin == "ready" and op == "up" and entry["weight"] > 0,

@@ -55,8 +55,8 @@ servers:
   returned: always
   type: dict
   sample:
-    app1: {admin: ready, op: up, weight: 1, checks: enabled, address: 172.18.0.4, in_rotation: true}
-    app2: {admin: drain, op: up, weight: 1, checks: enabled, address: 172.18.0.5, in_rotation: false}
+    app1: {admin: ready, op: up, weight: 1, initial_weight: 1, checks: enabled, address: 172.18.0.4, in_rotation: true}
+    app2: {admin: drain, op: up, weight: 1, initial_weight: 1, checks: enabled, address: 172.18.0.5, in_rotation: false}
 in_rotation:
   description: The servers that take new traffic - administratively ready, up for HAProxy's checks, weight above 0.
   returned: always

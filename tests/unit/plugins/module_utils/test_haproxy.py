@@ -12,7 +12,7 @@ STATE = """1
 # be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change
 3 app 1 app1 172.18.0.4 2 0 1 1 12
 3 app 2 app2 172.18.0.5 2 8 1 1 3
-3 app 3 app3 172.18.0.6 0 1 10 1 3
+3 app 3 app3 172.18.0.6 0 1 10 20 3
 """
 
 STAT = """# pxname,svname,qcur,qmax,scur,smax,status,weight,
@@ -23,11 +23,11 @@ app,BACKEND,0,0,2,5,UP,3,
 
 def test_parse_servers_state_and_admin_names():
     servers = hap.parse_servers_state(STATE)
-    assert servers[("app", "app1")] == {"admin_state": 0, "op_state": 2, "weight": 1, "address": "172.18.0.4",
-                                        "check_state": 0}
+    assert servers[("app", "app1")] == {"admin_state": 0, "op_state": 2, "weight": 1, "initial_weight": 1,
+                                        "address": "172.18.0.4", "check_state": 0}
     assert [hap.admin_name(servers[("app", s)]["admin_state"]) for s in ("app1", "app2", "app3")] == [
         "ready", "drain", "maint"]
-    assert servers[("app", "app3")]["weight"] == 10
+    assert (servers[("app", "app3")]["weight"], servers[("app", "app3")]["initial_weight"]) == (10, 20)
 
 
 STATE_26 = (
@@ -115,7 +115,7 @@ def answering(tmp_path):
 
 def test_server_state_of_one_server(answering):
     path, got = answering(STATE_26, STATE_26, "Can't find backend.\n")
-    assert hap.server_state(path, "app", "app2") == {"admin_state": 0, "op_state": 2, "weight": 1,
+    assert hap.server_state(path, "app", "app2") == {"admin_state": 0, "op_state": 2, "weight": 1, "initial_weight": 1,
                                                      "address": "172.18.0.6", "check_state": 2}
     with pytest.raises(hap.HAProxyError, match=r"no server app7 in backend app \(it has: app1, app2\)"):
         hap.server_state(path, "app", "app7")

@@ -26,12 +26,12 @@ STATE = "\n".join([
 def test_every_server_of_the_backend_and_whether_it_takes_traffic():
     servers = _rotation.backend_servers(STATE, "app")
     assert list(servers) == ["app1", "app2", "app3", "app4", "app5"]
-    assert servers["app1"] == {"admin": "ready", "op": "up", "weight": 1, "checks": "enabled",
+    assert servers["app1"] == {"admin": "ready", "op": "up", "weight": 1, "initial_weight": 1, "checks": "enabled",
                                "address": "10.0.0.11", "in_rotation": True}
     assert (servers["app2"]["admin"], servers["app2"]["in_rotation"]) == ("drain", False)
     assert (servers["app3"]["op"], servers["app3"]["in_rotation"]) == ("down", False)
     assert (servers["app4"]["admin"], servers["app4"]["checks"]) == ("maint", "disabled")
-    assert servers["app5"]["in_rotation"] is False
+    assert (servers["app5"]["weight"], servers["app5"]["initial_weight"], servers["app5"]["in_rotation"]) == (0, 1, False)
 
 
 @pytest.fixture
