@@ -18,8 +18,10 @@ description:
     C(deploy_verified)), and who deploys (the holder M(seedops.deploy.fleet_lock) recorded) - and at the end of the run
     prints one table - host, old and new release, batch, stage,
     switch and health durations, result - and writes the same as JSON plus an HTML timeline.
-  - The table also says what every host runs when the run ends (as verified on the host where the run got that far,
-    otherwise as the last module on it returned), so a rollout that stopped halfway is plain to see, and the
+  - The table also says what every host runs when the run ends (as verified on the host where the run got that far -
+    the release its service's main process was started from, with a warning when that is not the live release, the
+    service is not active or not healthy, or it reports another version - otherwise as the last module on it
+    returned), so a rollout that stopped halfway is plain to see, and the
     version-skew window (the spread between the first and the last host starting the new release).
   - Runs in which neither M(seedops.deploy.release), M(seedops.deploy.release_info) nor
     M(seedops.deploy.staged_restart) ran print and write nothing (a runtime download with
@@ -84,6 +86,8 @@ class HostRecord:
     new: str = None
     now: str = None
     verified: str = None
+    live: str = None
+    service: dict = None
     action: str = None
     reason: str = None
     batch: object = None
@@ -109,7 +113,7 @@ class HostRecord:
             return "restarted"
         if self.outcome:
             return self.outcome
-        if self.action in ("switch", "restart"):
+        if self.action in ("switch", "restart", "finish"):
             return "not reached"
         if self.action == "unchanged" or (self.old is not None and self.new in (None, self.old)):
             return "unchanged"
@@ -118,7 +122,24 @@ class HostRecord:
     def runs(self):
         if self.outcome == "unreachable":
             return "unknown (was %s)" % (self.now or self.old or "-")
-        return self.verified or self.now or self.old or "-"
+        runs = self.verified or self.now or self.old or "-"
+        problem = self.service_problem()
+        return "%s (%s)" % (runs, problem) if problem else runs
+
+    def service_problem(self):
+        """What verify measured on the service that the live release does not say, or None."""
+        svc = self.service
+        if not svc:
+            return None
+        if svc.get("state") not in (None, "active"):
+            return "service %s" % svc["state"]
+        if svc.get("release") and self.live and svc["release"] != self.live:
+            return "live link says %s: not restarted" % self.live
+        if svc.get("healthy") is False:
+            return "unhealthy"
+        if svc.get("reports") and svc["reports"] != (self.verified or self.live):
+            return "it says %s" % svc["reports"]
+        return None
 
     def rotation(self):
         """The server's state in the load balancers as verify read it at the end: 'ready/up', 'drain/up', ..."""
@@ -130,7 +151,8 @@ class HostRecord:
         new = self.old if self.new is None and self.result() == "unchanged" else self.new
         return {"host": self.name, "old": self.old, "new": new, "runs": self.runs(), "batch": self.batch,
                 "action": self.action, "reason": self.reason, "result": self.result(),
-                "lb": self.lb, "lb_before": self.lb_before, "rotation": self.rotation(),
+                "lb": self.lb, "lb_before": self.lb_before, "rotation": self.rotation(), "live": self.live,
+                "service": self.service,
                 "stage_s": self.seconds("stage"), "switch_s": self.seconds("drain", "switch"),
                 "health_s": self.seconds("health"), "message": self.message, "restart_times": self.times,
                 "phases": self.phases}
@@ -221,8 +243,10 @@ class CallbackModule(CallbackBase):
                 self.on_plan(facts["deploy_plan"])
             if isinstance(facts.get("deploy_verified"), dict):
                 rec = self.host(name)
-                rec.verified = facts["deploy_verified"].get("release")
-                rec.lb = facts["deploy_verified"].get("lb") or None
+                verified = facts["deploy_verified"]
+                rec.verified, rec.live = verified.get("release"), verified.get("live")
+                rec.service = verified.get("service") if isinstance(verified.get("service"), dict) else None
+                rec.lb = verified.get("lb") or None
             return
         self.seen = True
         self.deployed = self.deployed or kind in ("release", "release_info", "staged_restart")
@@ -303,6 +327,8 @@ class CallbackModule(CallbackBase):
             rec.outcome = "rolled back"
         elif event.failed:
             rec.outcome = "failed"
+        elif rec.action == "finish":
+            rec.outcome = "finished"
         elif rec.outcome is None:
             rec.outcome = "switched"
 
@@ -375,8 +401,10 @@ class CallbackModule(CallbackBase):
         for row in doc["hosts"]:
             if row["lb"] and not row["lb"].get("in_rotation"):
                 out.append("WARNING: %s is out of rotation in the load balancer (%s)" % (row["host"], row["rotation"]))
-            if row["result"] == "repaired":
-                out.append("repaired: %s - %s" % (row["host"], row["reason"]))
+            if row["result"] in ("repaired", "finished"):
+                out.append("%s: %s - %s" % (row["result"], row["host"], row["reason"]))
+            if "(" in row["runs"] and row["result"] != "unreachable":
+                out.append("WARNING: %s runs %s" % (row["host"], row["runs"]))
         self._display.banner("SEEDOPS.DEPLOY REPORT")
         self._display.display("\n".join(out))
 

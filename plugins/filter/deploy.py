@@ -125,19 +125,45 @@ def rotation_of(lb_states, server):
     return next((s for s in seen if not s["in_rotation"]), seen[0])
 
 
+def _held_out(lb):
+    """Why the load balancers keep the server out on purpose (drain, maint, weight 0), or None."""
+    if lb.get("admin") in ("drain", "maint"):
+        return "in " + lb["admin"]
+    if lb.get("admin") == "ready" and lb.get("weight") == 0:
+        return "at weight 0"
+    return None
+
+
+def _unfinished(service, target):
+    """Why a host whose live release is the target does not really serve it (measured by release_info's
+    `service`), or None: it still runs another release, or its service is down or unhealthy."""
+    if not service:
+        return None
+    if service.get("state") not in (None, "active"):
+        return f"its service is {service['state']}"
+    if service.get("release") and service["release"] != target:
+        return f"its live release is {target} but its service still runs {service['release']} (switched, not restarted)"
+    if service.get("healthy") is False:
+        return "its service does not answer its health check"
+    return None
+
+
 def _action(entry, target, mode):
     current = entry.get("current") or None
-    lb = entry.get("lb") or {}
-    held_out = lb.get("admin") in ("drain", "maint")
+    held = _held_out(entry.get("lb") or {})
     if current != target:
         verb = "rolls back from" if mode == "rollback" else "runs"
         reason = f"{verb} {current}" if current else "has no live release yet"
-        return "switch", reason + (f"; in {lb['admin']} in the load balancer, back into rotation after the switch"
-                                   if held_out else "")
+        return "switch", reason + (f"; {held} in the load balancer, back into rotation after the switch"
+                                   if held else "")
+    unfinished = _unfinished(entry.get("service"), target)
+    if unfinished:
+        return "finish", (f"{unfinished} - left by a run that did not finish? Restarted on {target} behind the health "
+                          "gate (rolled back to its previous release if it stays unhealthy), then back into rotation")
     if entry.get("restart"):
         return "restart", f"runs {target}; its unit or environment changed, so it restarts (deploy_restart)"
-    if held_out:
-        return "repair", (f"runs {target} but is in {lb['admin']} in the load balancer (left by a run that did not "
+    if held:
+        return "repair", (f"runs {target} healthily but is {held} in the load balancer (left by a run that did not "
                           "finish?): back into rotation once the load balancer's checks see it up")
     return "unchanged", f"runs {target} already"
 
@@ -149,8 +175,10 @@ def deploy_plan(hosts, release, serial=DEFAULT_SERIAL, canary=None, switch="roll
     `restart` (restart even when the release does not change), and whatever else should travel with
     the plan (`platform`, `digest`, `stage`, `lb_server`). `lb` lists, per load balancer, its servers'
     states (lb_info's `servers`); each host's is kept as `lb`. Hosts whose live release changes get the
-    action `switch`; hosts to restart anyway `restart`; hosts on the release but drained or in
-    maintenance (a run that did not finish) `repair`; the rest `unchanged`. The acting hosts are
+    action `switch`; hosts on the release whose service (release_info's `service`, when the host mapping
+    carries it) still runs another release, is down or unhealthy `finish`; hosts to restart anyway
+    `restart`; hosts on the release but drained, in maintenance or at weight 0 (a run that did not
+    finish) `repair`; the rest `unchanged`. The acting hosts are
     ordered - `canary` first, then inventory order - and cut into batches: the canary hosts, when
     named, form batch 1 and `serial` cuts the rest; otherwise `serial` cuts them all. With
     switch=together every acting host is in the one batch `all`.
@@ -214,6 +242,22 @@ def _last_deploy(info):
     return {"release": release, "result": result, "when": when, "who": who}
 
 
+def _health_of(info):
+    """The service column of the status table, from release_info's `service`: state, health, and the release its
+    process runs when that is not the live one."""
+    svc = info.get("service")
+    if not isinstance(svc, dict):
+        return None
+    if svc.get("state") != "active":
+        return svc.get("state") or ("unknown: %s" % svc.get("error"))
+    words = ["healthy" if svc.get("healthy") else "UNHEALTHY" if svc.get("healthy") is False else "active"]
+    if svc.get("release") and svc["release"] != info.get("current"):
+        words.append("runs %s, NOT RESTARTED" % svc["release"])
+    if svc.get("reports") and svc["reports"] != (svc.get("release") or info.get("current")):
+        words.append("says %s" % svc["reports"])
+    return ", ".join(words)
+
+
 def fleet_status(infos, lb=None, lb_servers=None, lock=None):
     """The fleet in one table: per host its live and previous release, its state in the load balancers and its
     last deploy. `infos` maps host -> release_info result (in inventory order); `lb` lists lb_info `servers`
@@ -223,13 +267,15 @@ def fleet_status(infos, lb=None, lb_servers=None, lock=None):
     rows = []
     for host, info in infos.items():
         if not isinstance(info, dict) or info.get("unreachable") or info.get("failed"):
-            rows.append({"host": host, "release": None, "previous": None, "lb": None, "last": None,
+            rows.append({"host": host, "release": None, "previous": None, "service": None, "health": None,
+                         "lb": None, "last": None,
                          "error": (info or {}).get("msg", "no answer") if isinstance(info, dict) else "no answer"})
             continue
         state = rotation_of(list(lb or []), (lb_servers or {}).get(host) or host)
         rows.append({"host": host, "release": info.get("current"), "previous": info.get("rollback_target"),
-                     "lb": state, "last": _last_deploy(info), "lock": info.get("lock"), "error": None})
-    head = ["host", "live", "previous", "lb (admin/health, weight)", "last deploy"]
+                     "service": info.get("service"), "health": _health_of(info), "lb": state,
+                     "last": _last_deploy(info), "lock": info.get("lock"), "error": None})
+    head = ["host", "live", "previous", "service", "lb (admin/health, weight)", "last deploy"]
     cells = []
     for row in rows:
         lb = row["lb"]
@@ -239,7 +285,7 @@ def fleet_status(infos, lb=None, lb_servers=None, lock=None):
         last = row["last"]
         last_cell = "-" if not last else "%s %s %s by %s" % (last["release"], last["result"], last["when"], last["who"])
         cells.append([row["host"], row["release"] or ("unreachable: " + row["error"] if row["error"] else "-"),
-                      row["previous"] or "-", lb_cell, last_cell])
+                      row["previous"] or "-", row["health"] or "-", lb_cell, last_cell])
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(head)]
     table = ["  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
     table += ["  ".join(c.ljust(w) for c, w in zip(cell, widths)).rstrip() for cell in cells]

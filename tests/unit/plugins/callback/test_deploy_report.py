@@ -200,12 +200,39 @@ def test_a_repaired_host_and_one_left_out_of_rotation_are_said(callback, tmp_pat
         {"ansible_facts": {"deploy_verified": {"release": "2.0.0", "lb": dict(drained, op="down")}}})
     callback.v2_playbook_on_stats(Stats())
     out = capsys.readouterr().out
-    assert "repaired: app1 - runs 2.0.0 but is in drain in the load balancer" in out
+    assert "repaired: app1 - runs 2.0.0 healthily but is in drain in the load balancer" in out
     assert "WARNING: app2 is out of rotation in the load balancer (drain/down)" in out
     doc = json.loads((tmp_path / "latest.json").read_text())
     rows = {row["host"]: row for row in doc["hosts"]}
     assert (rows["app1"]["result"], rows["app1"]["rotation"], rows["app1"]["lb_before"]["admin"]) == ("repaired", "ready/up", "drain")
     assert (rows["app2"]["result"], rows["app2"]["rotation"]) == ("unchanged", "drain/down")
+
+
+def test_a_finished_host_and_what_the_services_really_run(callback, tmp_path, capsys):
+    """runs now is the service's measured release; a service that was not restarted, is down or says another
+    version is a warning."""
+    def svc(release, state="active", reports=None):
+        return {"name": "app", "state": state, "release": release, "healthy": state == "active", "reports": reports}
+    entries = [{"host": h, "current": "2.0.0", "service": svc("2.0.0")} for h in ("app2", "app3", "app4")]
+    entries.insert(0, {"host": "app1", "current": "2.0.0", "service": svc("1.0.0")})
+    deploy_plan = deploy_filters.deploy_plan(entries, "2.0.0")
+    assert deploy_plan["hosts"]["app1"]["action"] == "finish"
+    run(callback, "app1", "ansible.builtin.set_fact", {"ansible_facts": {"deploy_plan": deploy_plan}})
+    run(callback, "app1", "seedops.deploy.staged_restart", {"changed": True, "release": "2.0.0"})
+    verified = {"app1": svc("2.0.0", reports="2.0.0"), "app2": svc("1.0.0"), "app3": svc(None, "failed"),
+                "app4": svc("2.0.0", reports="2.0.0-dirty")}
+    for host, service in verified.items():
+        run(callback, host, "ansible.builtin.set_fact", {"ansible_facts": {"deploy_verified": {
+            "release": service["release"] or "2.0.0", "live": "2.0.0", "service": service}}})
+    callback.v2_playbook_on_stats(Stats())
+    out = capsys.readouterr().out
+    assert "finished: app1 - its live release is 2.0.0 but its service still runs 1.0.0" in out
+    assert "WARNING: app2 runs 1.0.0 (live link says 2.0.0: not restarted)" in out
+    assert "WARNING: app3 runs 2.0.0 (service failed)" in out
+    assert "WARNING: app4 runs 2.0.0 (it says 2.0.0-dirty)" in out
+    assert "WARNING: app1" not in out
+    rows = {row["host"]: row for row in json.loads((tmp_path / "latest.json").read_text())["hosts"]}
+    assert (rows["app1"]["result"], rows["app1"]["runs"], rows["app1"]["service"]["reports"]) == ("finished", "2.0.0", "2.0.0")
 
 
 def test_the_report_says_who_deployed_from_the_fleet_lock(callback, tmp_path, capsys):

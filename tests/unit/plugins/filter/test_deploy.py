@@ -151,8 +151,8 @@ def test_deploy_plan_summary_says_every_host_and_the_batches():
 
 def _lb(**states):
     up = {"admin": "ready", "op": "up", "weight": 1, "in_rotation": True}
-    return {h: dict(up, **st, in_rotation=st.get("admin", "ready") == "ready" and st.get("op", "up") == "up")
-            for h, st in states.items()}
+    return {h: dict(up, **st, in_rotation=st.get("admin", "ready") == "ready" and st.get("op", "up") == "up"
+                    and st.get("weight", 1) > 0) for h, st in states.items()}
 
 
 def test_deploy_plan_repairs_a_host_left_drained_and_notes_it_for_one_that_switches():
@@ -166,6 +166,35 @@ def test_deploy_plan_repairs_a_host_left_drained_and_notes_it_for_one_that_switc
     assert plan["hosts"]["app3"]["reason"] == "runs 1.0; in maint in the load balancer, back into rotation after the switch"
     assert plan["order"] == ["app2", "app3", "app4"] and plan["in_rotation"] == ["app1"]
     assert plan["hosts"]["app4"]["lb"]["admin"] == "maint", "the load balancer that keeps it out counts"
+
+
+def test_deploy_plan_repairs_a_host_left_at_weight_0():
+    plan = plugin.deploy_plan(_hosts(("app1", "2.0"), ("app2", "2.0")), "2.0",
+                              lb=[_lb(app1={"weight": 0}, app2={})])
+    assert plan["hosts"]["app1"]["action"] == "repair" and "at weight 0 in the load balancer" in plan["hosts"]["app1"]["reason"]
+    assert plan["hosts"]["app2"]["action"] == "unchanged"
+
+
+def _service(release, state="active", healthy=True):
+    return {"name": "app", "state": state, "release": release, "healthy": healthy}
+
+
+def test_deploy_plan_finishes_hosts_a_dead_run_left_half_way():
+    hosts = _hosts(("app1", "2.0"), ("app2", "2.0"), ("app3", "2.0"), ("app4", "2.0"), ("app5", "2.0"), ("app6", "1.0"))
+    services = {"app1": _service("1.0"), "app2": _service(None, "failed", None), "app3": _service("2.0", healthy=False),
+                "app4": _service("2.0"), "app5": _service(None), "app6": _service("1.0")}
+    for host in hosts:
+        host["service"] = services[host["host"]]
+    plan = plugin.deploy_plan(hosts, "2.0", lb=[_lb(app1={"admin": "drain"}, app2={}, app3={}, app4={}, app5={}, app6={})])
+    actions = {h: e["action"] for h, e in plan["hosts"].items()}
+    assert actions == {"app1": "finish", "app2": "finish", "app3": "finish", "app4": "unchanged", "app5": "unchanged",
+                       "app6": "switch"}
+    reasons = {h: e["reason"] for h, e in plan["hosts"].items()}
+    assert reasons["app1"].startswith("its live release is 2.0 but its service still runs 1.0 (switched, not restarted)")
+    assert reasons["app2"].startswith("its service is failed") and "rolled back" in reasons["app2"]
+    assert reasons["app3"].startswith("its service does not answer its health check")
+    assert plan["batches"] == [["app1"], ["app2"], ["app3", "app6"]]
+    assert plan["hosts"]["app4"]["service"]["release"] == "2.0", "the measured service travels with the plan"
 
 
 def test_deploy_plan_a_host_the_load_balancer_does_not_know_is_out_of_rotation_and_without_lb_nothing_is_judged():
@@ -210,3 +239,17 @@ def test_fleet_status_prints_every_host_its_rotation_and_last_deploy():
     lock = {"holder": {"user": "ana", "playbook": "deploy.yml"}, "since_iso": "2026-12-01T11:00:00Z"}
     held = plugin.fleet_status({"app1": _info("2.0")}, lock=lock)
     assert held["table"][-1] == "deploy lock: held by user ana, playbook deploy.yml, since 2026-12-01T11:00:00Z"
+
+
+def test_fleet_status_says_what_each_service_runs_and_whether_it_is_healthy():
+    def info(service):
+        return dict(_info("2.0", "1.0"), service=dict({"name": "app", "state": "active", "release": "2.0",
+                                                       "healthy": True, "reports": None}, **service))
+    status = plugin.fleet_status({"app1": info({}), "app2": info({"release": "1.0"}), "app3": info({"healthy": False}),
+                                  "app4": info({"state": "failed", "release": None}), "app5": info({"reports": "2.1"}),
+                                  "app6": _info("2.0")})
+    health = {r["host"]: r["health"] for r in status["hosts"]}
+    assert health == {"app1": "healthy", "app2": "healthy, runs 1.0, NOT RESTARTED", "app3": "UNHEALTHY",
+                      "app4": "failed", "app5": "healthy, says 2.1", "app6": None}
+    assert status["table"][0].split() == ["host", "live", "previous", "service", "lb", "(admin/health,", "weight)",
+                                          "last", "deploy"]
