@@ -114,12 +114,20 @@ def lab() -> LabInfo:
     return load_lab(name)
 
 
-def run_playbook(playbook: str, inventory: str, *args: str, cwd: str = REPO_ROOT, env: dict | None = None):
-    """ansible-playbook from the project's environment; returns (result, {host: recap counts})."""
+def run_playbook(playbook: str, inventory: str, *args: str, cwd: str = REPO_ROOT, env: dict | None = None,
+                 kill_at: str | None = None):
+    """ansible-playbook from the project's environment; returns (result, {host: recap counts}).
+    kill_at: SIGKILL the controller at that point of the run (tests/integration/callbacks/kill_at.py); the
+    playbook then runs in its own process group, which is all that gets killed."""
     full_env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", **(env or {})}
+    if kill_at:
+        full_env.update(SEEDOPS_KILL_AT=kill_at, ANSIBLE_CALLBACK_PLUGINS=os.path.join(REPO_ROOT, "tests", "integration",
+                                                                                       "callbacks"),
+                        ANSIBLE_CALLBACKS_ENABLED="seedops.deploy.deploy_report,kill_at")
     result = subprocess.run(
         [os.path.join(VENV_BIN, "ansible-playbook"), "-i", inventory, playbook, *args],
         capture_output=True, text=True, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, timeout=900, check=False,
+        start_new_session=bool(kill_at),
     )
     recap = {m["host"]: {k: int(v) for k, v in m.groupdict().items() if k != "host"}
              for m in RECAP.finditer(result.stdout)}

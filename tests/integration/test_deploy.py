@@ -321,16 +321,21 @@ def lb_state(lab, server):
 def test_a_host_left_drained_is_repaired_and_status_shows_the_fleet(lab, demo, tmp_path):
     fleet_at(lab, "2.0.0")
     pids = {host: live(lab, host)[2] for host in APPS}
-    # What a run killed after its drain leaves behind: app2 serves 2.0.0 healthily but is drained in HAProxy.
+    # What a run killed after its drain leaves behind: app2 serves 2.0.0 healthily but is drained in HAProxy;
+    # app3 was left at weight 0.
     drained = run_module(lab, "lb1", "seedops.deploy.lb_member", {"backend": "app", "server": "app2", "state": "drain"})
     assert drained["_status"] == "CHANGED", drained
+    weightless = run_module(lab, "lb1", "seedops.deploy.lb_member", {"backend": "app", "server": "app3", "weight": 0})
+    assert weightless["_status"] == "CHANGED", weightless
     status_file = tmp_path / "fleet.json"
     result, _recap = run_playbook("playbooks/status.yml", lab.inventory, "-e", f"deploy_status_file={status_file}")
     assert result.returncode == 0, result.stdout[-3000:]
     assert "OUT OF ROTATION" in result.stdout and "fleet: 2.0.0 on app1, app2, app3" in result.stdout
     status = {row["host"]: row for row in json.loads(status_file.read_text())["hosts"]}
-    assert {h: (r["release"], r["lb"]["admin"], r["lb"]["in_rotation"]) for h, r in status.items()} == {
-        "app1": ("2.0.0", "ready", True), "app2": ("2.0.0", "drain", False), "app3": ("2.0.0", "ready", True)}
+    assert {h: (r["release"], r["lb"]["admin"], r["lb"]["weight"], r["lb"]["in_rotation"], r["health"])
+            for h, r in status.items()} == {"app1": ("2.0.0", "ready", 1, True, "healthy"),
+                                            "app2": ("2.0.0", "drain", 1, False, "healthy"),
+                                            "app3": ("2.0.0", "ready", 0, False, "healthy")}
     # The last deploy as the host's release records tell it (which one depends on what ran before this test).
     last = status["app1"]["last"]
     assert last["release"] in ("1.0.0", "2.0.0") and last["result"] in ("went live", "failed"), last
@@ -340,13 +345,15 @@ def test_a_host_left_drained_is_repaired_and_status_shows_the_fleet(lab, demo, t
     assert result.returncode == 0, result.stdout[-4000:]
     assert load["all"]["failed"] == 0, load["errors"]
     out = flat(result.stdout)
-    assert "app2: repair in batch 1 - runs 2.0.0 but is in drain in the load balancer" in out
+    assert "app2: repair in batch 1 - runs 2.0.0 healthily but is in drain in the load balancer" in out
+    assert "app3: repair in batch 2 - runs 2.0.0 healthily but is at weight 0 in the load balancer" in out
     by_host = rows(report)
     assert {h: (r["action"], r["result"], r["rotation"]) for h, r in by_host.items()} == {
         "app1": ("unchanged", "unchanged", "ready/up"), "app2": ("repair", "repaired", "ready/up"),
-        "app3": ("unchanged", "unchanged", "ready/up")}
-    assert "repaired: app2" in result.stdout and "WARNING" not in result.stdout
+        "app3": ("repair", "repaired", "ready/up")}
+    assert "repaired: app2" in result.stdout and "repaired: app3" in result.stdout and "WARNING" not in result.stdout
     assert lb_state(lab, "app2") == ("ready", "up")
+    assert run_module(lab, "lb1", "seedops.deploy.lb_info", {"backend": "app"})["servers"]["app3"]["weight"] == 1
     assert {host: live(lab, host)[2] for host in APPS} == pids, "a repair restarts nothing"
     assert answering(demo["port"]) == set(APPS)
 
@@ -417,6 +424,100 @@ def test_a_dead_runs_lock_expires_and_a_live_one_is_taken_over_only_when_asked(l
     assert lock_record(lab) is None
 
 
+def haproxy_servers(lab):
+    """{server: (admin, op, weight)} of backend app, straight from HAProxy's runtime API on lb1 (no Ansible)."""
+    out = lab.ssh("lb1", "sudo python3 -c \"import socket; s = socket.socket(socket.AF_UNIX); "
+                         "s.connect('/run/haproxy/admin.sock'); s.sendall(b'show servers state app\\n'); "
+                         "print(s.makefile().read())\"").stdout
+    header, servers = None, {}
+    for line in out.splitlines():
+        if line.startswith("#"):
+            header = line[1:].split()
+        elif header and len(line.split()) >= len(header):
+            row = dict(zip(header, line.split()))
+            admin = "maint" if int(row["srv_admin_state"]) & 0x01 else "drain" if int(row["srv_admin_state"]) & 0x08 else "ready"
+            servers[row["srv_name"]] = (admin, "up" if row["srv_op_state"] == "2" else "down", int(row["srv_uweight"]))
+    return servers
+
+
+# Where a dead controller leaves a rolling deploy of 3 hosts (batches app1, app2, app3), and what the rerun must do
+# with app1. Each case deploys the other version than the one before, so no case needs a reset deploy first.
+KILLED = {
+    "after the drain": ("lb_member:state=drain@app1", "1.0.0", "2.0.0", "switch", "switched"),
+    "after the switch": ("release:state=active@app1", "2.0.0", "1.0.0", "finish", "finished"),
+    "during the health gate": ("staged_restart@app1/start+2", "1.0.0", "2.0.0", None, None),
+    "between batches": ("lb_member:state=ready@app1", "2.0.0", "1.0.0", "unchanged", "unchanged"),
+}
+
+
+@pytest.mark.parametrize("point", list(KILLED))
+def test_a_rerun_after_the_controller_was_killed_ends_with_every_host_on_the_release_and_in_rotation(lab, demo, point):
+    kill_at, start, target, action, result_name = KILLED[point]
+    fleet_at(lab, start)
+    load = load_client().Load(f"http://127.0.0.1:{demo['port']}/", RPS, 0.1, "1s", 15)
+    env = {"SEEDOPS_DEPLOY_REPORT_DIR": str(demo["reports"])}
+    # The killed run's health gate is long (10 successes, 0.5 s apart), so +2 s lands inside it; its lease is short.
+    slow = '{"deploy_health": {"url": "http://127.0.0.1:8080/healthz", "successes": 10, "interval": 0.5, "timeout": 60}}'
+    runs = {}
+
+    def work():
+        runs["killed"] = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", f"deploy_version={target}",
+                                      "-e", slow, "-e", "deploy_lock_ttl=8", env=env, kill_at=kill_at)
+        runs["left"] = haproxy_servers(lab)
+        # The rerun: waits out the dead run's lease (expired within seconds), then repairs and goes on.
+        runs["rerun"] = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", f"deploy_version={target}",
+                                     "-e", "deploy_lock_wait=60", env=env)
+        return runs["rerun"]
+
+    (rerun, recap), summary = load.around(work)
+    killed = runs["killed"][0]
+    assert killed.returncode == -9, (killed.returncode, killed.stdout[-2000:], killed.stderr[-2000:])
+    if point in ("after the drain", "after the switch"):
+        assert runs["left"]["app1"][0] == "drain", runs["left"]
+    assert rerun.returncode == 0, rerun.stdout[-4000:] + rerun.stderr[-2000:]
+    assert "expired" in rerun.stderr, "the rerun took the dead run's lease once it expired: " + rerun.stderr[-1500:]
+    assert summary["all"]["failed"] == 0, summary["errors"]
+    with open(sorted(glob.glob(os.path.join(demo["reports"], "deploy-*.json")))[-1], encoding="utf-8") as f:
+        report = rows(json.load(f))
+    app1 = report["app1"]
+    if action is None:
+        # Killed inside staged_restart: app1 restarted already (left drained: repair) or not yet (finish).
+        assert app1["action"] in ("repair", "finish"), app1
+        assert app1["result"] == {"repair": "repaired", "finish": "finished"}[app1["action"]], app1
+    else:
+        assert (app1["action"], app1["result"]) == (action, result_name), app1
+    if app1["result"] in ("repaired", "finished"):
+        assert f"{app1['result']}: app1 - " in rerun.stdout, rerun.stdout[-3000:]
+    assert {h: (r["runs"], r["rotation"]) for h, r in report.items()} == {h: (target, "ready/up") for h in APPS}
+    assert {live(lab, h)[:2] for h in APPS} == {(target, target)}
+    assert haproxy_servers(lab) == {h: ("ready", "up", 1) for h in APPS}
+    assert lock_record(lab) is None
+
+
+def test_a_haproxy_reload_in_the_middle_of_a_rollout_keeps_the_drained_server_drained(lab, demo):
+    fleet_at(lab, "1.0.0")
+    slow = '{"deploy_health": {"url": "http://127.0.0.1:8080/healthz", "successes": 10, "interval": 0.5, "timeout": 60}}'
+    seen = {}
+
+    def reload_while_app1_is_drained():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and haproxy_servers(lab).get("app1", ("",))[0] != "drain":
+            time.sleep(0.2)
+        seen["before"] = haproxy_servers(lab)
+        seen["reload"] = lab.ssh("lb1", "sudo systemctl reload haproxy")
+        seen["after"] = haproxy_servers(lab)
+
+    result, _recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml", "-e", "deploy_version=2.0.0",
+                                                       "-e", slow, during=reload_while_app1_is_drained)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert seen["before"]["app1"][0] == "drain" and seen["reload"].returncode == 0, seen
+    assert seen["after"]["app1"][0] == "drain", f"the reload put app1 back into rotation mid-rollout: {seen}"
+    assert load["all"]["failed"] == 0, load["errors"]
+    assert {h: (r["runs"], r["rotation"]) for h, r in rows(report).items()} == {h: ("2.0.0", "ready/up") for h in APPS}
+    state = lab.ssh("lb1", "sudo cat /var/lib/haproxy/server-state").stdout
+    assert state.startswith("1\n") and " app1 " in state, state
+
+
 def test_a_platform_without_a_build_fails_before_any_change(lab, demo):
     pids = {host: live(lab, host)[2] for host in APPS}
     result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=1.0.0",
@@ -438,6 +539,20 @@ def test_a_version_missing_from_the_repository_fails_before_any_change(lab, demo
     assert {host: live(lab, host)[2] for host in APPS} == pids
     for host in APPS:
         assert lab.ssh(host, f"test -e {BASE}/releases/9.9.9").returncode != 0
+
+
+def test_an_http_artifact_with_an_http_checksum_list_is_refused_before_any_change(lab, demo):
+    """Whoever sits between the hosts and a plain-http repository could hand out the artifact and its checksum
+    list both: the plan refuses the pair unless deploy_allow_unverified (which the lab's group_vars set)."""
+    pids = {host: live(lab, host)[2] for host in APPS}
+    result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=2.0.0",
+                                  "-e", "deploy_allow_unverified=false")
+    assert result.returncode != 0
+    out = flat(result.stdout)
+    assert "comes over plain http and its checksum list" in out and "deploy_allow_unverified=true" in out, out[-2000:]
+    assert "Nothing was changed" in out
+    assert {host: live(lab, host)[2] for host in APPS} == pids
+    assert lock_record(lab) is None, "refused before the lock is taken"
 
 
 def test_the_main_command_runs_the_demo(lab, demo):
