@@ -1,0 +1,167 @@
+# -*- coding: utf-8 -*-
+# Copyright: seedops.deploy contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The traffic a release really serves, as the load balancer counts it, and the canary's verdict
+(private to seedops.deploy).
+
+HAProxy's `show stat` keeps, per server, cumulative counters of the responses it got (by status class), the
+responses that failed (eresp) and the connections that failed (econ), plus the mean response time of the last
+1024 requests (rtime). Two samples give each server's requests and errors over the window between them; the
+canary servers are judged against absolute limits and against the baseline servers (those still on the old
+release), the way Flagger's success-rate and latency checks and Kayenta's baseline comparison do it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ansible_collections.seedops.deploy.plugins.module_utils import _haproxy as hap
+
+RESPONSES = ("hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_other")
+FAILURES = ("hrsp_5xx", "eresp", "econ")
+COUNTERS = RESPONSES + ("eresp", "econ", "wretr", "wredis")
+VERDICTS = ("pass", "fail", "inconclusive")
+# Below this many milliseconds, response times are too close to noise to be compared as a ratio.
+RESPONSE_FLOOR_MS = 5.0
+
+
+def _int(value):
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def counters(stat_text, backend):
+    """{server: {counter: int, rtime: ms}} of `backend` from a `show stat` answer."""
+    servers = {}
+    for (proxy, server), row in hap.parse_stat(stat_text).items():
+        if proxy != backend or server in ("FRONTEND", "BACKEND"):
+            continue
+        entry = {name: _int(row.get(name)) for name in COUNTERS}
+        entry["rtime"] = _int(row.get("rtime"))
+        servers[server] = entry
+    return servers
+
+
+def delta(before, after, seconds):
+    """Each server's traffic between two `counters` samples: requests, errors, error_ratio, rps, rtime_ms.
+    When a counter went down (HAProxy restarted in between, or counters were cleared), the server's counters
+    count from zero."""
+    out = {}
+    for server, now in after.items():
+        then = before.get(server, {})
+        if any(now[name] < then.get(name, 0) for name in COUNTERS):
+            then = {}
+        moved = {name: now[name] - then.get(name, 0) for name in COUNTERS}
+        requests = sum(moved[name] for name in RESPONSES) + moved["eresp"] + moved["econ"]
+        errors = sum(moved[name] for name in FAILURES)
+        out[server] = {
+            "requests": requests, "errors": errors, "5xx": moved["hrsp_5xx"],
+            "connection_errors": moved["econ"], "response_errors": moved["eresp"], "retries": moved["wretr"],
+            "error_ratio": round(errors / float(requests), 4) if requests else None,
+            "rps": round(requests / seconds, 2) if seconds > 0 else None,
+            "rtime_ms": now["rtime"],
+        }
+    return out
+
+
+def group(traffic, servers):
+    """The sum of `servers`' traffic; response time weighted by requests."""
+    rows = [traffic[s] for s in servers if s in traffic]
+    requests = sum(r["requests"] for r in rows)
+    errors = sum(r["errors"] for r in rows)
+    timed = [(r["rtime_ms"], r["requests"]) for r in rows if r["requests"]]
+    weight = sum(n for _ms, n in timed)
+    return {"servers": [s for s in servers if s in traffic], "requests": requests, "errors": errors,
+            "error_ratio": round(errors / float(requests), 4) if requests else None,
+            "rtime_ms": round(sum(ms * n for ms, n in timed) / float(weight), 1) if weight else None}
+
+
+def judge(traffic, canary, baseline, limits):
+    """The verdict on the canary servers: {verdict, reasons, canary, baseline}.
+
+    limits: max_error_ratio, max_response_ratio (to the baseline's response time; 0 turns it off),
+    max_response_ms (absolute; 0 turns it off), min_requests (per canary server, before any judgement).
+    Every canary server is judged on its own too, so one bad host among several canaries fails the group.
+    A canary fails on evidence (enough requests and a limit crossed); it is inconclusive while any canary
+    server has had fewer than min_requests; otherwise it passes.
+    """
+    missing = [s for s in canary if s not in traffic]
+    reasons = ["the load balancer has no server %s" % s for s in missing]
+    canary_group = group(traffic, canary)
+    base_group = group(traffic, baseline)
+    verdict = "fail" if missing else "pass"
+    base_ms = base_group["rtime_ms"] if base_group["requests"] else None
+    short = []
+    for server in [s for s in canary if s in traffic]:
+        seen = traffic[server]
+        if seen["requests"] < max(1, limits["min_requests"]):
+            short.append("%s served %d requests, fewer than the %d needed to judge it"
+                         % (server, seen["requests"], limits["min_requests"]))
+            continue
+        if (seen["error_ratio"] or 0) > limits["max_error_ratio"]:
+            verdict = "fail"
+            reasons.append("%s: error ratio %.1f%% (%d of %d requests) is above %.1f%%" % (
+                server, 100 * seen["error_ratio"], seen["errors"], seen["requests"], 100 * limits["max_error_ratio"]))
+        if limits["max_response_ms"] and seen["rtime_ms"] > limits["max_response_ms"]:
+            verdict = "fail"
+            reasons.append("%s: response time %d ms is above %d ms" % (server, seen["rtime_ms"], limits["max_response_ms"]))
+        if limits["max_response_ratio"] and base_ms is not None:
+            allowed = limits["max_response_ratio"] * max(base_ms, RESPONSE_FLOOR_MS)
+            if seen["rtime_ms"] > allowed:
+                verdict = "fail"
+                reasons.append("%s: response time %d ms is above %.1fx the baseline's %.1f ms" % (
+                    server, seen["rtime_ms"], limits["max_response_ratio"], base_ms))
+    if verdict == "pass" and short:
+        verdict = "inconclusive"
+        reasons.extend(short)
+    if verdict == "pass":
+        reasons.append("%s: error ratio %s, response time %s ms over %d requests%s" % (
+            ", ".join(canary_group["servers"]), _pct(canary_group["error_ratio"]), canary_group["rtime_ms"],
+            canary_group["requests"], "" if base_ms is None else "; baseline %s ms, error ratio %s" % (
+                base_ms, _pct(base_group["error_ratio"]))))
+    return {"verdict": verdict, "reasons": reasons, "canary": canary_group, "baseline": base_group}
+
+
+def _pct(ratio):
+    return "-" if ratio is None else "%.2f%%" % (100 * ratio)
+
+
+class Observer:
+    """Samples `show stat` of one backend over a window and judges the canary, stopping early on a failure."""
+
+    def __init__(self, socket_path, backend, read=None, clock=time.monotonic, sleep=time.sleep):
+        hap.check_name("backend", backend)
+        self.path = socket_path
+        self.backend = backend
+        self.read = read or (lambda: hap.command(self.path, "show stat"))
+        self.clock = clock
+        self.sleep = sleep
+
+    def sample(self):
+        servers = counters(self.read(), self.backend)
+        if not servers:
+            raise hap.HAProxyError("HAProxy has no backend %s with servers (see `show stat` on %s)"
+                                   % (self.backend, self.path))
+        return servers
+
+    def observe(self, canary, baseline, limits, window, interval=1.0):
+        """Watch up to `window` seconds: the judgement of the traffic since the start, every `interval`; ends at
+        once on a failure, else at the end of the window. Returns judge()'s result plus window, elapsed, samples
+        and the per-server traffic."""
+        first = self.sample()
+        start = self.clock()
+        samples = 1
+        while True:
+            remaining = window - (self.clock() - start)
+            self.sleep(max(0.0, min(interval, remaining)))
+            now = self.sample()
+            samples += 1
+            elapsed = self.clock() - start
+            traffic = delta(first, now, elapsed)
+            result = judge(traffic, canary, baseline, limits)
+            if result["verdict"] == "fail" or elapsed >= window:
+                result.update(window=window, elapsed=round(elapsed, 2), samples=samples, servers=traffic,
+                              early=elapsed < window)
+                return result

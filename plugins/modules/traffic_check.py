@@ -1,0 +1,204 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: seedops.deploy contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: traffic_check
+short_description: Judge canary servers by the real traffic the load balancer sees, against limits and a baseline
+version_added: 0.1.0
+author: Seedops Maintainers (@seedops-maintainers)
+description:
+  - Samples HAProxy's per-server counters (C(show stat) through the runtime API - responses by status class,
+    response and connection errors, mean response time) every O(interval) seconds for up to O(window) seconds, and
+    judges the traffic the O(canary) servers served since the start against absolute limits and against the
+    O(baseline) servers (those still on the old release).
+  - Errors are the server's 5xx answers plus the responses and connections that failed. The response time is
+    HAProxy's mean over each server's last 1024 requests (C(rtime)), read at the end.
+  - The verdict is V(fail) as soon as a canary server has served at least O(min_requests) requests and crossed a
+    limit (the module stops early then); V(inconclusive) when a canary server served fewer than O(min_requests) by
+    the end of the window; otherwise V(pass). Each canary server is judged on its own.
+  - The module fails on V(fail), and on V(inconclusive) when O(inconclusive=fail); its result carries the figures
+    either way. Runs on the load balancer (C(delegate_to), C(run_once)); it only reads.
+options:
+  backend:
+    description: The backend, for example V(app).
+    type: str
+    required: true
+  socket:
+    description: Path of HAProxy's admin socket.
+    type: path
+    default: /run/haproxy/admin.sock
+  canary:
+    description: The servers running the release under judgement.
+    type: list
+    elements: str
+    required: true
+  baseline:
+    description:
+      - The servers to compare with (still on the old release). Empty - the canary is judged against the absolute
+        limits only.
+    type: list
+    elements: str
+    default: []
+  window:
+    description: Seconds to watch (the bake time).
+    type: float
+    required: true
+  interval:
+    description: Seconds between samples; a failure is seen within one interval.
+    type: float
+    default: 1.0
+  max_error_ratio:
+    description: The highest share of failed requests a canary server may have (V(0.01) is 1%, a 99% success rate).
+    type: float
+    default: 0.01
+  max_response_ratio:
+    description:
+      - The highest response time of a canary server as a multiple of the baseline's (below 5 ms the baseline
+        counts as 5 ms). V(0) turns the comparison off; so does an empty or idle baseline.
+    type: float
+    default: 2.0
+  max_response_ms:
+    description: The highest response time of a canary server in milliseconds; V(0) turns it off.
+    type: float
+    default: 0
+  min_requests:
+    description: The requests each canary server must serve before it is judged (at least 1).
+    type: int
+    default: 20
+  inconclusive:
+    description: What too little traffic means - V(fail) the check, or V(pass) it (the verdict stays V(inconclusive)).
+    type: str
+    choices: [fail, pass]
+    default: fail
+extends_documentation_fragment:
+  - seedops.deploy.attributes
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: It only reads and waits, the same in check mode.
+  diff_mode:
+    support: none
+seealso:
+  - module: seedops.deploy.lb_info
+  - module: seedops.deploy.lb_member
+"""
+
+EXAMPLES = r"""
+- name: Bake the canary for 30 s and judge it against the hosts still on the old release
+  seedops.deploy.traffic_check:
+    backend: app
+    canary: [app1]
+    baseline: [app2, app3]
+    window: 30
+    max_error_ratio: 0.01
+    max_response_ratio: 2
+  delegate_to: "{{ groups['lb'][0] }}"
+  run_once: true
+  become: true
+  register: canary
+"""
+
+RETURN = r"""
+verdict:
+  description: V(pass), V(fail) or V(inconclusive).
+  returned: always
+  type: str
+  sample: fail
+reasons:
+  description: Why, with the figures that decided it.
+  returned: always
+  type: list
+  elements: str
+  sample: ["app1: error ratio 100.0% (212 of 212 requests) is above 1.0%"]
+canary:
+  description: The canary servers together - servers, requests, errors, error_ratio, rtime_ms.
+  returned: always
+  type: dict
+baseline:
+  description: The baseline servers together, the same fields.
+  returned: always
+  type: dict
+servers:
+  description:
+    - Every server of the backend over the window - requests, errors, 5xx, connection_errors, response_errors,
+      retries, error_ratio, rps, rtime_ms.
+  returned: always
+  type: dict
+window:
+  description: The window asked for, in seconds.
+  returned: always
+  type: float
+elapsed:
+  description: The seconds actually watched (less than O(window) when a failure ended it early).
+  returned: always
+  type: float
+early:
+  description: Whether a failure ended the window early.
+  returned: always
+  type: bool
+samples:
+  description: How many times the counters were read.
+  returned: always
+  type: int
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.seedops.deploy.plugins.module_utils import _haproxy as hap
+from ansible_collections.seedops.deploy.plugins.module_utils import _traffic
+
+LIMITS = ("max_error_ratio", "max_response_ratio", "max_response_ms", "min_requests")
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            backend=dict(type="str", required=True),
+            socket=dict(type="path", default="/run/haproxy/admin.sock"),
+            canary=dict(type="list", elements="str", required=True),
+            baseline=dict(type="list", elements="str", default=[]),
+            window=dict(type="float", required=True),
+            interval=dict(type="float", default=1.0),
+            max_error_ratio=dict(type="float", default=0.01),
+            max_response_ratio=dict(type="float", default=2.0),
+            max_response_ms=dict(type="float", default=0),
+            min_requests=dict(type="int", default=20),
+            inconclusive=dict(type="str", choices=["fail", "pass"], default="fail"),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    problems = []
+    if not p["canary"]:
+        problems.append("canary names no server")
+    if p["window"] <= 0 or p["interval"] <= 0:
+        problems.append("window and interval must be above 0 seconds")
+    if not 0 <= p["max_error_ratio"] <= 1:
+        problems.append("max_error_ratio is a share from 0 to 1 (0.01 is 1%%), got %s" % p["max_error_ratio"])
+    if p["max_response_ratio"] < 0 or p["max_response_ms"] < 0 or p["min_requests"] < 1:
+        problems.append("max_response_ratio and max_response_ms must be 0 or more, min_requests 1 or more")
+    overlap = sorted(set(p["canary"]) & set(p["baseline"]))
+    if overlap:
+        problems.append("%s cannot be canary and baseline at once" % ", ".join(overlap))
+    if problems:
+        module.fail_json(msg="traffic_check: " + "; ".join(problems))
+    try:
+        for name in p["canary"] + p["baseline"]:
+            hap.check_name("server", name)
+        observer = _traffic.Observer(p["socket"], p["backend"])
+        result = observer.observe(p["canary"], p["baseline"], {k: p[k] for k in LIMITS}, p["window"], p["interval"])
+    except hap.HAProxyError as exc:
+        module.fail_json(msg=str(exc))
+    result["changed"] = False
+    if result["verdict"] == "fail" or (result["verdict"] == "inconclusive" and p["inconclusive"] == "fail"):
+        module.fail_json(msg="canary %s: %s" % (result["verdict"], "; ".join(result["reasons"])), **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

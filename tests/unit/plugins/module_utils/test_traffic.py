@@ -1,0 +1,195 @@
+"""The canary's traffic from HAProxy's counters: parsing `show stat`, rates between samples, the verdict, the
+observation loop on a fake clock, and the traffic_check module against a real Unix socket answering as HAProxy."""
+
+import json
+import socket
+import threading
+
+import pytest
+
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.seedops.deploy.plugins.module_utils import _haproxy as hap
+from ansible_collections.seedops.deploy.plugins.module_utils import _traffic
+from ansible_collections.seedops.deploy.plugins.modules import traffic_check
+
+HEADER = ("# pxname,svname,qcur,scur,stot,econ,eresp,wretr,wredis,status,weight,hrsp_1xx,hrsp_2xx,hrsp_3xx,hrsp_4xx,"
+          "hrsp_5xx,hrsp_other,rtime,\n")
+
+
+def stat(**servers):
+    """A `show stat` answer: servers as name=(2xx, 5xx, eresp, econ, rtime)."""
+    lines = [HEADER, "app_in,FRONTEND,0,0,9,,,,,OPEN,,0,9,0,0,0,0,,\n"]
+    for name, (ok, bad, eresp, econ, rtime) in servers.items():
+        lines.append("app,%s,0,0,%d,%d,%d,0,0,UP,1,0,%d,0,1,%d,0,%d,\n" % (name, ok + bad, econ, eresp, ok, bad, rtime))
+    lines.append("app,BACKEND,0,0,0,0,0,0,0,UP,3,0,0,0,0,0,0,0,\n")
+    lines.append("other,x1,0,0,5,0,0,0,0,UP,1,0,5,0,0,0,0,1,\n")
+    return "".join(lines)
+
+
+def test_counters_of_one_backend():
+    got = _traffic.counters(stat(app1=(10, 2, 1, 0, 7), app2=(5, 0, 0, 0, 3)), "app")
+    assert sorted(got) == ["app1", "app2"]
+    assert got["app1"]["hrsp_2xx"] == 10 and got["app1"]["hrsp_5xx"] == 2 and got["app1"]["eresp"] == 1
+    assert got["app1"]["hrsp_4xx"] == 1 and got["app1"]["rtime"] == 7
+
+
+def test_delta_counts_requests_and_errors_between_samples_and_survives_a_counter_reset():
+    before = _traffic.counters(stat(app1=(100, 0, 0, 0, 5), app2=(900, 9, 0, 0, 5)), "app")
+    after = _traffic.counters(stat(app1=(150, 40, 2, 3, 50), app2=(10, 1, 0, 0, 6)), "app")
+    traffic = _traffic.delta(before, after, 10)
+    # app1: 50 2xx + 40 5xx (+ the fixed 4xx that did not move) + 2 response and 3 connection errors.
+    assert traffic["app1"] == {"requests": 95, "errors": 45, "5xx": 40, "connection_errors": 3, "response_errors": 2,
+                               "retries": 0, "error_ratio": 0.4737, "rps": 9.5, "rtime_ms": 50}
+    # app2's counters went down (HAProxy restarted): counted from zero.
+    assert (traffic["app2"]["requests"], traffic["app2"]["errors"]) == (12, 1)
+
+
+def traffic(**servers):
+    """Per-server traffic as delta() gives it: name=(requests, errors, rtime_ms)."""
+    return {name: {"requests": r, "errors": e, "error_ratio": (e / float(r)) if r else None, "rtime_ms": ms}
+            for name, (r, e, ms) in servers.items()}
+
+
+LIMITS = {"max_error_ratio": 0.01, "max_response_ratio": 2.0, "max_response_ms": 0, "min_requests": 20}
+
+
+def test_a_good_canary_passes_with_its_figures():
+    result = _traffic.judge(traffic(app1=(200, 1, 6), app2=(400, 0, 5)), ["app1"], ["app2"], LIMITS)
+    assert result["verdict"] == "pass", result
+    assert result["canary"] == {"servers": ["app1"], "requests": 200, "errors": 1, "error_ratio": 0.005, "rtime_ms": 6.0}
+    assert result["reasons"] == ["app1: error ratio 0.50%, response time 6.0 ms over 200 requests; "
+                                 "baseline 5.0 ms, error ratio 0.00%"]
+
+
+def test_errors_above_the_limit_fail_it():
+    result = _traffic.judge(traffic(app1=(200, 200, 1), app2=(400, 0, 5)), ["app1"], ["app2"], LIMITS)
+    assert result["verdict"] == "fail"
+    assert result["reasons"] == ["app1: error ratio 100.0% (200 of 200 requests) is above 1.0%"]
+    five = _traffic.judge(traffic(app1=(200, 10, 5)), ["app1"], [], LIMITS)
+    assert five["verdict"] == "fail" and "error ratio 5.0% (10 of 200 requests)" in five["reasons"][0]
+
+
+def test_slow_against_the_baseline_or_an_absolute_limit_fails_it():
+    slow = _traffic.judge(traffic(app1=(200, 0, 30), app2=(400, 0, 10)), ["app1"], ["app2"], LIMITS)
+    assert slow["verdict"] == "fail" and slow["reasons"] == [
+        "app1: response time 30 ms is above 2.0x the baseline's 10.0 ms"]
+    # A baseline under 5 ms counts as 5 ms, so 1 ms against 4 ms is no failure.
+    assert _traffic.judge(traffic(app1=(200, 0, 4), app2=(400, 0, 1)), ["app1"], ["app2"], LIMITS)["verdict"] == "pass"
+    absolute = _traffic.judge(traffic(app1=(200, 0, 300)), ["app1"], [], dict(LIMITS, max_response_ms=250))
+    assert absolute["verdict"] == "fail" and absolute["reasons"] == ["app1: response time 300 ms is above 250 ms"]
+    off = dict(LIMITS, max_response_ratio=0)
+    assert _traffic.judge(traffic(app1=(200, 0, 30), app2=(400, 0, 10)), ["app1"], ["app2"], off)["verdict"] == "pass"
+
+
+def test_too_little_traffic_is_inconclusive_but_evidence_of_failure_is_not():
+    thin = _traffic.judge(traffic(app1=(5, 0, 5), app2=(400, 0, 5)), ["app1"], ["app2"], LIMITS)
+    assert thin["verdict"] == "inconclusive"
+    assert thin["reasons"] == ["app1 served 5 requests, fewer than the 20 needed to judge it"]
+    # Two canaries: one bad with enough traffic fails the group even while the other is still thin.
+    mixed = _traffic.judge(traffic(app1=(5, 0, 5), app3=(50, 50, 5)), ["app1", "app3"], [], LIMITS)
+    assert mixed["verdict"] == "fail" and mixed["reasons"][0].startswith("app3: error ratio 100.0%")
+    idle = _traffic.judge(traffic(app1=(0, 0, 0)), ["app1"], [], dict(LIMITS, min_requests=0))
+    assert idle["verdict"] == "inconclusive"
+
+
+def test_a_canary_the_load_balancer_does_not_know_fails():
+    result = _traffic.judge(traffic(app2=(400, 0, 5)), ["app9"], ["app2"], LIMITS)
+    assert result["verdict"] == "fail" and result["reasons"] == ["the load balancer has no server app9"]
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def feed(answers):
+    answers = list(answers)
+    return lambda: answers.pop(0)
+
+
+def test_observe_stops_at_the_first_failure_and_passes_only_at_the_end():
+    clock = Clock()
+    bad = [stat(app1=(0, 0, 0, 0, 1), app2=(0, 0, 0, 0, 5))] + [
+        stat(app1=(0, 10 * i, 0, 0, 1), app2=(20 * i, 0, 0, 0, 5)) for i in range(1, 11)]
+    result = _traffic.Observer("/x", "app", read=feed(bad), clock=clock, sleep=clock.sleep).observe(
+        ["app1"], ["app2"], LIMITS, window=10)
+    assert (result["verdict"], result["elapsed"], result["early"], result["samples"]) == ("fail", 2.0, True, 3)
+    assert result["servers"]["app1"]["requests"] == 20
+
+    clock = Clock()
+    good = [stat(app1=(10 * i, 0, 0, 0, 5), app2=(20 * i, 0, 0, 0, 5)) for i in range(0, 6)]
+    result = _traffic.Observer("/x", "app", read=feed(good), clock=clock, sleep=clock.sleep).observe(
+        ["app1"], ["app2"], LIMITS, window=5)
+    assert (result["verdict"], result["elapsed"], result["early"], result["samples"]) == ("pass", 5.0, False, 6)
+
+
+def test_observe_of_a_backend_haproxy_does_not_have():
+    with pytest.raises(hap.HAProxyError, match="no backend web"):
+        _traffic.Observer("/x", "web", read=lambda: stat(app1=(1, 0, 0, 0, 1))).sample()
+    with pytest.raises(hap.HAProxyError, match="not a valid HAProxy name"):
+        _traffic.Observer("/x", "app;shutdown", read=lambda: "")
+
+
+@pytest.fixture
+def haproxy(tmp_path):
+    """A Unix socket answering `show stat` with the next of the answers it is given (the last one repeats)."""
+    path = str(tmp_path / "admin.sock")
+    answers = []
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(8)
+
+    def serve():
+        while True:
+            try:
+                conn, _addr = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(4096)
+                conn.sendall((answers.pop(0) if len(answers) > 1 else answers[0]).encode())
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield path, answers
+    server.close()
+
+
+def module_run(capsys, args):
+    with patch_module_args(args), pytest.raises(SystemExit) as exc:
+        traffic_check.main()
+    return exc.value.code, json.loads(capsys.readouterr().out)
+
+
+def test_module_fails_a_bad_canary_with_its_figures(haproxy, capsys):
+    path, answers = haproxy
+    answers.extend([stat(app1=(0, 0, 0, 0, 1), app2=(0, 0, 0, 0, 5)), stat(app1=(0, 30, 0, 0, 1), app2=(60, 0, 0, 0, 5))])
+    code, out = module_run(capsys, {"socket": path, "backend": "app", "canary": ["app1"], "baseline": ["app2"],
+                                    "window": 5, "interval": 0.05})
+    assert code == 1 and out["verdict"] == "fail" and out["early"] is True
+    assert out["msg"] == "canary fail: app1: error ratio 100.0% (30 of 30 requests) is above 1.0%"
+    assert out["servers"]["app2"]["requests"] == 60 and out["changed"] is False
+
+
+def test_module_inconclusive_fails_or_passes_as_asked(haproxy, capsys):
+    path, answers = haproxy
+    answers.append(stat(app1=(3, 0, 0, 0, 1)))
+    args = {"socket": path, "backend": "app", "canary": ["app1"], "window": 0.1, "interval": 0.05}
+    code, out = module_run(capsys, args)
+    assert code == 1 and out["verdict"] == "inconclusive" and "fewer than the 20 needed" in out["msg"]
+    code, out = module_run(capsys, dict(args, inconclusive="pass"))
+    assert code == 0 and out["verdict"] == "inconclusive"
+
+
+def test_module_refuses_bad_settings_before_reading(capsys):
+    code, out = module_run(capsys, {"backend": "app", "canary": ["app1"], "baseline": ["app1"], "window": 0,
+                                    "max_error_ratio": 5, "socket": "/nonexistent"})
+    assert code == 1
+    assert out["msg"] == ("traffic_check: window and interval must be above 0 seconds; max_error_ratio is a share "
+                          "from 0 to 1 (0.01 is 1%), got 5.0; app1 cannot be canary and baseline at once")
