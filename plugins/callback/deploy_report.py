@@ -71,9 +71,11 @@ WATCHED = {
     "seedops.deploy.lb_member": "lb_member",
     "seedops.deploy.staged_restart": "staged_restart",
     "seedops.deploy.fleet_lock": "fleet_lock",
+    "seedops.deploy.traffic_check": "traffic_check",
 }
-PHASES = ("stage", "drain", "switch", "health", "ready")
+PHASES = ("stage", "drain", "switch", "health", "ready", "bake")
 COLOURS = {"stage": "#9aa5b1", "drain": "#f0a202", "switch": "#2b6cb0", "health": "#2f855a", "ready": "#319795",
+           "bake": "#805ad5",
            "failed": "#c53030"}
 
 
@@ -192,6 +194,7 @@ class CallbackModule(CallbackBase):
         self.planned = False
         self.batches = []
         self.deployer = None  # who runs this deploy: the holder the fleet lock recorded
+        self.canary = None  # the canary's verdict and the traffic that decided it (traffic_check)
 
     # -- bookkeeping ---------------------------------------------------------------------------------
 
@@ -277,6 +280,17 @@ class CallbackModule(CallbackBase):
         holder = event.res.get("holder")
         if self.deployer is None and not event.failed and event.res.get("held") and isinstance(holder, dict):
             self.deployer = dict(holder, run_id=event.res.get("run_id"))
+
+    def on_traffic_check(self, rec, event):
+        """The canary's bake: the verdict, its reasons and the traffic the load balancer counted per server."""
+        res = event.res
+        verdict = res.get("verdict") or "not judged"
+        rec.phase("bake", event.start, event.end, verdict != "pass")
+        self.canary = {key: res.get(key) for key in ("reasons", "elapsed", "window", "early", "canary", "baseline",
+                                                     "servers")}
+        self.canary["verdict"] = verdict
+        if not res.get("reasons") and res.get("msg"):
+            self.canary["reasons"] = [res["msg"]]
 
     def on_artifact(self, rec, event):
         rec.phase("stage", event.start, event.end, event.failed)
@@ -370,6 +384,7 @@ class CallbackModule(CallbackBase):
             "hosts": rows,
             "runs": {},
             "deployed_by": self.deployer,
+            "canary": self.canary,
         }
         for row in rows:
             doc["runs"].setdefault(row["runs"], []).append(row["host"])
@@ -395,6 +410,7 @@ class CallbackModule(CallbackBase):
             out.append("deployed by: " + _lease.who(doc["deployed_by"]))
         if doc["skew_s"] is not None:
             out.append("version skew: %.3f s between the first and the last host starting the new release" % doc["skew_s"])
+        out.extend(self.canary_lines(doc["canary"]))
         for row in doc["hosts"]:
             if row["message"] and row["result"] not in ("switched", "unchanged", "reloaded"):
                 out.append("%s: %s" % (row["host"], " ".join(str(row["message"]).split())[:600]))
@@ -407,6 +423,23 @@ class CallbackModule(CallbackBase):
                 out.append("WARNING: %s runs %s" % (row["host"], row["runs"]))
         self._display.banner("SEEDOPS.DEPLOY REPORT")
         self._display.display("\n".join(out))
+
+    @staticmethod
+    def canary_lines(canary):
+        """The canary section: the verdict with its reasons, then each server's traffic over the bake."""
+        if not canary:
+            return []
+        lines = ["canary: %s after %s s of traffic%s - %s" % (
+            canary["verdict"].upper(), canary.get("elapsed"), " (stopped early)" if canary.get("early") else "",
+            "; ".join(canary.get("reasons") or []))]
+        canary_servers = (canary.get("canary") or {}).get("servers") or []
+        baseline_servers = (canary.get("baseline") or {}).get("servers") or []
+        for server, seen in sorted((canary.get("servers") or {}).items()):
+            role = "canary" if server in canary_servers else "baseline" if server in baseline_servers else "other"
+            ratio = "-" if seen.get("error_ratio") is None else "%.1f%%" % (100 * seen["error_ratio"])
+            lines.append("  traffic %s (%s): %d requests, %d failed (%s), %s ms" % (
+                server, role, seen.get("requests", 0), seen.get("errors", 0), ratio, seen.get("rtime_ms")))
+        return lines
 
     @staticmethod
     def num(value):

@@ -200,9 +200,11 @@ DEMO_DIST = os.path.join(REPO_ROOT, "tests", "fixtures", "app", "dist")
 @pytest.fixture(scope="session")
 def demo_packages():
     """The sample service's packages where the lab's repo host is fed from (tests/fixtures/app/dist/VERSION/):
-    1.0.0 and 2.0.0, and a broken 3.0.0 whose health check always fails. Builds are reproducible."""
+    1.0.0 and 2.0.0, a broken 3.0.0 whose health check always fails, and a 4.0.0 (amd64 only) whose health check
+    passes while it answers every other request 500. Builds are reproducible."""
     build = os.path.join(REPO_ROOT, "tests", "fixtures", "app", "build.sh")
-    for version, extra in (("1.0.0", []), ("2.0.0", []), ("3.0.0", ["--broken"])):
+    for version, extra in (("1.0.0", []), ("2.0.0", []), ("3.0.0", ["--broken"]),
+                           ("4.0.0", ["--fail-share", "1", "-p", "linux/amd64"])):
         subprocess.run([build, *extra, version], check=True, capture_output=True)
     return DEMO_DIST
 

@@ -518,6 +518,42 @@ def test_a_haproxy_reload_in_the_middle_of_a_rollout_keeps_the_drained_server_dr
     assert state.startswith("1\n") and " app1 " in state, state
 
 
+def test_a_release_that_fails_real_traffic_is_stopped_at_the_canary_and_a_good_one_passes(lab, demo):
+    """4.0.0 answers /healthz 200 and every other request 500: the health gate lets it through, the canary's
+    traffic does not. A good release passes the same analysis."""
+    fleet_at(lab, "2.0.0")
+    pids = {host: live(lab, host)[2] for host in APPS}
+    result, _recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml", "-e", "deploy_version=4.0.0",
+                                                       "-e", "deploy_canary_bake=20")
+    assert result.returncode != 0
+    out = flat(result.stdout)
+    assert "The canary app1 failed its judgement after" in out and "app1: error ratio 100.0%" in out, out[-3000:]
+    canary = report["canary"]
+    assert (canary["verdict"], canary["early"], canary["canary"]["servers"]) == ("fail", True, ["app1"]), canary
+    assert canary["baseline"]["servers"] == ["app2", "app3"] and canary["baseline"]["errors"] == 0, canary
+    seen = canary["servers"]["app1"]
+    assert seen["requests"] >= 20 and seen["errors"] == seen["requests"], seen
+    assert "canary: FAIL after" in result.stdout and "traffic app1 (canary)" in result.stdout
+    by_host = rows(report)
+    assert (by_host["app1"]["result"], by_host["app1"]["runs"]) == ("rolled back", "2.0.0"), by_host["app1"]
+    assert {h: by_host[h]["result"] for h in ("app2", "app3")} == {"app2": "not reached", "app3": "not reached"}
+    assert {live(lab, h)[:2] for h in APPS} == {("2.0.0", "2.0.0")}
+    assert {h: live(lab, h)[2] for h in ("app2", "app3")} == {h: pids[h] for h in ("app2", "app3")}
+    assert record_state(lab, "app1", "4.0.0") == "failed"
+    assert haproxy_servers(lab) == {h: ("ready", "up", 1) for h in APPS}
+    # What the clients saw: only the canary's 500s, while it served; no 4.0.0 answer ever succeeded.
+    assert set(load["errors"]) <= {"HTTP 500"} and "4.0.0" not in load["versions"], load["errors"]
+    print("canary stopped 4.0.0: %d of %d requests failed" % (load["all"]["failed"], load["all"]["sent"]))
+    assert lock_record(lab) is None
+
+    result, _recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml", "-e", "deploy_version=1.0.0",
+                                                       "-e", "deploy_canary_bake=5")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert report["canary"]["verdict"] == "pass" and not report["canary"]["early"], report["canary"]
+    assert load["all"]["failed"] == 0, load["errors"]
+    assert {h: r["runs"] for h, r in rows(report).items()} == {h: "1.0.0" for h in APPS}
+
+
 def test_a_platform_without_a_build_fails_before_any_change(lab, demo):
     pids = {host: live(lab, host)[2] for host in APPS}
     result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=1.0.0",

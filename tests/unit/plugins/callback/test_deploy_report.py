@@ -235,6 +235,30 @@ def test_a_finished_host_and_what_the_services_really_run(callback, tmp_path, ca
     assert (rows["app1"]["result"], rows["app1"]["runs"], rows["app1"]["service"]["reports"]) == ("finished", "2.0.0", "2.0.0")
 
 
+def test_the_canary_verdict_and_the_traffic_that_decided_it(callback, tmp_path, capsys):
+    plan(callback, ["app1", "app2"], "1.0.0", "2.0.0")
+    verdict = {"verdict": "fail", "reasons": ["app1: error ratio 100.0% (40 of 40 requests) is above 1.0%"],
+               "elapsed": 2.0, "window": 20.0, "early": True,
+               "canary": {"servers": ["app1"], "requests": 40, "errors": 40, "error_ratio": 1.0, "rtime_ms": 1.0},
+               "baseline": {"servers": ["app2"], "requests": 80, "errors": 0, "error_ratio": 0.0, "rtime_ms": 2.0},
+               "servers": {"app1": {"requests": 40, "errors": 40, "error_ratio": 1.0, "rtime_ms": 1},
+                           "app2": {"requests": 80, "errors": 0, "error_ratio": 0.0, "rtime_ms": 2}}}
+    run(callback, "app1", "seedops.deploy.traffic_check", dict(verdict, msg="canary fail: ..."))
+    callback.v2_playbook_on_stats(Stats())
+    out = capsys.readouterr().out
+    assert "canary: FAIL after 2.0 s of traffic (stopped early) - app1: error ratio 100.0% (40 of 40" in out
+    assert "  traffic app1 (canary): 40 requests, 40 failed (100.0%), 1 ms" in out
+    assert "  traffic app2 (baseline): 80 requests, 0 failed (0.0%), 2 ms" in out
+    doc = json.loads((tmp_path / "latest.json").read_text())
+    assert doc["canary"]["verdict"] == "fail" and doc["canary"]["servers"]["app1"]["errors"] == 40
+    assert "bake" in rows_of(doc)["app1"]["phases"]
+    assert "#805ad5" in (tmp_path / "latest.html").read_text(), "the bake window is drawn in the timeline"
+
+
+def rows_of(doc):
+    return {row["host"]: row for row in doc["hosts"]}
+
+
 def test_the_report_says_who_deployed_from_the_fleet_lock(callback, tmp_path, capsys):
     holder = {"controller": "ops1", "controller_user": "deploy", "user": "ana", "job_id": 42, "playbook": "deploy.yml"}
     run(callback, "app1", "seedops.deploy.fleet_lock", {"held": True, "holder": holder, "run_id": "R1"}, state="held")
