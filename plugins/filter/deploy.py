@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import json
+
 from ansible.errors import AnsibleFilterError
 from ansible.utils.helpers import pct_to_int
 
@@ -300,9 +302,39 @@ def fleet_status(infos, lb=None, lb_servers=None, lock=None):
     return {"hosts": rows, "table": table, "lock": lock or None}
 
 
+def smoke_failures(results, base_url=""):
+    """The smoke checks that failed, each as one line saying why: `results` are ansible.builtin.uri's loop results,
+    each with its check as `item` - {path, status (one code or a list, default 200), contains, json: {field: value}}."""
+    if not isinstance(results, list):
+        raise AnsibleFilterError("smoke_failures: expected the results of a uri loop over deploy_smoke_checks")
+    failed = []
+    for result in results:
+        check = result.get("item") if isinstance(result, dict) else None
+        if not isinstance(check, dict):
+            raise AnsibleFilterError("smoke_failures: every check is a mapping with path, status, contains or json, "
+                                     "got %r" % (check,))
+        want = check.get("status", 200)
+        want = [int(w) for w in (want if isinstance(want, list) else [want])]
+        why = []
+        status = result.get("status")
+        if status not in want:
+            why.append("answered %s%s, not %s" % (status if status not in (None, -1) else "nothing",
+                                                  (" (%s)" % str(result.get("msg"))[:120]) if result.get("msg") else "",
+                                                  " or ".join(str(w) for w in want)))
+        if "contains" in check and str(check["contains"]) not in str(result.get("content") or ""):
+            why.append("the body does not contain %s" % json.dumps(check["contains"]))
+        doc = result.get("json") if isinstance(result.get("json"), dict) else {}
+        for field, value in (check.get("json") or {}).items():
+            if doc.get(field) != value:
+                why.append("%s is %s, not %s" % (field, json.dumps(doc.get(field)), json.dumps(value)))
+        if why:
+            failed.append("%s%s: %s" % (base_url, check.get("path", "/"), "; ".join(why)))
+    return failed
+
+
 class FilterModule:
     """seedops.deploy deploy-planning filters."""
 
     def filters(self):
         return {"checksum_for": checksum_for, "fleet_rollback": fleet_rollback, "deploy_plan": deploy_plan,
-                "rotation_of": rotation_of, "fleet_status": fleet_status}
+                "rotation_of": rotation_of, "fleet_status": fleet_status, "smoke_failures": smoke_failures}

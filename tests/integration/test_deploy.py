@@ -520,7 +520,8 @@ def test_a_haproxy_reload_in_the_middle_of_a_rollout_keeps_the_drained_server_dr
 
 def test_a_release_that_fails_real_traffic_is_stopped_at_the_canary_and_a_good_one_passes(lab, demo):
     """4.0.0 answers /healthz 200 and every other request 500: the health gate lets it through, the canary's
-    traffic does not. A good release passes the same analysis."""
+    traffic does not; a smoke test that fails after the canary batch takes it back too. A good release passes the
+    same analysis and its smoke tests, and every hook runs in order."""
     fleet_at(lab, "2.0.0")
     pids = {host: live(lab, host)[2] for host in APPS}
     result, _recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml", "-e", "deploy_version=4.0.0",
@@ -546,12 +547,38 @@ def test_a_release_that_fails_real_traffic_is_stopped_at_the_canary_and_a_good_o
     print("canary stopped 4.0.0: %d of %d requests failed" % (load["all"]["failed"], load["all"]["sent"]))
     assert lock_record(lab) is None
 
+    # Smoke tests through the load balancer: one that fails after the canary batch takes it back too.
+    hook = os.path.join(REPO_ROOT, "tests", "integration", "playbooks", "hooks", "record.yml")
+    points = ("before_stage", "before_activate", "after_activate", "after_deploy", "on_failure")
+    hooks = json.dumps({"deploy_hooks": {name: hook for name in points}})
+    for host in APPS:
+        lab.ssh(host, "sudo rm -f /var/tmp/seedops-hooks.log")
+    never = json.dumps({"deploy_smoke_checks": [{"path": "/version", "json": {"version": "no-such-version"}}]})
+    result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=4.0.0", "-e", never,
+                                  "-e", hooks)
+    assert result.returncode != 0
+    out = flat(result.stdout)
+    assert "Smoke tests failed after batch 1: http://127.0.0.1:80/version: version is" in out, out[-3000:]
+    assert 'not "no-such-version"' in out and "app1 is back on 2.0.0" in out
+    assert {live(lab, h)[:2] for h in APPS} == {("2.0.0", "2.0.0")}
+    # The hooks that ran: every host before its stage; app1 before its batch, and on_failure when it stopped.
+    logs = {h: lab.ssh(h, "cat /var/tmp/seedops-hooks.log").stdout.strip().split("\n") for h in APPS}
+    assert logs == {"app1": ["before_stage 4.0.0", "before_activate 4.0.0", "on_failure 4.0.0"],
+                    "app2": ["before_stage 4.0.0"], "app3": ["before_stage 4.0.0"]}, logs
+
+    # A good release passes the same analysis, its smoke tests, and runs every hook in order.
+    for host in APPS:
+        lab.ssh(host, "sudo rm -f /var/tmp/seedops-hooks.log")
+    good = json.dumps({"deploy_smoke_checks": [{"path": "/healthz", "contains": "ok"}, {"path": "/", "status": 200}]})
     result, _recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml", "-e", "deploy_version=1.0.0",
-                                                       "-e", "deploy_canary_bake=5")
+                                                       "-e", "deploy_canary_bake=5", "-e", good, "-e", hooks)
     assert result.returncode == 0, result.stdout[-4000:]
     assert report["canary"]["verdict"] == "pass" and not report["canary"]["early"], report["canary"]
     assert load["all"]["failed"] == 0, load["errors"]
     assert {h: r["runs"] for h, r in rows(report).items()} == {h: "1.0.0" for h in APPS}
+    for host in APPS:
+        assert lab.ssh(host, "cat /var/tmp/seedops-hooks.log").stdout.split() == [
+            "before_stage", "1.0.0", "before_activate", "1.0.0", "after_activate", "1.0.0", "after_deploy", "1.0.0"]
 
 
 def test_a_platform_without_a_build_fails_before_any_change(lab, demo):

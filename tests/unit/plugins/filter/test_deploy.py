@@ -253,3 +253,24 @@ def test_fleet_status_says_what_each_service_runs_and_whether_it_is_healthy():
                       "app4": "failed", "app5": "healthy, says 2.1", "app6": None}
     assert status["table"][0].split() == ["host", "live", "previous", "service", "lb", "(admin/health,", "weight)",
                                           "last", "deploy"]
+
+
+def test_smoke_failures_say_what_each_failed_check_got():
+    results = [
+        {"item": {"path": "/"}, "status": 200, "content": "hello version=2.0.0"},
+        {"item": {"path": "/nope"}, "status": 404, "msg": "Status code was 404 and not [200]: HTTP Error 404"},
+        {"item": {"path": "/", "contains": "version=3"}, "status": 200, "content": "hello version=2.0.0"},
+        {"item": {"path": "/version", "json": {"version": "2.0.0", "goos": "linux"}}, "status": 200,
+         "json": {"version": "1.0.0", "goos": "linux"}},
+        {"item": {"path": "/down", "status": [200, 503]}, "status": 503},
+        {"item": {"path": "/x"}, "status": -1, "msg": "Connection refused"},
+    ]
+    assert plugin.smoke_failures(results, "http://lb") == [
+        "http://lb/nope: answered 404 (Status code was 404 and not [200]: HTTP Error 404), not 200",
+        'http://lb/: the body does not contain "version=3"',
+        'http://lb/version: version is "1.0.0", not "2.0.0"',
+        "http://lb/x: answered nothing (Connection refused), not 200",
+    ]
+    assert plugin.smoke_failures([]) == []
+    with pytest.raises(AnsibleFilterError, match="every check is a mapping"):
+        plugin.smoke_failures([{"item": "/"}])
