@@ -17,6 +17,10 @@ Suites:
            dangling) for seedops.deploy's rename-over switch vs `ln -sfn` as hand-written playbooks
            use it; unpack throughput of the release module's safe Python unpack vs `tar -xzf` of the
            same archive on the same host.
+  canary   releases whose /healthz passes while they fail every request, 5% of requests, or answer 3x slower,
+           deployed with canary analysis (deploy_canary_bake) vs the same deploy without it (failed share of
+           all requests, hosts that ended on the bad release); a good release N times: false aborts and the
+           time the analysis adds (see benchmarks/canary_bench.py).
 """
 
 from __future__ import annotations
@@ -224,7 +228,7 @@ def print_table(title, header, rows):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
-    parser.add_argument("--suite", choices=["artifact", "release", "deploy", "all"], default="all")
+    parser.add_argument("--suite", choices=["artifact", "release", "deploy", "canary", "all"], default="all")
     parser.add_argument("--sizes", default="256,1024", help="pull file sizes in MiB (default 256,1024)")
     parser.add_argument("--push-mb", type=int, default=256)
     parser.add_argument("--lab", default=os.environ.get("SEEDOPS_LAB_NAME", "seedops-lab"))
@@ -234,6 +238,8 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--deploy-repeat", type=int, default=2, help="v1 -> v2 runs of each side in the deploy suite")
     parser.add_argument("--big-mb", type=int, default=128, help="padding of the deploy suite's realistic package")
+    parser.add_argument("--canary-bake", type=int, default=10, help="deploy_canary_bake of the canary suite (s)")
+    parser.add_argument("--canary-runs", type=int, default=5, help="good-release runs of each side in the canary suite")
     args = parser.parse_args(argv)
     state = lab_up(args.lab)
     host = Host(state, args.host)
@@ -268,6 +274,17 @@ def main(argv=None):
         print_table(f"deploy: v1 -> v2 on {', '.join(apps)} under 60 requests/s (1 in 10 slow, 1 s); "
                     "alternative: builtin modules (get_url, unarchive, file, systemd, uri), no drain",
                     ("seedops.deploy", "alternative"), rows)
+        print("  targets: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in data["targets"].items()))
+    if args.suite in ("canary", "all"):
+        import canary_bench  # pylint: disable=import-outside-toplevel
+
+        os.makedirs(RESULTS, exist_ok=True)
+        data, rows = canary_bench.suite_canary(state, args.lab, os.path.join(RESULTS, "deploy-reports"),
+                                               bake=args.canary_bake, runs=args.canary_runs)
+        report["suites"]["canary"] = data
+        print_table(f"canary: bad releases and a good one from 2.0.0 under 60 requests/s (1 in 10 slow, 1 s), "
+                    f"deploy_canary_bake={args.canary_bake}; alternative: the same rolling, health-gated deploy "
+                    "without analysis", ("with analysis", "without"), rows)
         print("  targets: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in data["targets"].items()))
     os.makedirs(RESULTS, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
