@@ -24,6 +24,13 @@ OP_STATES = {0: "down", 1: "starting", SRV_ST_RUNNING: "up", 3: "stopping"}
 NAME = re.compile(r"[A-Za-z0-9_.:-]+\Z")
 
 
+# The options of every module that talks to the runtime API (doc fragment seedops.deploy.haproxy).
+RUNTIME_API_SPEC = dict(
+    backend=dict(type="str", required=True),
+    socket=dict(type="path", default="/run/haproxy/admin.sock"),
+)
+
+
 class HAProxyError(Exception):
     """The runtime API could not be reached or refused a command."""
 

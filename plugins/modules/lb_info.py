@@ -17,16 +17,8 @@ description:
   - Runs on the load balancer, usually with C(delegate_to) and C(run_once). The deploy playbooks read it in their
     plan (to put back hosts a dead run left drained) and at the end (what is really in rotation), and
     C(playbooks/status.yml) prints it.
-options:
-  backend:
-    description: The backend, for example V(app).
-    type: str
-    required: true
-  socket:
-    description: Path of HAProxy's admin socket.
-    type: path
-    default: /run/haproxy/admin.sock
 extends_documentation_fragment:
+  - seedops.deploy.haproxy
   - seedops.deploy.attributes
   - ansible.builtin.action_common_attributes
 attributes:
@@ -72,8 +64,7 @@ from ansible_collections.seedops.deploy.plugins.module_utils import _rotation
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(backend=dict(type="str", required=True),
-                           socket=dict(type="path", default="/run/haproxy/admin.sock")),
+        argument_spec=dict(hap.RUNTIME_API_SPEC),
         supports_check_mode=True,
     )
     try:

@@ -21,19 +21,13 @@ description:
   - With O(checks), turns the server's health checks off and on. While they are off, HAProxy keeps the server's
     last known state, so a server restarting for a moment stays in rotation and HAProxy's own retries (C(retries),
     C(option redispatch)) carry the requests that hit the restart. C(deploy_switch=together) uses this.
-  - The states are runtime states, which a reload of HAProxy resets to the configuration's.
+  - The states are runtime states - a reload of HAProxy resets them to the configuration's unless it loads a
+    server-state file, which the seedops.deploy.haproxy role sets up (saved before every reload and stop).
 options:
-  backend:
-    description:
-      - The backend, for example V(app).
-      - An HAProxy name - letters, digits and C(-_.:) only; any other character (C(;), a space, a line break) is
-        refused before anything is sent, since the runtime API would read it as a further command or argument.
-    type: str
-    required: true
   server:
     description:
       - The server's name in the backend (the seedops.deploy.haproxy role names servers after inventory hosts).
-      - The same characters as O(backend).
+      - The same characters as O(backend) (letters, digits and C(-_.:)).
     type: str
     required: true
   state:
@@ -47,10 +41,6 @@ options:
     description: Turn the server's health checks V(enabled) or V(disabled) (C(enable health) / C(disable health)).
     type: str
     choices: [enabled, disabled]
-  socket:
-    description: Path of HAProxy's admin socket.
-    type: path
-    default: /run/haproxy/admin.sock
   wait:
     description: With O(state=drain) or O(state=maint), wait until the server's current sessions reach zero.
     type: bool
@@ -82,6 +72,7 @@ attributes:
   diff_mode:
     support: full
 extends_documentation_fragment:
+  - seedops.deploy.haproxy
   - seedops.deploy.attributes
   - ansible.builtin.action_common_attributes
 notes:
@@ -181,12 +172,11 @@ from ansible_collections.seedops.deploy.plugins.module_utils import _lb
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            backend=dict(type="str", required=True),
+            hap.RUNTIME_API_SPEC,
             server=dict(type="str", required=True),
             state=dict(type="str", choices=["ready", "drain", "maint"]),
             weight=dict(type="int"),
             checks=dict(type="str", choices=["enabled", "disabled"]),
-            socket=dict(type="path", default="/run/haproxy/admin.sock"),
             wait=dict(type="bool", default=True),
             drain_timeout=dict(type="float", default=60),
             wait_up=dict(type="bool", default=False),

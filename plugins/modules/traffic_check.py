@@ -23,14 +23,6 @@ description:
   - The module fails on V(fail), and on V(inconclusive) when O(inconclusive=fail); its result carries the figures
     either way. Runs on the load balancer (C(delegate_to), C(run_once)); it only reads.
 options:
-  backend:
-    description: The backend, for example V(app).
-    type: str
-    required: true
-  socket:
-    description: Path of HAProxy's admin socket.
-    type: path
-    default: /run/haproxy/admin.sock
   canary:
     description: The servers running the release under judgement.
     type: list
@@ -75,6 +67,7 @@ options:
     choices: [fail, pass]
     default: fail
 extends_documentation_fragment:
+  - seedops.deploy.haproxy
   - seedops.deploy.attributes
   - ansible.builtin.action_common_attributes
 attributes:
@@ -158,8 +151,7 @@ LIMITS = ("max_error_ratio", "max_response_ratio", "max_response_ms", "min_reque
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            backend=dict(type="str", required=True),
-            socket=dict(type="path", default="/run/haproxy/admin.sock"),
+            hap.RUNTIME_API_SPEC,
             canary=dict(type="list", elements="str", required=True),
             baseline=dict(type="list", elements="str", default=[]),
             window=dict(type="float", required=True),

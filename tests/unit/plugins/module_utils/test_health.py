@@ -1,30 +1,19 @@
 """Health probes against a real HTTP server on 127.0.0.1, and the waiting logic on a fake clock."""
 
-import http.server
-import json
 import socket
-import threading
 
 import pytest
+
+import fakes
 import yaml
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-from ansible.module_utils.testing import patch_module_args
+
+from fakes import Clock, http_routes
 
 from ansible_collections.seedops.deploy.plugins.doc_fragments.health import ModuleDocFragment
 from ansible_collections.seedops.deploy.plugins.module_utils import _health
 from ansible_collections.seedops.deploy.plugins.modules import health_check
-
-
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
 
 
 def run(results, **kw):
@@ -44,24 +33,10 @@ def test_times_out_with_the_last_responses():
     assert report["responses"][-1]["ok"] is False
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *a):
-        pass
-
-    def do_GET(self):
-        code, body = {"/ok": (200, b"ok version=2"), "/down": (503, b"draining")}.get(self.path, (404, b"no"))
-        self.send_response(code)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
 @pytest.fixture(scope="module")
 def base():
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield "http://127.0.0.1:%d" % srv.server_address[1], srv.server_address[1]
-    srv.shutdown()
+    with http_routes({"/ok": (200, b"ok version=2"), "/down": (503, b"draining")}) as where:
+        yield where
 
 
 def test_http_probe_status_and_body(base):
@@ -147,9 +122,7 @@ def test_doc_fragment_documents_exactly_the_argument_spec():
 
 
 def module_run(capsys, args):
-    with patch_module_args(args), pytest.raises(SystemExit) as exc:
-        health_check.main()
-    return exc.value.code, json.loads(capsys.readouterr().out)
+    return fakes.run_main(health_check.main, capsys, args)
 
 
 def test_module_healthy_with_a_body_match(base, capsys):

@@ -11,7 +11,8 @@ import threading
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
+import fakes
+
 
 from ansible_collections.seedops.deploy.plugins.module_utils import _health
 from ansible_collections.seedops.deploy.plugins.module_utils import _releases as rel
@@ -277,9 +278,7 @@ def host(tmp_path, monkeypatch, app, releases):
 
 
 def module_run(capsys, args):
-    with patch_module_args(args), pytest.raises(SystemExit) as exc:
-        staged_restart.main()
-    return exc.value.code, json.loads(capsys.readouterr().out)
+    return fakes.run_main(staged_restart.main, capsys, args)
 
 
 def module_args(health_url, releases, **kw):

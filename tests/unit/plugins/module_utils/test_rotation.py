@@ -1,9 +1,8 @@
 """The backend's rotation state from HAProxy's `show servers state`, parsed and read over a real UNIX socket."""
 
-import socket
-import threading
-
 import pytest
+
+import fakes
 
 from ansible_collections.seedops.deploy.plugins.module_utils import _haproxy as hap
 from ansible_collections.seedops.deploy.plugins.module_utils import _rotation
@@ -38,25 +37,8 @@ def test_every_server_of_the_backend_and_whether_it_takes_traffic():
 def runtime_api(tmp_path):
     """A one-command-per-connection stand-in for HAProxy's admin socket that answers STATE and logs commands."""
     path = str(tmp_path / "admin.sock")
-    seen = []
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    server.listen(4)
-
-    def serve():
-        while True:
-            try:
-                conn, _addr = server.accept()
-            except OSError:
-                return
-            with conn:
-                seen.append(conn.recv(4096).decode().strip())
-                conn.sendall(STATE.encode())
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield path, seen
-    server.close()
+    with fakes.runtime_api(path, lambda _command: STATE) as seen:
+        yield path, seen
 
 
 def test_read_backend_asks_for_that_backend_only(runtime_api):

@@ -1,14 +1,14 @@
 """What a service really runs: its main process's release read from a /proc-shaped tree of real symlinks, systemd's
 answer parsed, and the version the service reports from a real HTTP server on 127.0.0.1."""
 
-import http.server
 import os
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
+
+from fakes import http_routes
 
 from ansible_collections.seedops.deploy.plugins.module_utils import _service
 
@@ -105,26 +105,11 @@ def test_service_state_of_a_stopped_missing_or_unreadable_unit(tree):
     assert broken["state"] is None and broken["error"] == "Failed to connect to bus"
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *a):
-        pass
-
-    def do_GET(self):
-        code, body = {"/json": (200, b'{"version": "2.0.0", "pid": 1}'), "/text": (200, b"2.0.0-rc1\nmore\n"),
-                      "/nofield": (200, b'{"name": "x"}'), "/empty": (200, b"  "),
-                      "/down": (503, b"no")}.get(self.path, (404, b""))
-        self.send_response(code)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
 @pytest.fixture(scope="module")
 def base():
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield "http://127.0.0.1:%d" % srv.server_address[1]
-    srv.shutdown()
+    with http_routes({"/json": (200, b'{"version": "2.0.0", "pid": 1}'), "/text": (200, b"2.0.0-rc1\nmore\n"),
+                      "/nofield": (200, b'{"name": "x"}'), "/empty": (200, b"  "), "/down": (503, b"no")}) as where:
+        yield where[0]
 
 
 def test_reported_version(base):

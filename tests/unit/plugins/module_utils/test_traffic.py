@@ -1,13 +1,12 @@
 """The canary's traffic from HAProxy's counters: parsing `show stat`, rates between samples, the verdict, the
 observation loop on a fake clock, and the traffic_check module against a real Unix socket answering as HAProxy."""
 
-import json
-import socket
-import threading
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
+
+import fakes
+from fakes import Clock
 
 from ansible_collections.seedops.deploy.plugins.module_utils import _haproxy as hap
 from ansible_collections.seedops.deploy.plugins.module_utils import _traffic
@@ -98,17 +97,6 @@ def test_a_canary_the_load_balancer_does_not_know_fails():
     assert result["verdict"] == "fail" and result["reasons"] == ["the load balancer has no server app9"]
 
 
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
-
-
 def feed(answers):
     answers = list(answers)
     return lambda: answers.pop(0)
@@ -142,29 +130,12 @@ def haproxy(tmp_path):
     """A Unix socket answering `show stat` with the next of the answers it is given (the last one repeats)."""
     path = str(tmp_path / "admin.sock")
     answers = []
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    server.listen(8)
-
-    def serve():
-        while True:
-            try:
-                conn, _addr = server.accept()
-            except OSError:
-                return
-            with conn:
-                conn.recv(4096)
-                conn.sendall((answers.pop(0) if len(answers) > 1 else answers[0]).encode())
-
-    threading.Thread(target=serve, daemon=True).start()
-    yield path, answers
-    server.close()
+    with fakes.runtime_api(path, lambda _command: answers.pop(0) if len(answers) > 1 else answers[0]):
+        yield path, answers
 
 
 def module_run(capsys, args):
-    with patch_module_args(args), pytest.raises(SystemExit) as exc:
-        traffic_check.main()
-    return exc.value.code, json.loads(capsys.readouterr().out)
+    return fakes.run_main(traffic_check.main, capsys, args)
 
 
 def test_module_fails_a_bad_canary_with_its_figures(haproxy, capsys):

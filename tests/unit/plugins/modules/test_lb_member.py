@@ -1,7 +1,6 @@
 """lb_member's logic (module_utils/_lb.py) and the module, against a small fake of HAProxy's runtime API
 served on a real UNIX socket: drain, maint, ready, weight, checks, and wait_up."""
 
-import json
 import os
 import re
 import socket
@@ -10,7 +9,8 @@ import time
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
+import fakes
+
 
 from ansible_collections.seedops.deploy.plugins.module_utils import _haproxy as hap
 from ansible_collections.seedops.deploy.plugins.module_utils import _lb
@@ -322,9 +322,7 @@ def test_wait_up_is_ignored_for_other_states(haproxy):
 
 
 def module_run(capsys, args):
-    with patch_module_args(args), pytest.raises(SystemExit) as exc:
-        lb_member.main()
-    return exc.value.code, json.loads(capsys.readouterr().out)
+    return fakes.run_main(lb_member.main, capsys, args)
 
 
 def test_module_ready_with_wait_up(haproxy, capsys):
