@@ -5,10 +5,13 @@
 (private to seedops.deploy).
 
 HAProxy's `show stat` keeps, per server, cumulative counters of the responses it got (by status class), the
-responses that failed (eresp) and the connections that failed (econ), plus the mean response time of the last
-1024 requests (rtime). Two samples give each server's requests and errors over the window between them; the
-canary servers are judged against absolute limits and against the baseline servers (those still on the old
-release), the way Flagger's success-rate and latency checks and Kayenta's baseline comparison do it.
+responses that failed (eresp) and the connections that failed (econ), plus a moving mean of the response time
+(rtime, documented as the mean of the last 1024 requests; HAProxy keeps it as a sliding-window average over 512
+samples, each response moving it by 1/512 of the difference).
+Two samples give each server's requests and errors over the window between them, and - undoing that moving mean
+with the number of responses in between - the mean response time of the window alone; the canary servers are
+judged against absolute limits and against the baseline servers (those still on the old release), the way
+Flagger's success-rate and latency checks and Kayenta's baseline comparison do it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,18 @@ COUNTERS = RESPONSES + ("eresp", "econ", "wretr", "wredis")
 VERDICTS = ("pass", "fail", "inconclusive")
 # Below this many milliseconds, response times are too close to noise to be compared as a ratio.
 RESPONSE_FLOOR_MS = 5.0
+# The samples of HAProxy's moving mean of response times (rtime, ttime, ...): its TIME_STATS_SAMPLES.
+RTIME_SAMPLES = 512.0
+
+
+def window_mean(start_ms, end_ms, samples, n=RTIME_SAMPLES):
+    """The mean of the `samples` values that moved HAProxy's moving mean from `start_ms` to `end_ms`: each sample
+    moves it by 1/n of its distance, so end = start * r + mean * (1 - r) with r = (1 - 1/n) ** samples. None
+    without samples."""
+    if samples <= 0:
+        return None
+    keep = (1.0 - 1.0 / n) ** samples
+    return round(max(0.0, (end_ms - start_ms * keep) / (1.0 - keep)), 1)
 
 
 def _int(value):
@@ -51,17 +66,21 @@ def delta(before, after, seconds):
     out = {}
     for server, now in after.items():
         then = before.get(server, {})
-        if any(now[name] < then.get(name, 0) for name in COUNTERS):
+        reset = any(now[name] < then.get(name, 0) for name in COUNTERS)
+        if reset:
             then = {}
         moved = {name: now[name] - then.get(name, 0) for name in COUNTERS}
         requests = sum(moved[name] for name in RESPONSES) + moved["eresp"] + moved["econ"]
         errors = sum(moved[name] for name in FAILURES)
+        answered = sum(moved[name] for name in RESPONSES)
         out[server] = {
             "requests": requests, "errors": errors, "5xx": moved["hrsp_5xx"],
             "connection_errors": moved["econ"], "response_errors": moved["eresp"], "retries": moved["wretr"],
             "error_ratio": round(errors / float(requests), 4) if requests else None,
             "rps": round(requests / seconds, 2) if seconds > 0 else None,
-            "rtime_ms": now["rtime"],
+            # The window's own mean response time; after a reset of the counters, HAProxy's moving mean as it is.
+            "rtime_ms": now["rtime"] if reset else window_mean(then.get("rtime", 0), now["rtime"], answered),
+            "rtime_moving_ms": now["rtime"],
         }
     return out
 
@@ -71,7 +90,7 @@ def group(traffic, servers):
     rows = [traffic[s] for s in servers if s in traffic]
     requests = sum(r["requests"] for r in rows)
     errors = sum(r["errors"] for r in rows)
-    timed = [(r["rtime_ms"], r["requests"]) for r in rows if r["requests"]]
+    timed = [(r["rtime_ms"], r["requests"]) for r in rows if r["requests"] and r["rtime_ms"] is not None]
     weight = sum(n for _ms, n in timed)
     return {"servers": [s for s in servers if s in traffic], "requests": requests, "errors": errors,
             "error_ratio": round(errors / float(requests), 4) if requests else None,
@@ -104,6 +123,8 @@ def judge(traffic, canary, baseline, limits):
             verdict = "fail"
             reasons.append("%s: error ratio %.1f%% (%d of %d requests) is above %.1f%%" % (
                 server, 100 * seen["error_ratio"], seen["errors"], seen["requests"], 100 * limits["max_error_ratio"]))
+        if seen["rtime_ms"] is None:
+            continue
         if limits["max_response_ms"] and seen["rtime_ms"] > limits["max_response_ms"]:
             verdict = "fail"
             reasons.append("%s: response time %d ms is above %d ms" % (server, seen["rtime_ms"], limits["max_response_ms"]))

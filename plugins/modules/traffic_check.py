@@ -15,8 +15,10 @@ description:
     response and connection errors, mean response time) every O(interval) seconds for up to O(window) seconds, and
     judges the traffic the O(canary) servers served since the start against absolute limits and against the
     O(baseline) servers (those still on the old release).
-  - Errors are the server's 5xx answers plus the responses and connections that failed. The response time is
-    HAProxy's mean over each server's last 1024 requests (C(rtime)), read at the end.
+  - Errors are the server's 5xx answers plus the responses and connections that failed. The response time is the
+    mean of the window's own responses, worked back from HAProxy's moving mean (C(rtime), a sliding average over 512
+    samples) at both ends of the window and the number of responses in between, so what the old release served
+    before the window does not dilute it.
   - The verdict is V(fail) as soon as a canary server has served at least O(min_requests) requests and crossed a
     limit (the module stops early then); V(inconclusive) when a canary server served fewer than O(min_requests) by
     the end of the window; otherwise V(pass). Each canary server is judged on its own.
@@ -119,7 +121,8 @@ baseline:
 servers:
   description:
     - Every server of the backend over the window - requests, errors, 5xx, connection_errors, response_errors,
-      retries, error_ratio, rps, rtime_ms.
+      retries, error_ratio, rps, rtime_ms (the window's mean response time), rtime_moving_ms (HAProxy's moving mean
+      at the end).
   returned: always
   type: dict
 window:

@@ -33,15 +33,30 @@ def test_counters_of_one_backend():
     assert got["app1"]["hrsp_4xx"] == 1 and got["app1"]["rtime"] == 7
 
 
+def test_window_mean_undoes_haproxys_moving_mean():
+    """HAProxy moves its mean by 1/512 of each sample's distance: replaying that gives back the window's mean."""
+    moving = 100.0
+    for _i in range(200):
+        moving += (300.0 - moving) / 512
+    assert 160 < moving < 200, "the moving mean still mostly remembers the old release"
+    assert _traffic.window_mean(100.0, moving, 200) == pytest.approx(300.0, abs=0.2)
+    assert _traffic.window_mean(100.0, 100.0, 50) == pytest.approx(100.0)
+    assert _traffic.window_mean(100.0, 120.0, 0) is None
+    assert _traffic.window_mean(100.0, 0.0, 10) == 0.0, "never below zero"
+
+
 def test_delta_counts_requests_and_errors_between_samples_and_survives_a_counter_reset():
     before = _traffic.counters(stat(app1=(100, 0, 0, 0, 5), app2=(900, 9, 0, 0, 5)), "app")
     after = _traffic.counters(stat(app1=(150, 40, 2, 3, 50), app2=(10, 1, 0, 0, 6)), "app")
     traffic = _traffic.delta(before, after, 10)
-    # app1: 50 2xx + 40 5xx (+ the fixed 4xx that did not move) + 2 response and 3 connection errors.
+    # app1: 50 2xx + 40 5xx (+ the fixed 4xx that did not move) + 2 response and 3 connection errors; its 90
+    # answers moved HAProxy's moving mean from 5 to 50 ms, so they took about 284 ms on average.
     assert traffic["app1"] == {"requests": 95, "errors": 45, "5xx": 40, "connection_errors": 3, "response_errors": 2,
-                               "retries": 0, "error_ratio": 0.4737, "rps": 9.5, "rtime_ms": 50}
-    # app2's counters went down (HAProxy restarted): counted from zero.
-    assert (traffic["app2"]["requests"], traffic["app2"]["errors"]) == (12, 1)
+                               "retries": 0, "error_ratio": 0.4737, "rps": 9.5,
+                               "rtime_ms": _traffic.window_mean(5, 50, 90), "rtime_moving_ms": 50}
+    assert 280 < traffic["app1"]["rtime_ms"] < 288
+    # app2's counters went down (HAProxy restarted): counted from zero, the moving mean taken as it is.
+    assert (traffic["app2"]["requests"], traffic["app2"]["errors"], traffic["app2"]["rtime_ms"]) == (12, 1, 6)
 
 
 def traffic(**servers):
