@@ -149,8 +149,17 @@ def _pct(ratio):
     return "-" if ratio is None else "%.2f%%" % (100 * ratio)
 
 
+def set_state(path, backend, servers, state):
+    """Set the servers' administrative state (ready, drain) through the runtime API, one command each."""
+    for server in servers:
+        line = "set server %s/%s state %s" % (hap.check_name("backend", backend), hap.check_name("server", server), state)
+        hap.check_answer(hap.command(path, line), line)
+
+
 class Observer:
-    """Samples `show stat` of one backend over a window and judges the canary, stopping early on a failure."""
+    """Samples `show stat` of one backend over a window and judges the canary, stopping early on a failure.
+    `on_start()` runs right after the first read (to put the canary into rotation only once it is watched) and
+    `on_fail()` the moment the verdict fails (to take it out before anything else happens)."""
 
     def __init__(self, socket_path, backend, read=None, clock=time.monotonic, sleep=time.sleep):
         hap.check_name("backend", backend)
@@ -167,11 +176,13 @@ class Observer:
                                    % (self.backend, self.path))
         return servers
 
-    def observe(self, canary, baseline, limits, window, interval=1.0):
+    def observe(self, canary, baseline, limits, window, interval=1.0, on_start=None, on_fail=None):
         """Watch up to `window` seconds: the judgement of the traffic since the start, every `interval`; ends at
         once on a failure, else at the end of the window. Returns judge()'s result plus window, elapsed, samples
         and the per-server traffic."""
         first = self.sample()
+        if on_start:
+            on_start()
         start = self.clock()
         samples = 1
         while True:
@@ -182,6 +193,8 @@ class Observer:
             elapsed = self.clock() - start
             traffic = delta(first, now, elapsed)
             result = judge(traffic, canary, baseline, limits)
+            if result["verdict"] == "fail" and on_fail:
+                on_fail()
             if result["verdict"] == "fail" or elapsed >= window:
                 result.update(window=window, elapsed=round(elapsed, 2), samples=samples, servers=traffic,
                               early=elapsed < window)

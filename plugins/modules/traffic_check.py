@@ -68,6 +68,19 @@ options:
     type: str
     choices: [fail, pass]
     default: fail
+  ready_first:
+    description:
+      - Put the O(canary) servers into rotation (state V(ready)) right after the first read of the counters, so
+        that every request they serve is watched - none slips in before the window opens.
+    type: bool
+    default: false
+  drain_on_fail:
+    description:
+      - Drain the O(canary) servers the moment the verdict fails (or, with O(inconclusive=fail), ends
+        inconclusive), before the module returns - fewer requests reach a bad release than when a later task
+        drains them.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - seedops.deploy.haproxy
   - seedops.deploy.attributes
@@ -75,7 +88,7 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: It only reads and waits, the same in check mode.
+    details: It reads and waits the same in check mode, and changes no server state there (O(ready_first), O(drain_on_fail)).
   diff_mode:
     support: none
 seealso:
@@ -141,6 +154,16 @@ samples:
   description: How many times the counters were read.
   returned: always
   type: int
+readied:
+  description: The servers O(ready_first) put into rotation.
+  returned: always
+  type: list
+  elements: str
+drained:
+  description: The servers O(drain_on_fail) took out of rotation.
+  returned: always
+  type: list
+  elements: str
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -164,6 +187,8 @@ def main():
             max_response_ms=dict(type="float", default=0),
             min_requests=dict(type="int", default=20),
             inconclusive=dict(type="str", choices=["fail", "pass"], default="fail"),
+            ready_first=dict(type="bool", default=False),
+            drain_on_fail=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
@@ -186,10 +211,26 @@ def main():
         for name in p["canary"] + p["baseline"]:
             hap.check_name("server", name)
         observer = _traffic.Observer(p["socket"], p["backend"])
-        result = observer.observe(p["canary"], p["baseline"], {k: p[k] for k in LIMITS}, p["window"], p["interval"])
+        acts = not module.check_mode
+        readied, drained = [], []
+
+        def ready():
+            if acts and p["ready_first"]:
+                _traffic.set_state(p["socket"], p["backend"], p["canary"], "ready")
+                readied.extend(p["canary"])
+
+        def drain():
+            if acts and p["drain_on_fail"]:
+                _traffic.set_state(p["socket"], p["backend"], p["canary"], "drain")
+                drained.extend(p["canary"])
+
+        result = observer.observe(p["canary"], p["baseline"], {k: p[k] for k in LIMITS}, p["window"], p["interval"],
+                                  on_start=ready, on_fail=drain)
+        if result["verdict"] == "inconclusive" and p["inconclusive"] == "fail":
+            drain()
     except hap.HAProxyError as exc:
         module.fail_json(msg=str(exc))
-    result["changed"] = False
+    result.update(changed=bool(readied or drained), readied=readied, drained=drained)
     if result["verdict"] == "fail" or (result["verdict"] == "inconclusive" and p["inconclusive"] == "fail"):
         module.fail_json(msg="canary %s: %s" % (result["verdict"], "; ".join(result["reasons"])), **result)
     module.exit_json(**result)

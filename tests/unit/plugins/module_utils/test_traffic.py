@@ -140,12 +140,25 @@ def test_observe_of_a_backend_haproxy_does_not_have():
         _traffic.Observer("/x", "app;shutdown", read=lambda: "")
 
 
+class Answers(list):
+    """The answers to `show stat`, in order, and (as .seen) every command the socket got."""
+
+    seen = None
+
+
 @pytest.fixture
 def haproxy(tmp_path):
     """A Unix socket answering `show stat` with the next of the answers it is given (the last one repeats)."""
     path = str(tmp_path / "admin.sock")
-    answers = []
-    with fakes.runtime_api(path, lambda _command: answers.pop(0) if len(answers) > 1 else answers[0]):
+    answers = Answers()
+
+    def answer(command):
+        if command.startswith("set server"):
+            return ""
+        return answers.pop(0) if len(answers) > 1 else answers[0]
+
+    with fakes.runtime_api(path, answer) as seen:
+        answers.seen = seen
         yield path, answers
 
 
@@ -161,6 +174,20 @@ def test_module_fails_a_bad_canary_with_its_figures(haproxy, capsys):
     assert code == 1 and out["verdict"] == "fail" and out["early"] is True
     assert out["msg"] == "canary fail: app1: error ratio 100.0% (30 of 30 requests) is above 1.0%"
     assert out["servers"]["app2"]["requests"] == 60 and out["changed"] is False
+
+
+def test_module_puts_the_canary_in_only_once_watched_and_drains_it_the_moment_it_fails(haproxy, capsys):
+    path, answers = haproxy
+    answers.extend([stat(app1=(0, 0, 0, 0, 1)), stat(app1=(0, 30, 0, 0, 1))])
+    code, out = module_run(capsys, {"socket": path, "backend": "app", "canary": ["app1"], "window": 5,
+                                    "interval": 0.05, "ready_first": True, "drain_on_fail": True})
+    assert code == 1 and (out["readied"], out["drained"], out["changed"]) == (["app1"], ["app1"], True)
+    assert answers.seen[:4] == ["show stat", "set server app/app1 state ready", "show stat",
+                                "set server app/app1 state drain"]
+    answers.seen.clear()
+    code, out = module_run(capsys, {"socket": path, "backend": "app", "canary": ["app1"], "window": 5, "interval": 0.05,
+                                    "ready_first": True, "drain_on_fail": True, "_ansible_check_mode": True})
+    assert out["readied"] == [] and out["drained"] == [] and not any(c.startswith("set") for c in answers.seen)
 
 
 def test_module_inconclusive_fails_or_passes_as_asked(haproxy, capsys):
