@@ -606,7 +606,8 @@ class Lab:
         code, out = container.exec_run(["sh", "-c", script], environment={"KEY": public_key})
         text = out.decode(errors="replace").strip()
         if code != 0 or not text.startswith("ssh-ed25519 "):
-            raise LabError(f"{container.name}: could not install the lab key or read the host key: {text}")
+            raise LabError(f"{container.name}: could not install the lab key or read the host key (exit {code}, "
+                           f"container {container.status}): {text or 'no output'}")
         return text
 
     def ensure_keypair(self) -> str:
