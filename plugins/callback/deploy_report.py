@@ -63,6 +63,7 @@ from ansible.plugins.callback import CallbackBase
 
 from ansible_collections.seedops.deploy.plugins.module_utils import _lease
 from ansible_collections.seedops.deploy.plugins.module_utils import _releases
+from ansible_collections.seedops.deploy.plugins.module_utils import _service
 
 WATCHED = {
     "seedops.deploy.artifact": "artifact",
@@ -130,17 +131,17 @@ class HostRecord:
 
     def service_problem(self):
         """What verify measured on the service that the live release does not say, or None."""
-        svc = self.service
-        if not svc:
+        if not self.service:
             return None
-        if svc.get("state") not in (None, "active"):
-            return "service %s" % svc["state"]
-        if svc.get("release") and self.live and svc["release"] != self.live:
+        seen = _service.findings(self.service, self.live)
+        if seen["down"]:
+            return "service %s" % seen["down"]
+        if seen["stale"] and self.live:
             return "live link says %s: not restarted" % self.live
-        if svc.get("healthy") is False:
+        if seen["unhealthy"]:
             return "unhealthy"
-        if svc.get("reports") and svc["reports"] != (self.verified or self.live):
-            return "it says %s" % svc["reports"]
+        if seen["says"]:
+            return "it says %s" % seen["says"]
         return None
 
     def rotation(self):

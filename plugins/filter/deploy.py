@@ -12,6 +12,7 @@ from ansible.utils.helpers import pct_to_int
 
 from ansible_collections.seedops.deploy.plugins.module_utils import _digest
 from ansible_collections.seedops.deploy.plugins.module_utils import _lease
+from ansible_collections.seedops.deploy.plugins.module_utils import _service
 
 _NOT_GIVEN = object()
 
@@ -141,11 +142,12 @@ def _unfinished(service, target):
     `service`), or None: it still runs another release, or its service is down or unhealthy."""
     if not service:
         return None
-    if service.get("state") not in (None, "active"):
-        return f"its service is {service['state']}"
-    if service.get("release") and service["release"] != target:
-        return f"its live release is {target} but its service still runs {service['release']} (switched, not restarted)"
-    if service.get("healthy") is False:
+    seen = _service.findings(service, target)
+    if seen["down"]:
+        return f"its service is {seen['down']}"
+    if seen["stale"]:
+        return f"its live release is {target} but its service still runs {seen['stale']} (switched, not restarted)"
+    if seen["unhealthy"]:
         return "its service does not answer its health check"
     return None
 
@@ -252,11 +254,12 @@ def _health_of(info):
         return None
     if svc.get("state") != "active":
         return svc.get("state") or ("unknown: %s" % svc.get("error"))
-    words = ["healthy" if svc.get("healthy") else "UNHEALTHY" if svc.get("healthy") is False else "active"]
-    if svc.get("release") and svc["release"] != info.get("current"):
-        words.append("runs %s, NOT RESTARTED" % svc["release"])
-    if svc.get("reports") and svc["reports"] != (svc.get("release") or info.get("current")):
-        words.append("says %s" % svc["reports"])
+    seen = _service.findings(svc, info.get("current"))
+    words = ["healthy" if svc.get("healthy") else "UNHEALTHY" if seen["unhealthy"] else "active"]
+    if seen["stale"]:
+        words.append("runs %s, NOT RESTARTED" % seen["stale"])
+    if seen["says"]:
+        words.append("says %s" % seen["says"])
     return ", ".join(words)
 
 

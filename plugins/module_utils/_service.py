@@ -98,6 +98,22 @@ def release_live_at(records, when):
     return max(live)[1] if live else None
 
 
+def findings(service, live):
+    """What release_info's `service` says that the live release `live` does not - the one reading of it that the
+    plan, the status table and the deploy report share: {down: its state when it is known and not active, stale:
+    the release its process runs when that is not `live`, unhealthy: whether its probe failed, says: the version
+    it reports when that is not the release it runs}."""
+    service = service or {}
+    release = service.get("release")
+    reports = service.get("reports")
+    return {
+        "down": service.get("state") if service.get("state") not in (None, "active") else None,
+        "stale": release if release and release != live else None,
+        "unhealthy": service.get("healthy") is False,
+        "says": reports if reports and reports != (release or live) else None,
+    }
+
+
 def reported_version(url, timeout=5.0, validate_certs=True):
     """(version, error) as the service reports it at `url`: a JSON object's `version`, else the body's first line."""
     try:

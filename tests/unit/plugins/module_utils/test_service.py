@@ -175,3 +175,13 @@ def test_without_the_process_links_the_start_time_tells(tree):
                                    clock=lambda: now)
     assert (state["release"], state["seen_by"]) == ("1.0.0", "start time")
     assert _service.service_state(fake_run(0, SHOW), "systemctl", "app", releases, proc=proc)["release"] is None
+
+
+def test_findings_say_what_the_service_shows_that_the_live_release_does_not():
+    service = {"state": "active", "release": "1.0.0", "healthy": False, "reports": "1.0.0-dirty"}
+    assert _service.findings(service, "2.0.0") == {"down": None, "stale": "1.0.0", "unhealthy": True,
+                                                   "says": "1.0.0-dirty"}
+    assert _service.findings({"state": "failed"}, "2.0.0") == {"down": "failed", "stale": None, "unhealthy": False,
+                                                               "says": None}
+    assert _service.findings({"state": "active", "release": "2.0.0", "reports": "2.0.0"}, "2.0.0")["says"] is None
+    assert _service.findings(None, "2.0.0") == {"down": None, "stale": None, "unhealthy": False, "says": None}
