@@ -18,6 +18,7 @@ import argparse
 import ipaddress
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -28,6 +29,7 @@ import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
+SEED = 20261202
 MAX_RPS = 500
 MAX_WORKERS = 128
 MAX_SECONDS = 1800
@@ -95,8 +97,10 @@ class Load:
 
     def run(self) -> None:
         interval = 1.0 / self.rps
-        n = 0
-        slow_every = int(round(1 / self.slow_share)) if self.slow_share > 0 else 0
+        # Each request is slow with probability slow_share, drawn from a seeded generator (runs repeat). Not every
+        # n-th request: a fixed period aliases with weighted round robin and hands one server every slow request
+        # (a canary at weight 22 beside two at 100 gets about every 10th request).
+        draw = random.Random(SEED)
         self.started = time.time()
         next_at = time.monotonic()
         deadline = next_at + MAX_SECONDS
@@ -105,8 +109,7 @@ class Load:
             if now < next_at:
                 self.stop_event.wait(next_at - now)
                 continue
-            n += 1
-            self.pool.submit(self.one, time.time(), bool(slow_every and n % slow_every == 0))
+            self.pool.submit(self.one, time.time(), draw.random() < self.slow_share)
             next_at += interval
 
     def start(self) -> None:
