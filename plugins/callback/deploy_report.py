@@ -195,7 +195,8 @@ class CallbackModule(CallbackBase):
         self.planned = False
         self.batches = []
         self.deployer = None  # who runs this deploy: the holder the fleet lock recorded
-        self.canary = None  # the canary's verdict and the traffic that decided it (traffic_check)
+        self.analysis = []  # each judged batch's verdict, its steps and the traffic that decided it (traffic_check)
+        self.servers = {}  # load balancer server name -> host, from the plan
 
     # -- bookkeeping ---------------------------------------------------------------------------------
 
@@ -272,6 +273,7 @@ class CallbackModule(CallbackBase):
             rec.old, rec.new = entry.get("current"), entry.get("target")
             rec.action, rec.reason, rec.batch = entry.get("action"), entry.get("reason"), entry.get("batch")
             rec.lb_before = entry.get("lb")
+            self.servers[entry.get("lb_server") or name] = name
         together = plan.get("switch") == "together"
         self.batches = [{"label": "all" if together else number, "hosts": list(hosts)}
                         for number, hosts in enumerate(plan.get("batches") or [], 1)]
@@ -283,15 +285,21 @@ class CallbackModule(CallbackBase):
             self.deployer = dict(holder, run_id=event.res.get("run_id"))
 
     def on_traffic_check(self, rec, event):
-        """The canary's bake: the verdict, its reasons and the traffic the load balancer counted per server."""
+        """A batch's bake (the canary's, or a later batch's with deploy_batch_bake): the verdict, its reasons, each
+        traffic-weight step and the traffic the load balancer counted per server. Every judged host gets the bake
+        phase."""
         res = event.res
         verdict = res.get("verdict") or "not judged"
-        rec.phase("bake", event.start, event.end, verdict != "pass")
-        self.canary = {key: res.get(key) for key in ("reasons", "elapsed", "window", "early", "canary", "baseline",
-                                                     "servers")}
-        self.canary["verdict"] = verdict
+        keys = ("reasons", "elapsed", "window", "early", "canary", "baseline", "servers")
+        judged = {key: res.get(key) for key in keys}
+        judged.update(verdict=verdict, batch=rec.batch, at=round(event.start, 3), steps=res.get("steps") or [])
         if not res.get("reasons") and res.get("msg"):
-            self.canary["reasons"] = [res["msg"]]
+            judged["reasons"] = [res["msg"]]
+        servers = (res.get("canary") or {}).get("servers") or []
+        judged["hosts"] = [self.servers.get(server, server) for server in servers] or [rec.name]
+        for host in judged["hosts"]:
+            self.host(host).phase("bake", event.start, event.end, verdict != "pass")
+        self.analysis.append(judged)
 
     def on_artifact(self, rec, event):
         rec.phase("stage", event.start, event.end, event.failed)
@@ -385,7 +393,9 @@ class CallbackModule(CallbackBase):
             "hosts": rows,
             "runs": {},
             "deployed_by": self.deployer,
-            "canary": self.canary,
+            # The first judgement is the canary's; "analysis" has every batch judged.
+            "canary": self.analysis[0] if self.analysis else None,
+            "analysis": self.analysis,
         }
         for row in rows:
             doc["runs"].setdefault(row["runs"], []).append(row["host"])
@@ -411,7 +421,8 @@ class CallbackModule(CallbackBase):
             out.append("deployed by: " + _lease.who(doc["deployed_by"]))
         if doc["skew_s"] is not None:
             out.append("version skew: %.3f s between the first and the last host starting the new release" % doc["skew_s"])
-        out.extend(self.canary_lines(doc["canary"]))
+        for judged in doc["analysis"]:
+            out.extend(self.canary_lines(judged))
         for row in doc["hosts"]:
             if row["message"] and row["result"] not in ("switched", "unchanged", "reloaded"):
                 out.append("%s: %s" % (row["host"], " ".join(str(row["message"]).split())[:600]))
@@ -427,12 +438,21 @@ class CallbackModule(CallbackBase):
 
     @staticmethod
     def canary_lines(canary):
-        """The canary section: the verdict with its reasons, then each server's traffic over the bake."""
+        """One judged batch: the verdict with its reasons, each traffic-weight step, then each server's traffic
+        over the (last) window."""
         if not canary:
             return []
-        lines = ["canary: %s after %s s of traffic%s - %s" % (
-            canary["verdict"].upper(), canary.get("elapsed"), " (stopped early)" if canary.get("early") else "",
+        what = "canary" if canary.get("batch") in (None, 1) else "batch %s" % canary["batch"]
+        lines = ["%s: %s after %s s of traffic%s - %s" % (
+            what, canary["verdict"].upper(), canary.get("elapsed"), " (stopped early)" if canary.get("early") else "",
             "; ".join(canary.get("reasons") or []))]
+        for step in canary.get("steps") or []:
+            if step.get("share") is None:
+                continue
+            lines.append("  step %s%% (weight %s, expected %s%%): %s, the canary served %s%% of %d requests" % (
+                step["share"], step.get("weight"), step.get("expected_share"), step.get("verdict"),
+                step.get("seen_share"), (step.get("canary") or {}).get("requests", 0)
+                + (step.get("baseline") or {}).get("requests", 0)))
         canary_servers = (canary.get("canary") or {}).get("servers") or []
         baseline_servers = (canary.get("baseline") or {}).get("servers") or []
         for server, seen in sorted((canary.get("servers") or {}).items()):
@@ -487,6 +507,19 @@ class CallbackModule(CallbackBase):
                 colour = COLOURS["failed"] if span["failed"] else COLOURS[phase]
                 svg.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s %s: %.2f s</title></rect>'
                            % (x, y + 3, w, row_h - 8, colour, html.escape(row["host"]), phase, span["end"] - span["start"]))
+            # Traffic-weight steps: a mark and the share where each step of the bake began.
+            for judged in doc.get("analysis") or []:
+                if row["host"] not in judged.get("hosts", []):
+                    continue
+                for step in judged.get("steps") or []:
+                    if step.get("share") is None:
+                        continue
+                    x = label_w + (judged["at"] + step.get("started", 0) - t0) * scale
+                    svg.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#1a202c"><title>%s%% of the traffic '
+                               '(weight %s): %s</title></line>' % (x, y + 1, x, y + row_h - 3, step["share"],
+                                                                   step.get("weight"), html.escape(step["verdict"])))
+                    svg.append('<text x="%.1f" y="%d" font-size="9" fill="#ffffff">%g%%</text>'
+                               % (x + 2, y + 16, step["share"]))
         legend_y = height - 8
         for i, phase in enumerate(PHASES + ("failed",)):
             x = label_w + i * 110

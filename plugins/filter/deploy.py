@@ -129,11 +129,14 @@ def rotation_of(lb_states, server):
 
 
 def _held_out(lb):
-    """Why the load balancers keep the server out on purpose (drain, maint, weight 0), or None."""
+    """Why the load balancers keep the server out on purpose (drain, maint, weight 0) or at another weight than its
+    configured one (a canary's traffic-weight step a run did not finish), or None."""
     if lb.get("admin") in ("drain", "maint"):
         return "in " + lb["admin"]
     if lb.get("admin") == "ready" and lb.get("weight") == 0:
         return "at weight 0"
+    if lb.get("admin") == "ready" and lb.get("initial_weight") not in (None, lb.get("weight")):
+        return f"at weight {lb.get('weight')} instead of its configured {lb['initial_weight']}"
     return None
 
 
@@ -181,8 +184,8 @@ def deploy_plan(hosts, release, serial=DEFAULT_SERIAL, canary=None, switch="roll
     states (lb_info's `servers`); each host's is kept as `lb`. Hosts whose live release changes get the
     action `switch`; hosts on the release whose service (release_info's `service`, when the host mapping
     carries it) still runs another release, is down or unhealthy `finish`; hosts to restart anyway
-    `restart`; hosts on the release but drained, in maintenance or at weight 0 (a run that did not
-    finish) `repair`; the rest `unchanged`. The acting hosts are
+    `restart`; hosts on the release but drained, in maintenance, at weight 0 or at another weight than the
+    configured one (a run that did not finish) `repair`; the rest `unchanged`. The acting hosts are
     ordered - `canary` first, then inventory order - and cut into batches: the canary hosts, when
     named, form batch 1 and `serial` cuts the rest; otherwise `serial` cuts them all. With
     switch=together every acting host is in the one batch `all`.

@@ -28,6 +28,44 @@ VERDICTS = ("pass", "fail", "inconclusive")
 RESPONSE_FLOOR_MS = 5.0
 # The samples of HAProxy's moving mean of response times (rtime, ttime, ...): its TIME_STATS_SAMPLES.
 RTIME_SAMPLES = 512.0
+# HAProxy's highest server weight.
+MAX_WEIGHT = 256
+
+
+def others_weight(states, backend, canary):
+    """The summed weight of the servers of `backend` that take traffic besides the `canary` servers (ready, up,
+    weight above 0), from parse_servers_state's answer."""
+    return sum(entry["weight"] for (proxy, server), entry in states.items()
+               if proxy == backend and server not in canary and hap.admin_name(entry["admin_state"]) == "ready"
+               and hap.op_name(entry["op_state"]) == "up" and entry["weight"] > 0)
+
+
+def weight_for_share(share, canaries, others):
+    """The weight each of `canaries` canary servers needs for `share` percent of the backend's traffic when the
+    other servers in rotation weigh `others` together (HAProxy shares traffic by weight):
+    {weight, share (percent that weight really gives), note (why that differs from the share asked, or None)}.
+    Weights are whole numbers from 1 to 256, so coarse weights on the other servers give a coarse share."""
+    if not 0 < share < 100:
+        raise ValueError("a canary share is a percentage above 0 and below 100, got %s" % share)
+    if others <= 0:
+        return {"weight": None, "share": 100.0,
+                "note": "no other server takes traffic, so the canary takes all of it"}
+    exact = share / (100.0 - share) * others / canaries
+    weight = min(MAX_WEIGHT, max(1, int(round(exact))))
+    got = round(100.0 * canaries * weight / (canaries * weight + others), 1)
+    note = None
+    if abs(got - share) > max(1.0, 0.2 * share):
+        note = ("%s%% needs weight %.1f on each canary server against the other servers' %d; HAProxy's weights (1 to "
+                "%d) give %s%% - give the servers larger weights (the haproxy role's haproxy_server_weight) for finer "
+                "steps" % (share, exact, others, MAX_WEIGHT, got))
+    return {"weight": weight, "share": got, "note": note}
+
+
+def seen_share(traffic, canary):
+    """The percentage of the window's requests the canary servers served, or None without requests."""
+    total = sum(entry["requests"] for entry in traffic.values())
+    mine = sum(traffic[s]["requests"] for s in canary if s in traffic)
+    return round(100.0 * mine / total, 1) if total else None
 
 
 def window_mean(start_ms, end_ms, samples, n=RTIME_SAMPLES):
@@ -97,22 +135,28 @@ def group(traffic, servers):
             "rtime_ms": round(sum(ms * n for ms, n in timed) / float(weight), 1) if weight else None}
 
 
-def judge(traffic, canary, baseline, limits):
+def judge(traffic, canary, baseline, limits, timed=None):
     """The verdict on the canary servers: {verdict, reasons, canary, baseline}.
 
     limits: max_error_ratio, max_response_ratio (to the baseline's response time; 0 turns it off),
-    max_response_ms (absolute; 0 turns it off), min_requests (per canary server, before any judgement).
+    max_response_ms (absolute; 0 turns it off), min_requests (per canary server, before any judgement),
+    min_timed_requests (per canary server, before the response-time limits apply: a mean of a few dozen responses
+    swings with every slow one). Response times come from `timed` - the traffic since the analysis began, across
+    traffic-weight steps - and default to `traffic`.
     Every canary server is judged on its own too, so one bad host among several canaries fails the group.
     A canary fails on evidence (enough requests and a limit crossed); it is inconclusive while any canary
     server has had fewer than min_requests; otherwise it passes.
     """
+    timed = traffic if timed is None else timed
     missing = [s for s in canary if s not in traffic]
     reasons = ["the load balancer has no server %s" % s for s in missing]
     canary_group = group(traffic, canary)
     base_group = group(traffic, baseline)
+    base_timed = group(timed, baseline)
     verdict = "fail" if missing else "pass"
-    base_ms = base_group["rtime_ms"] if base_group["requests"] else None
+    base_ms = base_timed["rtime_ms"] if base_timed["requests"] else None
     short = []
+    untimed = []
     for server in [s for s in canary if s in traffic]:
         seen = traffic[server]
         if seen["requests"] < max(1, limits["min_requests"]):
@@ -123,25 +167,34 @@ def judge(traffic, canary, baseline, limits):
             verdict = "fail"
             reasons.append("%s: error ratio %.1f%% (%d of %d requests) is above %.1f%%" % (
                 server, 100 * seen["error_ratio"], seen["errors"], seen["requests"], 100 * limits["max_error_ratio"]))
-        if seen["rtime_ms"] is None:
+        clocked = timed.get(server) or seen
+        if clocked["rtime_ms"] is None:
             continue
-        if limits["max_response_ms"] and seen["rtime_ms"] > limits["max_response_ms"]:
+        if clocked["requests"] < limits.get("min_timed_requests", 0):
+            untimed.append("%s %d" % (server, clocked["requests"]))
+            continue
+        if limits["max_response_ms"] and clocked["rtime_ms"] > limits["max_response_ms"]:
             verdict = "fail"
-            reasons.append("%s: response time %d ms is above %d ms" % (server, seen["rtime_ms"], limits["max_response_ms"]))
+            reasons.append("%s: response time %d ms is above %d ms" % (
+                server, clocked["rtime_ms"], limits["max_response_ms"]))
         if limits["max_response_ratio"] and base_ms is not None:
             allowed = limits["max_response_ratio"] * max(base_ms, RESPONSE_FLOOR_MS)
-            if seen["rtime_ms"] > allowed:
+            if clocked["rtime_ms"] > allowed:
                 verdict = "fail"
-                reasons.append("%s: response time %d ms is above %.1fx the baseline's %.1f ms" % (
-                    server, seen["rtime_ms"], limits["max_response_ratio"], base_ms))
+                reasons.append("%s: response time %d ms is above %.1fx the baseline's %.1f ms (%d responses)" % (
+                    server, clocked["rtime_ms"], limits["max_response_ratio"], base_ms, clocked["requests"]))
     if verdict == "pass" and short:
         verdict = "inconclusive"
         reasons.extend(short)
     if verdict == "pass":
-        reasons.append("%s: error ratio %s, response time %s ms over %d requests%s" % (
-            ", ".join(canary_group["servers"]), _pct(canary_group["error_ratio"]), canary_group["rtime_ms"],
-            canary_group["requests"], "" if base_ms is None else "; baseline %s ms, error ratio %s" % (
-                base_ms, _pct(base_group["error_ratio"]))))
+        canary_timed = group(timed, canary)
+        reasons.append("%s: error ratio %s over %d requests, response time %s ms over %d%s" % (
+            ", ".join(canary_group["servers"]), _pct(canary_group["error_ratio"]), canary_group["requests"],
+            canary_timed["rtime_ms"], canary_timed["requests"], "" if base_ms is None else
+            "; baseline %s ms, error ratio %s" % (base_ms, _pct(base_group["error_ratio"]))))
+        if untimed and (limits["max_response_ms"] or limits["max_response_ratio"]):
+            reasons.append("response time not judged yet (responses: %s; it needs %d)"
+                           % (", ".join(untimed), limits["min_timed_requests"]))
     return {"verdict": verdict, "reasons": reasons, "canary": canary_group, "baseline": base_group}
 
 
@@ -153,6 +206,14 @@ def set_state(path, backend, servers, state):
     """Set the servers' administrative state (ready, drain) through the runtime API, one command each."""
     for server in servers:
         line = "set server %s/%s state %s" % (hap.check_name("backend", backend), hap.check_name("server", server), state)
+        hap.check_answer(hap.command(path, line), line)
+
+
+def set_weight(path, backend, weights):
+    """Set each server's weight ({server: weight}) through the runtime API, one command each."""
+    for server, weight in sorted(weights.items()):
+        target = "%s/%s" % (hap.check_name("backend", backend), hap.check_name("server", server))
+        line = "set server %s weight %d" % (target, weight)
         hap.check_answer(hap.command(path, line), line)
 
 
@@ -168,6 +229,7 @@ class Observer:
         self.read = read or (lambda: hap.command(self.path, "show stat"))
         self.clock = clock
         self.sleep = sleep
+        self.origin = None  # the first read of all: response times are judged over everything since
 
     def sample(self):
         servers = counters(self.read(), self.backend)
@@ -181,6 +243,8 @@ class Observer:
         once on a failure, else at the end of the window. Returns judge()'s result plus window, elapsed, samples
         and the per-server traffic."""
         first = self.sample()
+        if self.origin is None:
+            self.origin = first
         if on_start:
             on_start()
         start = self.clock()
@@ -192,7 +256,7 @@ class Observer:
             samples += 1
             elapsed = self.clock() - start
             traffic = delta(first, now, elapsed)
-            result = judge(traffic, canary, baseline, limits)
+            result = judge(traffic, canary, baseline, limits, delta(self.origin, now, elapsed))
             if result["verdict"] == "fail" and on_fail:
                 on_fail()
             if result["verdict"] == "fail" or elapsed >= window:

@@ -21,7 +21,8 @@ description:
     before the window does not dilute it.
   - The verdict is V(fail) as soon as a canary server has served at least O(min_requests) requests and crossed a
     limit (the module stops early then); V(inconclusive) when a canary server served fewer than O(min_requests) by
-    the end of the window; otherwise V(pass). Each canary server is judged on its own.
+    the end of the window; otherwise V(pass). Each canary server is judged on its own. With O(shares), each
+    traffic-weight step is watched and judged in turn.
   - The module fails on V(fail), and on V(inconclusive) when O(inconclusive=fail); its result carries the figures
     either way. Runs on the load balancer (C(delegate_to), C(run_once)); it only reads.
 options:
@@ -38,7 +39,7 @@ options:
     elements: str
     default: []
   window:
-    description: Seconds to watch (the bake time).
+    description: Seconds to watch (the bake time) - of each step with O(shares).
     type: float
     required: true
   interval:
@@ -63,6 +64,14 @@ options:
     description: The requests each canary server must serve before it is judged (at least 1).
     type: int
     default: 20
+  min_timed_requests:
+    description:
+      - The responses each canary server must have served, since the check began (every step together), before
+        the response-time limits apply to it - a mean of a few dozen responses swings with each slow one. Until
+        then its response time is reported as not judged yet; a canary that never reaches it is judged on its
+        errors alone, and the reasons say so.
+    type: int
+    default: 100
   inconclusive:
     description: What too little traffic means - V(fail) the check, or V(pass) it (the verdict stays V(inconclusive)).
     type: str
@@ -81,6 +90,19 @@ options:
         drains them.
     type: bool
     default: false
+  shares:
+    description:
+      - Traffic-weight steps - percentages of the backend's traffic the O(canary) servers take together, one after
+        the other. Each step sets the canary servers' weight to give that share against the other servers that take
+        traffic (ready, up, weight above 0), is watched for O(window) seconds and judged on its own; the first step
+        that fails (or ends inconclusive with O(inconclusive=fail)) ends the check.
+      - HAProxy's weights are whole numbers from 1 to 256, so the share a weight really gives is returned per step,
+        with a warning when it is far from the one asked (the other servers' weights are too small, or too large).
+      - Afterwards, passed or not, the canary servers get their weight from the configuration back.
+      - Empty - one window at the canary servers' weights as they are.
+    type: list
+    elements: float
+    default: []
 extends_documentation_fragment:
   - seedops.deploy.haproxy
   - seedops.deploy.attributes
@@ -109,6 +131,19 @@ EXAMPLES = r"""
   run_once: true
   become: true
   register: canary
+
+- name: Give the canary 5%, then 25%, then 50% of the traffic, 20 s each, judged at every step
+  seedops.deploy.traffic_check:
+    backend: app
+    canary: [app1]
+    baseline: [app2, app3]
+    shares: [5, 25, 50]
+    window: 20
+    ready_first: true
+    drain_on_fail: true
+  delegate_to: "{{ groups['lb'][0] }}"
+  run_once: true
+  become: true
 """
 
 RETURN = r"""
@@ -138,12 +173,24 @@ servers:
       at the end).
   returned: always
   type: dict
+steps:
+  description:
+    - Each step watched, in order - verdict, reasons, canary, baseline, elapsed, early, started (seconds after the
+      check began) and seen_share (the percentage of the backend's requests the canary servers served); with
+      O(shares) also share (asked), weight (set on each canary server) and expected_share (what that weight gives).
+  returned: always
+  type: list
+  elements: dict
+weights:
+  description: The weights from the configuration the canary servers got back after O(shares).
+  returned: always
+  type: dict
 window:
-  description: The window asked for, in seconds.
+  description: The window asked for, in seconds (times the number of steps).
   returned: always
   type: float
 elapsed:
-  description: The seconds actually watched (less than O(window) when a failure ended it early).
+  description: The seconds actually watched, every step together (less than RV(window) when a failure ended it early).
   returned: always
   type: float
 early:
@@ -171,7 +218,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.seedops.deploy.plugins.module_utils import _haproxy as hap
 from ansible_collections.seedops.deploy.plugins.module_utils import _traffic
 
-LIMITS = ("max_error_ratio", "max_response_ratio", "max_response_ms", "min_requests")
+LIMITS = ("max_error_ratio", "max_response_ratio", "max_response_ms", "min_requests", "min_timed_requests")
 
 
 def main():
@@ -186,9 +233,11 @@ def main():
             max_response_ratio=dict(type="float", default=2.0),
             max_response_ms=dict(type="float", default=0),
             min_requests=dict(type="int", default=20),
+            min_timed_requests=dict(type="int", default=100),
             inconclusive=dict(type="str", choices=["fail", "pass"], default="fail"),
             ready_first=dict(type="bool", default=False),
             drain_on_fail=dict(type="bool", default=False),
+            shares=dict(type="list", elements="float", default=[]),
         ),
         supports_check_mode=True,
     )
@@ -200,8 +249,13 @@ def main():
         problems.append("window and interval must be above 0 seconds")
     if not 0 <= p["max_error_ratio"] <= 1:
         problems.append("max_error_ratio is a share from 0 to 1 (0.01 is 1%%), got %s" % p["max_error_ratio"])
-    if p["max_response_ratio"] < 0 or p["max_response_ms"] < 0 or p["min_requests"] < 1:
-        problems.append("max_response_ratio and max_response_ms must be 0 or more, min_requests 1 or more")
+    if p["max_response_ratio"] < 0 or p["max_response_ms"] < 0 or p["min_requests"] < 1 or p["min_timed_requests"] < 1:
+        problems.append("max_response_ratio and max_response_ms must be 0 or more, min_requests and min_timed_requests "
+                        "1 or more")
+    bad_shares = [share for share in p["shares"] if not 0 < share < 100]
+    if bad_shares:
+        problems.append("shares are percentages of the backend's traffic above 0 and below 100, got %s"
+                        % ", ".join("%g" % share for share in bad_shares))
     overlap = sorted(set(p["canary"]) & set(p["baseline"]))
     if overlap:
         problems.append("%s cannot be canary and baseline at once" % ", ".join(overlap))
@@ -210,30 +264,76 @@ def main():
     try:
         for name in p["canary"] + p["baseline"]:
             hap.check_name("server", name)
-        observer = _traffic.Observer(p["socket"], p["backend"])
-        acts = not module.check_mode
-        readied, drained = [], []
-
-        def ready():
-            if acts and p["ready_first"]:
-                _traffic.set_state(p["socket"], p["backend"], p["canary"], "ready")
-                readied.extend(p["canary"])
-
-        def drain():
-            if acts and p["drain_on_fail"]:
-                _traffic.set_state(p["socket"], p["backend"], p["canary"], "drain")
-                drained.extend(p["canary"])
-
-        result = observer.observe(p["canary"], p["baseline"], {k: p[k] for k in LIMITS}, p["window"], p["interval"],
-                                  on_start=ready, on_fail=drain)
-        if result["verdict"] == "inconclusive" and p["inconclusive"] == "fail":
-            drain()
+        result = run(module, p)
     except hap.HAProxyError as exc:
         module.fail_json(msg=str(exc))
-    result.update(changed=bool(readied or drained), readied=readied, drained=drained)
     if result["verdict"] == "fail" or (result["verdict"] == "inconclusive" and p["inconclusive"] == "fail"):
         module.fail_json(msg="canary %s: %s" % (result["verdict"], "; ".join(result["reasons"])), **result)
     module.exit_json(**result)
+
+
+def weight_steps(p):
+    """The weight steps asked (shares): [{share, weight, expected_share, note}] plus each canary server's weight from
+    the configuration, read from `show servers state`; [None] and {} without shares."""
+    if not p["shares"]:
+        return [None], {}
+    states = hap.parse_servers_state(hap.command(p["socket"], "show servers state %s" % p["backend"]))
+    missing = [s for s in p["canary"] if (p["backend"], s) not in states]
+    if missing:
+        raise hap.HAProxyError("HAProxy has no server %s in backend %s" % (", ".join(missing), p["backend"]))
+    others = _traffic.others_weight(states, p["backend"], p["canary"])
+    steps = []
+    for share in p["shares"]:
+        step = _traffic.weight_for_share(share, len(p["canary"]), others)
+        steps.append({"share": share, "weight": step["weight"], "expected_share": step["share"], "note": step["note"]})
+    return steps, {s: states[(p["backend"], s)]["initial_weight"] for s in p["canary"]}
+
+
+def run(module, p):
+    """Watch and judge each step (one without shares); stop at the first that does not pass. The result is the
+    last step's judgement, with every step in `steps`."""
+    observer = _traffic.Observer(p["socket"], p["backend"])
+    acts = not module.check_mode
+    readied, drained = [], []
+
+    def ready():
+        if acts and p["ready_first"]:
+            _traffic.set_state(p["socket"], p["backend"], p["canary"], "ready")
+            readied.extend(p["canary"])
+
+    def drain():
+        if acts and p["drain_on_fail"] and not drained:
+            _traffic.set_state(p["socket"], p["backend"], p["canary"], "drain")
+            drained.extend(p["canary"])
+
+    steps, configured = weight_steps(p)
+    begin = observer.clock()
+    done = []
+    for index, step in enumerate(steps):
+        if step and step["note"]:
+            module.warn("canary step %s%%: %s" % (step["share"], step["note"]))
+        if step and step["weight"] is not None and acts:
+            _traffic.set_weight(p["socket"], p["backend"], {s: step["weight"] for s in p["canary"]})
+        started = round(observer.clock() - begin, 2)
+        result = observer.observe(p["canary"], p["baseline"], {k: p[k] for k in LIMITS}, p["window"], p["interval"],
+                                  on_start=ready if index == 0 else None, on_fail=drain)
+        if step:
+            result["reasons"] = ["at %s%% of the traffic (weight %s): %s" % (step["share"], step["weight"], reason)
+                                 for reason in result["reasons"]]
+        done.append(dict(step or {}, started=started, seen_share=_traffic.seen_share(result["servers"], p["canary"]),
+                         **{k: result[k] for k in ("verdict", "reasons", "canary", "baseline", "elapsed", "early")}))
+        if result["verdict"] == "fail" or (result["verdict"] == "inconclusive" and p["inconclusive"] == "fail"):
+            drain()
+            break
+    restored = {}
+    if acts and configured:
+        # Back to the configuration's weight, passed or not: a canary that goes on takes its full share, and one that
+        # is taken back comes back with its own weight.
+        _traffic.set_weight(p["socket"], p["backend"], configured)
+        restored = configured
+    result.update(changed=bool(readied or drained or restored), readied=readied, drained=drained, weights=restored,
+                  steps=done, elapsed=round(observer.clock() - begin, 2), window=p["window"] * len(steps))
+    return result
 
 
 if __name__ == "__main__":

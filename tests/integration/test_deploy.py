@@ -333,8 +333,8 @@ def test_a_host_left_drained_is_repaired_and_status_shows_the_fleet(lab, demo, t
     assert "OUT OF ROTATION" in result.stdout and "fleet: 2.0.0 on app1, app2, app3" in result.stdout
     status = {row["host"]: row for row in json.loads(status_file.read_text())["hosts"]}
     assert {h: (r["release"], r["lb"]["admin"], r["lb"]["weight"], r["lb"]["in_rotation"], r["health"])
-            for h, r in status.items()} == {"app1": ("2.0.0", "ready", 1, True, "healthy"),
-                                            "app2": ("2.0.0", "drain", 1, False, "healthy"),
+            for h, r in status.items()} == {"app1": ("2.0.0", "ready", 100, True, "healthy"),
+                                            "app2": ("2.0.0", "drain", 100, False, "healthy"),
                                             "app3": ("2.0.0", "ready", 0, False, "healthy")}
     # The last deploy as the host's release records tell it (which one depends on what ran before this test).
     last = status["app1"]["last"]
@@ -353,7 +353,7 @@ def test_a_host_left_drained_is_repaired_and_status_shows_the_fleet(lab, demo, t
         "app3": ("repair", "repaired", "ready/up")}
     assert "repaired: app2" in result.stdout and "repaired: app3" in result.stdout and "WARNING" not in result.stdout
     assert lb_state(lab, "app2") == ("ready", "up")
-    assert run_module(lab, "lb1", "seedops.deploy.lb_info", {"backend": "app"})["servers"]["app3"]["weight"] == 1
+    assert run_module(lab, "lb1", "seedops.deploy.lb_info", {"backend": "app"})["servers"]["app3"]["weight"] == 100
     assert {host: live(lab, host)[2] for host in APPS} == pids, "a repair restarts nothing"
     assert answering(demo["port"]) == set(APPS)
 
@@ -490,7 +490,7 @@ def test_a_rerun_after_the_controller_was_killed_ends_with_every_host_on_the_rel
         assert f"{app1['result']}: app1 - " in rerun.stdout, rerun.stdout[-3000:]
     assert {h: (r["runs"], r["rotation"]) for h, r in report.items()} == {h: (target, "ready/up") for h in APPS}
     assert {live(lab, h)[:2] for h in APPS} == {(target, target)}
-    assert haproxy_servers(lab) == {h: ("ready", "up", 1) for h in APPS}
+    assert haproxy_servers(lab) == {h: ("ready", "up", 100) for h in APPS}
     assert lock_record(lab) is None
 
 
@@ -541,7 +541,7 @@ def test_a_release_that_fails_real_traffic_is_stopped_at_the_canary_and_a_good_o
     assert {live(lab, h)[:2] for h in APPS} == {("2.0.0", "2.0.0")}
     assert {h: live(lab, h)[2] for h in ("app2", "app3")} == {h: pids[h] for h in ("app2", "app3")}
     assert record_state(lab, "app1", "4.0.0") == "failed"
-    assert haproxy_servers(lab) == {h: ("ready", "up", 1) for h in APPS}
+    assert haproxy_servers(lab) == {h: ("ready", "up", 100) for h in APPS}
     # What the clients saw: only the canary's 500s, while it served; no 4.0.0 answer ever succeeded.
     assert set(load["errors"]) <= {"HTTP 500"} and "4.0.0" not in load["versions"], load["errors"]
     print("canary stopped 4.0.0: %d of %d requests failed" % (load["all"]["failed"], load["all"]["sent"]))
@@ -566,14 +566,25 @@ def test_a_release_that_fails_real_traffic_is_stopped_at_the_canary_and_a_good_o
     assert logs == {"app1": ["before_stage 4.0.0", "before_activate 4.0.0", "on_failure 4.0.0"],
                     "app2": ["before_stage 4.0.0"], "app3": ["before_stage 4.0.0"]}, logs
 
-    # A good release passes the same analysis, its smoke tests, and runs every hook in order.
+    # A good release passes the same analysis in two traffic-weight steps (10%, then 50% of the traffic), each later
+    # batch is judged too, its smoke tests pass, and every hook runs in order.
     for host in APPS:
         lab.ssh(host, "sudo rm -f /var/tmp/seedops-hooks.log")
-    good = json.dumps({"deploy_smoke_checks": [{"path": "/healthz", "contains": "ok"}, {"path": "/", "status": 200}]})
+    good = json.dumps({"deploy_smoke_checks": [{"path": "/healthz", "contains": "ok"}, {"path": "/", "status": 200}],
+                       "deploy_canary_weights": [10, 50], "deploy_batch_bake": 3, "deploy_canary_min_requests": 10})
     result, _recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml", "-e", "deploy_version=1.0.0",
-                                                       "-e", "deploy_canary_bake=5", "-e", good, "-e", hooks)
+                                                       "-e", "deploy_canary_bake=6", "-e", good, "-e", hooks)
     assert result.returncode == 0, result.stdout[-4000:]
     assert report["canary"]["verdict"] == "pass" and not report["canary"]["early"], report["canary"]
+    steps = report["canary"]["steps"]
+    # Two others at weight 100: 10% is weight 22 (9.9%), 50% is weight 200; the share served is what HAProxy counted.
+    assert [(s["share"], s["weight"], s["verdict"]) for s in steps] == [(10.0, 22, "pass"), (50.0, 200, "pass")], steps
+    assert 4 <= steps[0]["seen_share"] <= 18 and 38 <= steps[1]["seen_share"] <= 62, steps
+    assert [(j["batch"], j["verdict"], j["hosts"]) for j in report["analysis"][1:]] == [
+        (2, "pass", ["app2"]), (3, "pass", ["app3"])], report["analysis"]
+    assert report["analysis"][1]["baseline"]["servers"] == ["app3"] and report["analysis"][2]["baseline"]["servers"] == []
+    assert "step 10.0% (weight 22, expected 9.9%): pass" in result.stdout and "batch 3: PASS after" in result.stdout
+    assert haproxy_servers(lab) == {h: ("ready", "up", 100) for h in APPS}, "the canary has its own weight back"
     assert load["all"]["failed"] == 0, load["errors"]
     assert {h: r["runs"] for h, r in rows(report).items()} == {h: "1.0.0" for h in APPS}
     for host in APPS:

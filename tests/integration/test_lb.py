@@ -65,7 +65,7 @@ def fleet(lab, app_packages):
         time.sleep(0.5)
     yield port
     for host in APPS:
-        member(lab, server=host, state="ready", weight=1)
+        member(lab, server=host, state="ready", weight=100)
 
 
 def test_the_role_balances_over_every_app_host_and_is_idempotent(lab, fleet):
@@ -105,10 +105,10 @@ def test_drain_waits_for_in_flight_requests_then_takes_no_new_ones(lab, fleet):
 
 def test_weight_for_a_canary_share(lab, fleet):
     r = member(lab, server="app1", weight=0)
-    assert r["changed"] and r["weight"] == 0 and r["previous_weight"] == 1
+    assert r["changed"] and r["weight"] == 0 and r["previous_weight"] == 100
     assert "app1" not in hosts_answering(fleet, 12)
     assert not member(lab, server="app1", weight=0)["changed"]
-    assert member(lab, server="app1", weight=1)["weight"] == 1
+    assert member(lab, server="app1", weight=100)["weight"] == 100
     assert hosts_answering(fleet) == set(APPS)
 
 

@@ -255,6 +255,35 @@ def test_the_canary_verdict_and_the_traffic_that_decided_it(callback, tmp_path, 
     assert "#805ad5" in (tmp_path / "latest.html").read_text(), "the bake window is drawn in the timeline"
 
 
+def test_weight_steps_and_a_later_batch_judged(callback, tmp_path, capsys):
+    plan(callback, ["app1", "app2", "app3"], "1.0.0", "2.0.0")
+    group = {"servers": ["app1"], "requests": 30, "errors": 0, "error_ratio": 0.0, "rtime_ms": 1.0}
+    base = {"servers": ["app2", "app3"], "requests": 270, "errors": 0, "error_ratio": 0.0, "rtime_ms": 1.0}
+    steps = [dict(share=10.0, weight=22, expected_share=9.9, seen_share=10.0, verdict="pass", started=0.0,
+                  canary=group, baseline=base, reasons=["ok"], elapsed=5.0, early=False),
+             dict(share=50.0, weight=200, expected_share=50.0, seen_share=49.1, verdict="pass", started=5.0,
+                  canary=group, baseline=base, reasons=["ok"], elapsed=5.0, early=False)]
+    run(callback, "app1", "seedops.deploy.traffic_check", {
+        "verdict": "pass", "reasons": ["at 50.0% of the traffic (weight 200): fine"], "elapsed": 10.0, "window": 10.0,
+        "early": False, "canary": group, "baseline": base, "servers": {}, "steps": steps})
+    later = dict(group, servers=["app2"])
+    run(callback, "app2", "seedops.deploy.traffic_check", {
+        "verdict": "fail", "reasons": ["app2: error ratio 5.0%"], "elapsed": 3.0, "window": 3.0, "early": True,
+        "canary": later, "baseline": dict(base, servers=["app3"]), "servers": {}, "steps": []}, status="failed")
+    callback.v2_playbook_on_stats(Stats())
+    out = capsys.readouterr().out
+    assert "canary: PASS after 10.0 s of traffic - at 50.0% of the traffic (weight 200): fine" in out
+    assert "  step 10.0% (weight 22, expected 9.9%): pass, the canary served 10.0% of 300 requests" in out
+    assert "batch 2: FAIL after 3.0 s of traffic (stopped early) - app2: error ratio 5.0%" in out
+    doc = json.loads((tmp_path / "latest.json").read_text())
+    judged = [(j["batch"], j["verdict"], j["hosts"]) for j in doc["analysis"]]
+    assert judged == [(1, "pass", ["app1"]), (2, "fail", ["app2"])]
+    assert doc["canary"]["steps"][1]["weight"] == 200
+    assert rows_of(doc)["app2"]["phases"]["bake"]["failed"] is True
+    page = (tmp_path / "latest.html").read_text()
+    assert "50%</text>" in page and "10% of the traffic" not in page and "10.0% of the traffic (weight 22)" in page
+
+
 def rows_of(doc):
     return {row["host"]: row for row in doc["hosts"]}
 

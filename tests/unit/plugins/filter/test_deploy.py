@@ -175,6 +175,14 @@ def test_deploy_plan_repairs_a_host_left_at_weight_0():
     assert plan["hosts"]["app2"]["action"] == "unchanged"
 
 
+def test_deploy_plan_repairs_a_canary_left_at_a_traffic_weight_step():
+    plan = plugin.deploy_plan(_hosts(("app1", "2.0"), ("app2", "2.0")), "2.0",
+                              lb=[_lb(app1={"weight": 11, "initial_weight": 100}, app2={"weight": 100, "initial_weight": 100})])
+    assert plan["hosts"]["app1"]["action"] == "repair"
+    assert "at weight 11 instead of its configured 100 in the load balancer" in plan["hosts"]["app1"]["reason"]
+    assert plan["hosts"]["app2"]["action"] == "unchanged" and plan["in_rotation"] == ["app1", "app2"]
+
+
 def _service(release, state="active", healthy=True):
     return {"name": "app", "state": state, "release": release, "healthy": healthy}
 

@@ -65,14 +65,15 @@ def traffic(**servers):
             for name, (r, e, ms) in servers.items()}
 
 
-LIMITS = {"max_error_ratio": 0.01, "max_response_ratio": 2.0, "max_response_ms": 0, "min_requests": 20}
+LIMITS = {"max_error_ratio": 0.01, "max_response_ratio": 2.0, "max_response_ms": 0, "min_requests": 20,
+          "min_timed_requests": 100}
 
 
 def test_a_good_canary_passes_with_its_figures():
     result = _traffic.judge(traffic(app1=(200, 1, 6), app2=(400, 0, 5)), ["app1"], ["app2"], LIMITS)
     assert result["verdict"] == "pass", result
     assert result["canary"] == {"servers": ["app1"], "requests": 200, "errors": 1, "error_ratio": 0.005, "rtime_ms": 6.0}
-    assert result["reasons"] == ["app1: error ratio 0.50%, response time 6.0 ms over 200 requests; "
+    assert result["reasons"] == ["app1: error ratio 0.50% over 200 requests, response time 6.0 ms over 200; "
                                  "baseline 5.0 ms, error ratio 0.00%"]
 
 
@@ -87,13 +88,24 @@ def test_errors_above_the_limit_fail_it():
 def test_slow_against_the_baseline_or_an_absolute_limit_fails_it():
     slow = _traffic.judge(traffic(app1=(200, 0, 30), app2=(400, 0, 10)), ["app1"], ["app2"], LIMITS)
     assert slow["verdict"] == "fail" and slow["reasons"] == [
-        "app1: response time 30 ms is above 2.0x the baseline's 10.0 ms"]
+        "app1: response time 30 ms is above 2.0x the baseline's 10.0 ms (200 responses)"]
     # A baseline under 5 ms counts as 5 ms, so 1 ms against 4 ms is no failure.
     assert _traffic.judge(traffic(app1=(200, 0, 4), app2=(400, 0, 1)), ["app1"], ["app2"], LIMITS)["verdict"] == "pass"
     absolute = _traffic.judge(traffic(app1=(200, 0, 300)), ["app1"], [], dict(LIMITS, max_response_ms=250))
     assert absolute["verdict"] == "fail" and absolute["reasons"] == ["app1: response time 300 ms is above 250 ms"]
     off = dict(LIMITS, max_response_ratio=0)
     assert _traffic.judge(traffic(app1=(200, 0, 30), app2=(400, 0, 10)), ["app1"], ["app2"], off)["verdict"] == "pass"
+
+
+def test_response_times_wait_for_enough_responses_and_count_every_step():
+    # 40 responses with a few slow ones: a mean that swings with each of them is not judged yet.
+    few = _traffic.judge(traffic(app1=(40, 0, 240), app2=(400, 0, 80)), ["app1"], ["app2"], LIMITS)
+    assert few["verdict"] == "pass" and few["reasons"][-1] == "response time not judged yet (responses: app1 40; it needs 100)"
+    # Over every step since the analysis began (timed) there are enough: judged on those.
+    since = traffic(app1=(220, 0, 250), app2=(600, 0, 80))
+    slow = _traffic.judge(traffic(app1=(40, 0, 240), app2=(400, 0, 80)), ["app1"], ["app2"], LIMITS, since)
+    assert slow["verdict"] == "fail" and slow["reasons"] == [
+        "app1: response time 250 ms is above 2.0x the baseline's 80.0 ms (220 responses)"]
 
 
 def test_too_little_traffic_is_inconclusive_but_evidence_of_failure_is_not():
@@ -141,9 +153,11 @@ def test_observe_of_a_backend_haproxy_does_not_have():
 
 
 class Answers(list):
-    """The answers to `show stat`, in order, and (as .seen) every command the socket got."""
+    """The answers to `show stat`, in order, the answer to `show servers state` (.state) and (as .seen) every
+    command the socket got."""
 
     seen = None
+    state = ""
 
 
 @pytest.fixture
@@ -155,6 +169,8 @@ def haproxy(tmp_path):
     def answer(command):
         if command.startswith("set server"):
             return ""
+        if command.startswith("show servers state"):
+            return answers.state
         return answers.pop(0) if len(answers) > 1 else answers[0]
 
     with fakes.runtime_api(path, answer) as seen:
@@ -206,3 +222,68 @@ def test_module_refuses_bad_settings_before_reading(capsys):
     assert code == 1
     assert out["msg"] == ("traffic_check: window and interval must be above 0 seconds; max_error_ratio is a share "
                           "from 0 to 1 (0.01 is 1%), got 5.0; app1 cannot be canary and baseline at once")
+
+
+def state_line(name, admin=0, op=2, weight=100, initial=100):
+    return "1 app 1 %s 10.0.0.1 %d %d %d %d 0 6 3 4 6 0 0 0 - 8080 - 0 0 - - 0" % (name, op, admin, weight, initial)
+
+
+SERVERS_STATE = ("1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight "
+                 "srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state "
+                 "srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl "
+                 "srv_check_port srv_check_addr srv_agent_addr srv_agent_port\n")
+
+
+def test_weight_for_a_share_of_the_traffic():
+    assert _traffic.weight_for_share(5, 1, 200) == {"weight": 11, "share": 5.2, "note": None}
+    assert _traffic.weight_for_share(50, 2, 100) == {"weight": 50, "share": 50.0, "note": None}
+    coarse = _traffic.weight_for_share(5, 1, 2)
+    assert (coarse["weight"], coarse["share"]) == (1, 33.3) and "haproxy_server_weight" in coarse["note"]
+    capped = _traffic.weight_for_share(50, 1, 1500)
+    assert (capped["weight"], capped["share"]) == (256, 14.6) and "give 14.6%" in capped["note"]
+    assert _traffic.weight_for_share(25, 1, 0)["weight"] is None
+    with pytest.raises(ValueError, match="above 0 and below 100"):
+        _traffic.weight_for_share(100, 1, 200)
+
+
+def test_others_weight_counts_only_the_servers_that_take_traffic():
+    states = hap.parse_servers_state(SERVERS_STATE + "\n".join([
+        state_line("app1", weight=11), state_line("app2"), state_line("app3", weight=50),
+        state_line("app4", admin=8), state_line("app5", op=0), state_line("app6", weight=0)]))
+    assert _traffic.others_weight(states, "app", ["app1"]) == 150
+    assert _traffic.seen_share({"app1": {"requests": 10}, "app2": {"requests": 30}}, ["app1"]) == 25.0
+
+
+def test_module_steps_through_traffic_shares_and_gives_the_weight_back(haproxy, capsys):
+    path, answers = haproxy
+    state = SERVERS_STATE + "\n".join([state_line("app1"), state_line("app2"), state_line("app3")])
+    # window == interval: each step reads the counters exactly twice (at its start and at its end).
+    rows = [stat(app1=(0, 0, 0, 0, 5), app2=(0, 0, 0, 0, 5), app3=(0, 0, 0, 0, 5))]
+    rows += [stat(app1=(5, 0, 0, 0, 5), app2=(45, 0, 0, 0, 5), app3=(50, 0, 0, 0, 5))] * 2
+    rows += [stat(app1=(55, 0, 0, 0, 5), app2=(70, 0, 0, 0, 5), app3=(75, 0, 0, 0, 5))]
+    answers.extend(rows)
+    answers.state = state
+    code, out = module_run(capsys, {"socket": path, "backend": "app", "canary": ["app1"], "baseline": ["app2", "app3"],
+                                    "shares": [5, 50], "window": 0.05, "interval": 0.05, "min_requests": 5,
+                                    "ready_first": True})
+    assert code == 0, out
+    assert [(s["share"], s["weight"], s["expected_share"], s["verdict"], s["seen_share"]) for s in out["steps"]] == [
+        (5.0, 11, 5.2, "pass", 5.0), (50.0, 200, 50.0, "pass", 50.0)]
+    assert out["reasons"][0].startswith("at 50.0% of the traffic (weight 200): app1: error ratio 0.00%")
+    sets = [c for c in answers.seen if c.startswith("set")]
+    assert sets == ["set server app/app1 weight 11", "set server app/app1 state ready", "set server app/app1 weight 200",
+                    "set server app/app1 weight 100"]
+    assert out["weights"] == {"app1": 100} and out["changed"] is True
+
+
+def test_module_stops_at_the_first_step_that_fails(haproxy, capsys):
+    path, answers = haproxy
+    answers.state = SERVERS_STATE + "\n".join([state_line("app1"), state_line("app2")])
+    answers.extend([stat(app1=(0, 0, 0, 0, 5), app2=(0, 0, 0, 0, 5)), stat(app1=(0, 0, 0, 9, 5), app2=(90, 0, 0, 0, 5))])
+    code, out = module_run(capsys, {"socket": path, "backend": "app", "canary": ["app1"], "baseline": ["app2"],
+                                    "shares": [10, 50], "window": 0.05, "interval": 0.05, "min_requests": 5,
+                                    "drain_on_fail": True})
+    assert code == 1 and [(s["share"], s["weight"], s["verdict"]) for s in out["steps"]] == [(10.0, 11, "fail")]
+    assert out["msg"].startswith("canary fail: at 10.0% of the traffic (weight 11): app1: error ratio 100.0%")
+    assert [c for c in answers.seen if c.startswith("set")] == [
+        "set server app/app1 weight 11", "set server app/app1 state drain", "set server app/app1 weight 100"]
