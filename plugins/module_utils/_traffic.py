@@ -28,6 +28,9 @@ VERDICTS = ("pass", "fail", "inconclusive")
 RESPONSE_FLOOR_MS = 5.0
 # The samples of HAProxy's moving mean of response times (rtime, ttime, ...): its TIME_STATS_SAMPLES.
 RTIME_SAMPLES = 512.0
+# The confidence with which a canary that has not served min_requests yet is failed on its errors alone: the
+# lower end of the error ratio's 99% Wilson interval is above the limit.
+EARLY_Z = 2.576
 # HAProxy's highest server weight.
 MAX_WEIGHT = 256
 
@@ -76,6 +79,18 @@ def window_mean(start_ms, end_ms, samples, n=RTIME_SAMPLES):
         return None
     keep = (1.0 - 1.0 / n) ** samples
     return round(max(0.0, (end_ms - start_ms * keep) / (1.0 - keep)), 1)
+
+
+def wilson_lower(errors, requests, z=EARLY_Z):
+    """The lower end of the Wilson score interval of an error ratio: with `errors` of `requests` failed, the true
+    ratio is at least this, with the confidence `z` stands for (2.576: 99%, two-sided). 0 without requests."""
+    if requests <= 0 or errors <= 0:
+        return 0.0
+    p = errors / float(requests)
+    z2n = z * z / requests
+    centre = p + z2n / 2
+    spread = z * ((p * (1 - p) + z2n / 4) / requests) ** 0.5
+    return max(0.0, (centre - spread) / (1 + z2n))
 
 
 def _int(value):
@@ -160,6 +175,13 @@ def judge(traffic, canary, baseline, limits, timed=None):
     for server in [s for s in canary if s in traffic]:
         seen = traffic[server]
         if seen["requests"] < max(1, limits["min_requests"]):
+            # Too few requests to judge - unless its errors alone prove it: a release that fails every request
+            # is stopped after a handful of them, not after min_requests.
+            if wilson_lower(seen["errors"], seen["requests"]) > limits["max_error_ratio"]:
+                verdict = "fail"
+                reasons.append("%s: %d of its first %d requests failed - its error ratio is above %.1f%% with 99%% "
+                               "confidence" % (server, seen["errors"], seen["requests"], 100 * limits["max_error_ratio"]))
+                continue
             short.append("%s served %d requests, fewer than the %d needed to judge it"
                          % (server, seen["requests"], limits["min_requests"]))
             continue

@@ -20,8 +20,9 @@ description:
     samples) at both ends of the window and the number of responses in between, so what the old release served
     before the window does not dilute it.
   - The verdict is V(fail) as soon as a canary server has served at least O(min_requests) requests and crossed a
-    limit (the module stops early then); V(inconclusive) when a canary server served fewer than O(min_requests) by
-    the end of the window; otherwise V(pass). Each canary server is judged on its own. With O(shares), each
+    limit, or - before that - as soon as its errors alone prove it is above O(max_error_ratio) (the lower end of the
+    99% Wilson interval of its error ratio is above it); the module stops early then. V(inconclusive) when a
+    canary server served fewer than O(min_requests) by the end of the window; otherwise V(pass). Each canary server is judged on its own. With O(shares), each
     traffic-weight step is watched and judged in turn.
   - The module fails on V(fail), and on V(inconclusive) when O(inconclusive=fail); its result carries the figures
     either way. Runs on the load balancer (C(delegate_to), C(run_once)); it only reads.
@@ -45,7 +46,7 @@ options:
   interval:
     description: Seconds between samples; a failure is seen within one interval.
     type: float
-    default: 1.0
+    default: 0.5
   max_error_ratio:
     description: The highest share of failed requests a canary server may have (V(0.01) is 1%, a 99% success rate).
     type: float
@@ -228,7 +229,7 @@ def main():
             canary=dict(type="list", elements="str", required=True),
             baseline=dict(type="list", elements="str", default=[]),
             window=dict(type="float", required=True),
-            interval=dict(type="float", default=1.0),
+            interval=dict(type="float", default=0.5),
             max_error_ratio=dict(type="float", default=0.01),
             max_response_ratio=dict(type="float", default=2.0),
             max_response_ms=dict(type="float", default=0),

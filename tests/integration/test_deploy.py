@@ -528,12 +528,13 @@ def test_a_release_that_fails_real_traffic_is_stopped_at_the_canary_and_a_good_o
                                                        "-e", "deploy_canary_bake=20")
     assert result.returncode != 0
     out = flat(result.stdout)
-    assert "The canary app1 failed its judgement after" in out and "app1: error ratio 100.0%" in out, out[-3000:]
+    assert "The canary app1 failed its judgement after" in out, out[-3000:]
+    assert "app1: error ratio 100.0%" in out or "requests failed - its error ratio is above 1.0% with 99% confidence" in out
     canary = report["canary"]
     assert (canary["verdict"], canary["early"], canary["canary"]["servers"]) == ("fail", True, ["app1"]), canary
     assert canary["baseline"]["servers"] == ["app2", "app3"] and canary["baseline"]["errors"] == 0, canary
     seen = canary["servers"]["app1"]
-    assert seen["requests"] >= 20 and seen["errors"] == seen["requests"], seen
+    assert seen["requests"] >= 3 and seen["errors"] == seen["requests"], seen
     assert "canary: FAIL after" in result.stdout and "traffic app1 (canary)" in result.stdout
     by_host = rows(report)
     assert (by_host["app1"]["result"], by_host["app1"]["runs"]) == ("rolled back", "2.0.0"), by_host["app1"]

@@ -119,6 +119,18 @@ def test_too_little_traffic_is_inconclusive_but_evidence_of_failure_is_not():
     assert idle["verdict"] == "inconclusive"
 
 
+def test_errors_that_prove_it_fail_a_canary_before_min_requests():
+    # Every one of its first 3 requests failed: no release within a 1% limit does that (99% confidence).
+    early = _traffic.judge(traffic(app1=(3, 3, 5)), ["app1"], [], LIMITS)
+    assert early["verdict"] == "fail" and early["reasons"] == [
+        "app1: 3 of its first 3 requests failed - its error ratio is above 1.0% with 99% confidence"]
+    # One failure in 15 requests proves nothing yet, nor does one in 1 against a 50% limit.
+    assert _traffic.judge(traffic(app1=(15, 1, 5)), ["app1"], [], LIMITS)["verdict"] == "inconclusive"
+    assert _traffic.judge(traffic(app1=(1, 1, 5)), ["app1"], [], dict(LIMITS, max_error_ratio=0.5))["verdict"] == "inconclusive"
+    assert _traffic.wilson_lower(0, 10) == 0.0 and _traffic.wilson_lower(5, 0) == 0.0
+    assert 0.42 < _traffic.wilson_lower(5, 5) < 0.44 and 0.01 < _traffic.wilson_lower(1, 10) < 0.013
+
+
 def test_a_canary_the_load_balancer_does_not_know_fails():
     result = _traffic.judge(traffic(app2=(400, 0, 5)), ["app9"], ["app2"], LIMITS)
     assert result["verdict"] == "fail" and result["reasons"] == ["the load balancer has no server app9"]
@@ -135,8 +147,9 @@ def test_observe_stops_at_the_first_failure_and_passes_only_at_the_end():
         stat(app1=(0, 10 * i, 0, 0, 1), app2=(20 * i, 0, 0, 0, 5)) for i in range(1, 11)]
     result = _traffic.Observer("/x", "app", read=feed(bad), clock=clock, sleep=clock.sleep).observe(
         ["app1"], ["app2"], LIMITS, window=10)
-    assert (result["verdict"], result["elapsed"], result["early"], result["samples"]) == ("fail", 2.0, True, 3)
-    assert result["servers"]["app1"]["requests"] == 20
+    # 10 of 10 failed after the first second: proof enough, before min_requests (20).
+    assert (result["verdict"], result["elapsed"], result["early"], result["samples"]) == ("fail", 1.0, True, 2)
+    assert result["servers"]["app1"]["requests"] == 10
 
     clock = Clock()
     good = [stat(app1=(10 * i, 0, 0, 0, 5), app2=(20 * i, 0, 0, 0, 5)) for i in range(0, 6)]
