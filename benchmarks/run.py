@@ -21,6 +21,10 @@ Suites:
            deployed with canary analysis (deploy_canary_bake) vs the same deploy without it (failed share of
            all requests, hosts that ended on the bad release); a good release N times: false aborts and the
            time the analysis adds (see benchmarks/canary_bench.py).
+  fanout   bytes the origin (nginx on the repo host) sends to stage one package on every app host, with the peer
+           fan-out (deploy_fanout) vs every host pulling from the origin, and the deploy's wall time each way, on
+           the lab as it is (`lab.py up --apps N` for 3, 8 or 16 hosts; see benchmarks/fanout_bench.py). Not in
+           `all`: it takes a lab of the size to measure.
 """
 
 from __future__ import annotations
@@ -228,7 +232,7 @@ def print_table(title, header, rows):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
-    parser.add_argument("--suite", choices=["artifact", "release", "deploy", "canary", "all"], default="all")
+    parser.add_argument("--suite", choices=["artifact", "release", "deploy", "canary", "fanout", "all"], default="all")
     parser.add_argument("--sizes", default="256,1024", help="pull file sizes in MiB (default 256,1024)")
     parser.add_argument("--push-mb", type=int, default=256)
     parser.add_argument("--lab", default=os.environ.get("SEEDOPS_LAB_NAME", "seedops-lab"))
@@ -285,6 +289,18 @@ def main(argv=None):
         print_table(f"canary: bad releases and a good one from 2.0.0 under 60 requests/s (1 in 10 slow, 1 s), "
                     f"deploy_canary_bake={args.canary_bake}; alternative: the same rolling, health-gated deploy "
                     "without analysis", ("with analysis", "without"), rows)
+        print("  targets: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in data["targets"].items()))
+    if args.suite == "fanout":
+        import fanout_bench  # pylint: disable=import-outside-toplevel
+
+        with open(os.path.join(state, "lab.json"), encoding="utf-8") as f:
+            apps = [h["name"] for h in json.load(f)["hosts"] if h["group"] == "app"]
+        os.makedirs(RESULTS, exist_ok=True)
+        data, rows = fanout_bench.suite_fanout(state, args.lab, apps, os.path.join(RESULTS, "deploy-reports"),
+                                               args.big_mb, args.deploy_repeat)
+        report["suites"]["fanout"] = data
+        print_table(f"fanout: staging a {data['package_bytes'] / 1e6:.0f} MB package on {len(apps)} app hosts; "
+                    "alternative: every host pulls from the origin", ("deploy_fanout", "from the origin"), rows)
         print("  targets: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in data["targets"].items()))
     os.makedirs(RESULTS, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")

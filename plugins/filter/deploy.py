@@ -338,9 +338,39 @@ def smoke_failures(results, base_url=""):
     return failed
 
 
+def fanout_waves(hosts, seeds=2):
+    """Waves of a peer fan-out: `hosts` lists, in order, {host, digest} for every host that needs the artifact.
+    Returns a list of waves, each {receiver: source host, or None for the origin}: per digest, the first `seeds`
+    hosts fetch from the origin, then every host that holds the artifact serves one host of the next wave, so the
+    waves double (2, 2, 4, 8, ... with two seeds) and the origin sends each digest `seeds` times."""
+    if not isinstance(hosts, list) or not all(isinstance(h, dict) and h.get("host") and h.get("digest") for h in hosts):
+        raise AnsibleFilterError("fanout_waves: expected a list of mappings with 'host' and 'digest'")
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
+        raise AnsibleFilterError(f"fanout_waves: seeds is the number of hosts fetching from the origin (1 or more), "
+                                 f"got {seeds!r}")
+    groups = {}
+    for entry in hosts:
+        groups.setdefault(entry["digest"], []).append(entry["host"])
+    waves = []
+    for members in groups.values():
+        holders, start, index = [], 0, 0
+        while start < len(members):
+            size = seeds if index == 0 else len(holders)
+            batch = members[start:start + size]
+            if index == len(waves):
+                waves.append({})
+            for position, host in enumerate(batch):
+                waves[index][host] = holders[position] if holders else None
+            holders += batch
+            start += size
+            index += 1
+    return waves
+
+
 class FilterModule:
     """seedops.deploy deploy-planning filters."""
 
     def filters(self):
         return {"checksum_for": checksum_for, "fleet_rollback": fleet_rollback, "deploy_plan": deploy_plan,
-                "rotation_of": rotation_of, "fleet_status": fleet_status, "smoke_failures": smoke_failures}
+                "rotation_of": rotation_of, "fleet_status": fleet_status, "smoke_failures": smoke_failures,
+                "fanout_waves": fanout_waves}

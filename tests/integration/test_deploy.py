@@ -524,8 +524,21 @@ def test_a_release_that_fails_real_traffic_is_stopped_at_the_canary_and_a_good_o
     same analysis and its smoke tests, and every hook runs in order."""
     fleet_at(lab, "2.0.0")
     pids = {host: live(lab, host)[2] for host in APPS}
+    # Staged with the peer fan-out: no host holds 4.0.0, two seeds fetch it from the repository, app3 from a seed.
+    package = "seedops-app-4.0.0-linux-amd64.tar.gz"
+    with open(os.path.join(REPO_ROOT, "tests", "fixtures", "app", "dist", "4.0.0", "SHA256SUMS"), encoding="utf-8") as f:
+        digest = next(line.split()[0] for line in f if line.split()[-1] == package)
+    for host in APPS:
+        lab.ssh(host, f"sudo rm -rf {BASE}/releases/4.0.0 {BASE}/store/sha256/{digest}")
+    served_before = int(lab.ssh("repo1", "sudo cat /var/log/nginx/access.log | wc -l").stdout)
     result, _recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml", "-e", "deploy_version=4.0.0",
-                                                       "-e", "deploy_canary_bake=20")
+                                                       "-e", "deploy_canary_bake=20", "-e", "deploy_fanout=true")
+    served = lab.ssh("repo1", f"sudo tail -n +{served_before + 1} /var/log/nginx/access.log").stdout.splitlines()
+    assert len([line for line in served if f"GET /seedops-app/4.0.0/{package} " in line and '" 200 ' in line]) == 2, served
+    assert {h: lab.ssh(h, f"sudo sha256sum {BASE}/store/sha256/{digest}").stdout.split()[:1] for h in APPS} == {
+        h: [digest] for h in APPS}
+    assert "wave 2: app3" in result.stdout and not any(
+        lab.ssh(h, "ls /run/seedops-artifact-share-8099.pid").returncode == 0 for h in APPS), "every share server stopped"
     assert result.returncode != 0
     out = flat(result.stdout)
     assert "The canary app1 failed its judgement after" in out, out[-3000:]

@@ -128,12 +128,15 @@ def test_bad_keys_values_and_program_fail_before_anything_changes(lab, service):
     out = refused(*run_playbook(PLAYBOOK, lab.inventory, "-e", f"target_hosts={HOST}", "-e", json.dumps({
         "app_service_env": {"MY-VAR": "x", "PORT": "8080", "PEM": "line 1\nline 2"},
         "app_service_secret_env": {"2FA_SEED": "hidden-seed-value"},
-        "app_service_exec": "/usr/bin/java -jar app.jar"})), HOST,
+        "app_service_exec": "/usr/bin/java -jar app.jar", "app_service_writable_paths": ["/var/lib/my data"]})), HOST,
         'app_service_env: "MY-VAR" is not a variable name - use letters, digits and _, not starting with a digit',
         "app_service_env: the value of PEM holds a line break",
         'app_service_secret_env: "2FA_SEED" is not a variable name',
         'app_service_exec must be the absolute path of the program alone, got "/usr/bin/java -jar app.jar" - its '
-        "arguments go in app_service_args", "Nothing was changed")
+        "arguments go in app_service_args",
+        'app_service_base and app_service_writable_paths must be absolute paths of letters, digits and _ . / @ + - '
+        '(systemd reads WorkingDirectory= and ReadWritePaths= with spaces, quotes and % specially), got "/var/lib/my data"',
+        "Nothing was changed")
     assert "hidden-seed-value" not in out
     assert sh(lab, HOST, "sudo sha256sum /etc/seedops-app/env /etc/systemd/system/seedops-app.service") == before
 

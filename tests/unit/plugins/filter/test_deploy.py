@@ -282,3 +282,26 @@ def test_smoke_failures_say_what_each_failed_check_got():
     assert plugin.smoke_failures([]) == []
     with pytest.raises(AnsibleFilterError, match="every check is a mapping"):
         plugin.smoke_failures([{"item": "/"}])
+
+
+def test_fanout_waves_double_and_the_origin_serves_each_digest_seeds_times():
+    hosts = [{"host": "app%d" % i, "digest": "sha256:aa"} for i in range(1, 17)]
+    waves = plugin.fanout_waves(hosts, 2)
+    assert [len(w) for w in waves] == [2, 2, 4, 8]
+    assert waves[0] == {"app1": None, "app2": None} and waves[1] == {"app3": "app1", "app4": "app2"}
+    assert sum(1 for w in waves for source in w.values() if source is None) == 2
+    held = set()
+    for wave in waves:
+        assert all(source in held for source in wave.values() if source), "a source holds the artifact already"
+        assert len(set(wave.values()) - {None}) == len([s for s in wave.values() if s]), "one receiver per source"
+        held |= set(wave)
+    assert held == {h["host"] for h in hosts}
+
+
+def test_fanout_waves_keep_each_platform_to_its_own_build():
+    hosts = [{"host": "a1", "digest": "sha256:amd"}, {"host": "r1", "digest": "sha256:arm"},
+             {"host": "a2", "digest": "sha256:amd"}, {"host": "r2", "digest": "sha256:arm"}]
+    assert plugin.fanout_waves(hosts, 1) == [{"a1": None, "r1": None}, {"a2": "a1", "r2": "r1"}]
+    assert plugin.fanout_waves([], 2) == []
+    with pytest.raises(AnsibleFilterError, match="seeds is the number of hosts"):
+        plugin.fanout_waves(hosts, 0)
