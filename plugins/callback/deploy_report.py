@@ -100,6 +100,8 @@ class HostRecord:
     lb_before: dict = None
     lb: dict = None
     phases: dict = field(default_factory=dict)
+    # Artifact fetches that failed and were made good by a later fetch (a fan-out peer, then the origin).
+    refetched: list = field(default_factory=list)
 
     def phase(self, phase, start, end, failed=False):
         span = self.phases.setdefault(phase, {"start": start, "end": end, "failed": False})
@@ -158,7 +160,7 @@ class HostRecord:
                 "service": self.service,
                 "stage_s": self.seconds("stage"), "switch_s": self.seconds("drain", "switch"),
                 "health_s": self.seconds("health"), "message": self.message, "restart_times": self.times,
-                "phases": self.phases}
+                "phases": self.phases, "refetched": self.refetched}
 
 
 class Event:
@@ -302,6 +304,12 @@ class CallbackModule(CallbackBase):
         self.analysis.append(judged)
 
     def on_artifact(self, rec, event):
+        """A fetch into the store. One that failed and was made good by a later fetch (the fan-out's fallback from a
+        peer to the origin) does not fail the host: it is noted instead."""
+        if not event.failed and rec.phases.get("stage", {}).get("failed") and rec.outcome == "failed":
+            rec.refetched.append(rec.message)
+            rec.outcome = rec.message = None
+            rec.phases["stage"]["failed"] = False
         rec.phase("stage", event.start, event.end, event.failed)
 
     def on_release_info(self, rec, event):
@@ -423,6 +431,10 @@ class CallbackModule(CallbackBase):
             out.append("version skew: %.3f s between the first and the last host starting the new release" % doc["skew_s"])
         for judged in doc["analysis"]:
             out.extend(self.canary_lines(judged))
+        for row in doc["hosts"]:
+            for why in row["refetched"]:
+                out.append("%s: fetched the artifact again (from the origin) after: %s" % (
+                    row["host"], " ".join(str(why).split())[:300]))
         for row in doc["hosts"]:
             if row["message"] and row["result"] not in ("switched", "unchanged", "reloaded"):
                 out.append("%s: %s" % (row["host"], " ".join(str(row["message"]).split())[:600]))

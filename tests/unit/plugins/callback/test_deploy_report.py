@@ -305,3 +305,17 @@ def test_a_lock_alone_is_no_deploy(callback, tmp_path, capsys):
     run(callback, "app1", "seedops.deploy.fleet_lock", {"held": True, "holder": {"user": "ana"}, "run_id": "R1"})
     callback.v2_playbook_on_stats(Stats())
     assert "DEPLOY REPORT" not in capsys.readouterr().out and not os.listdir(tmp_path)
+
+
+def test_a_fetch_made_good_by_the_origin_does_not_fail_the_host(callback, tmp_path, capsys):
+    plan(callback, ["app1", "app2"], "1.0.0", "2.0.0", serial=[1, "100%"])
+    run(callback, "app2", "seedops.deploy.artifact", {"msg": "connection refused by app1:8099"}, status="failed")
+    run(callback, "app2", "seedops.deploy.artifact", {"changed": True})
+    for host in ("app1", "app2"):
+        batch(callback, host, "1.0.0", "2.0.0")
+    callback.v2_playbook_on_stats(Stats())
+    out = capsys.readouterr().out
+    assert "app2: fetched the artifact again (from the origin) after: connection refused by app1:8099" in out
+    rows = rows_of(json.loads((tmp_path / "latest.json").read_text()))
+    assert (rows["app2"]["result"], rows["app2"]["phases"]["stage"]["failed"]) == ("switched", False)
+    assert rows["app2"]["refetched"] == ["connection refused by app1:8099"] and rows["app1"]["refetched"] == []
