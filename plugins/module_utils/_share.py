@@ -104,11 +104,14 @@ def ours(pid, hexdigest):
 
 
 def running(pid):
-    """Whether process `pid` exists and is not a zombie."""
+    """Whether process `pid` still runs: it exists, and is not a zombie whose threads are all gone. A thread group
+    leader shows as a zombie (Z) as soon as its own thread exits, while its other threads - the server's, holding
+    its socket - may still be exiting."""
     try:
         with open("/proc/%d/stat" % pid, "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return fields[0] != b"Z" or int(fields[17]) > 1
+    except (OSError, IndexError, ValueError):
         return False
 
 
