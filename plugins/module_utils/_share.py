@@ -17,11 +17,12 @@ origin), never trusted.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
+
+from ansible_collections.seedops.deploy.plugins.module_utils import _digest
 
 # The server, run as `python3 -c SERVER <file> <address> <port> <lifetime> <hex>`. It needs nothing but the
 # standard library: it runs outside Ansible's module wrapper.
@@ -63,7 +64,6 @@ threading.Timer(lifetime, server.shutdown).start()
 server.serve_forever()
 """
 MARKER = "seedops-artifact-share"
-HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 class ShareError(Exception):
@@ -71,10 +71,12 @@ class ShareError(Exception):
 
 
 def parse_checksum(checksum):
-    """`sha256:<hex>` -> hex."""
-    algorithm, _sep, hexdigest = (checksum or "").partition(":")
-    hexdigest = hexdigest.strip().lower()
-    if algorithm.lower() != "sha256" or not HEX.match(hexdigest):
+    """`sha256:<hex>` -> hex (the store's sha256 entries are what the fan-out serves)."""
+    try:
+        algorithm, hexdigest = _digest.parse_checksum(checksum)
+    except _digest.DigestError:
+        algorithm = hexdigest = None
+    if algorithm != "sha256":
         raise ShareError("checksum must be sha256:<64 hex digits>, got %r" % checksum)
     return hexdigest
 
