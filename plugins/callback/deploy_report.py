@@ -86,6 +86,9 @@ class HostRecord:
 
     name: str
     old: str = None
+    # The plan said what the host ran before (old; None for a host with no live release yet): no later module result
+    # may fill it in.
+    planned: bool = False
     new: str = None
     now: str = None
     verified: str = None
@@ -272,7 +275,7 @@ class CallbackModule(CallbackBase):
         self.planned = self.seen = self.deployed = True
         for name, entry in (plan.get("hosts") or {}).items():
             rec = self.host(name)
-            rec.old, rec.new = entry.get("current"), entry.get("target")
+            rec.old, rec.new, rec.planned = entry.get("current"), entry.get("target"), True
             rec.action, rec.reason, rec.batch = entry.get("action"), entry.get("reason"), entry.get("batch")
             rec.lb_before = entry.get("lb")
             self.servers[entry.get("lb_server") or name] = name
@@ -313,12 +316,12 @@ class CallbackModule(CallbackBase):
         rec.phase("stage", event.start, event.end, event.failed)
 
     def on_release_info(self, rec, event):
-        if rec.old is None:
+        if rec.old is None and not rec.planned:
             rec.old = event.res.get("current")
 
     def on_release(self, rec, event):
         state = event.args.get("state", "active")
-        if rec.old is None and "previous" in event.res:
+        if rec.old is None and not rec.planned and "previous" in event.res:
             rec.old = event.res.get("previous")
         if state == "staged":
             rec.phase("stage", event.start, event.end, event.failed)

@@ -26,23 +26,29 @@ RPS = 60
 
 @pytest.fixture(scope="module")
 def demo(lab, demo_packages, tmp_path_factory):
-    """A clean slate on the app hosts, then site.yml: preflight, repo, app hosts, lb, deploy 1.0.0.
+    """A clean slate on the app hosts, then the README's main command (tests/lab/demo.py, which `make site` runs once
+    the lab is up): site.yml (preflight, repo, app hosts, lb, deploy 1.0.0), then 2.0.0 rolling under load.
     The service's stop timeout is 100 ms, shorter than the 1 s slow requests: a restart that did not drain
     first would cut the requests in flight, so zero failed requests shows the drain at work."""
     for host in APPS:
         lab.ssh(host, f"sudo systemctl stop seedops-app 2>/dev/null; sudo rm -rf {BASE} /etc/seedops-app "
                       "/etc/systemd/system/seedops-app.service; sudo systemctl daemon-reload")
     reports = tmp_path_factory.mktemp("reports")
-    result, recap = run_playbook("playbooks/site.yml", lab.inventory, "-e", "deploy_version=1.0.0",
-                                 "-e", "seedops_demo_shutdown_timeout=100ms", env={"SEEDOPS_DEPLOY_REPORT_DIR": str(reports)})
+    summary = tmp_path_factory.mktemp("demo") / "load.json"
+    env = {**os.environ, "SEEDOPS_DEPLOY_REPORT_DIR": str(reports)}
+    result = subprocess.run([os.path.join(VENV_BIN, "python"), os.path.join(REPO_ROOT, "tests", "lab", "demo.py"),
+                             "-e", "seedops_demo_shutdown_timeout=100ms", "--json", str(summary)],
+                            capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=1200, check=False)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert all(r["failed"] == 0 and r["unreachable"] == 0 for r in recap.values()), recap
     port = lab.host("lb1")["ports"]["80/tcp"]
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and answering(port) != set(APPS):
         time.sleep(0.5)
-    return {"port": port, "reports": reports, "after_site": {h: live(lab, h) for h in APPS},
-            "answering": answering(port)}
+    site_report, rolling_report = [json.load(open(path, encoding="utf-8"))
+                                   for path in sorted(glob.glob(os.path.join(reports, "deploy-*.json")))]
+    return {"port": port, "reports": reports, "out": result.stdout, "load": json.load(open(summary, encoding="utf-8")),
+            "site_report": site_report, "rolling_report": rolling_report,
+            "after": {h: live(lab, h) for h in APPS}, "answering": answering(port)}
 
 
 def live(lab, host):
@@ -121,27 +127,26 @@ def rows(report):
     return {row["host"]: row for row in report["hosts"]}
 
 
-def test_site_deploys_v1_to_every_app_host_behind_the_lb(lab, demo):
-    # What the fleet ran right after site.yml (read by the fixture, whatever other tests did since).
-    for host, (current, version, pid, _level) in demo["after_site"].items():
-        assert (current, version) == ("1.0.0", "1.0.0"), host
+def test_the_main_command_deploys_v1_then_v2_to_every_app_host_behind_the_lb(lab, demo):
+    # site.yml's deploy: every host went from nothing to 1.0.0 (its report, written by the deploy_report callback).
+    assert {r["host"]: (r["old"], r["result"], r["runs"]) for r in demo["site_report"]["hosts"]} == {
+        h: (None, "switched", "1.0.0") for h in APPS}
+    # Then the demo's rolling deploy: what the fleet ran right after it, read on the hosts by the fixture.
+    for host, (current, version, pid, _level) in demo["after"].items():
+        assert (current, version) == ("2.0.0", "2.0.0"), host
         assert pid
     assert demo["answering"] == set(APPS)
+    assert "DEPLOY REPORT" in demo["out"] and "failed: 0 requests" in demo["out"]
     sums = lab.ssh("repo1", "cat /srv/artifacts/seedops-app/2.0.0/SHA256SUMS").stdout
     assert "seedops-app-2.0.0-linux-amd64.tar.gz" in sums
 
 
 def test_rolling_deploy_v2_under_load_fails_no_request(lab, demo):
-    fleet_at(lab, "1.0.0")
-    result, recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml",
-                                                      "-e", "deploy_version=2.0.0")
-    assert result.returncode == 0, result.stdout[-4000:]
+    # The demo's rolling deploy of 2.0.0 (the fixture ran it, with the load client's counts in demo["load"]).
+    load, report = demo["load"], demo["rolling_report"]
     assert load["all"]["failed"] == 0, load["errors"]
     assert load["during"]["sent"] >= RPS * 5 and load["during"]["slow_sent"] > 0, load["during"]
     assert load["versions"].keys() == {"1.0.0", "2.0.0"}
-    for host in APPS:
-        current, version, _pid, _level = live(lab, host)
-        assert (current, version) == ("2.0.0", "2.0.0"), host
     # One batch per host with serial [1, "34%", "100%"] on 3 hosts; the canary finished before batch 2 began.
     by_host = rows(report)
     # The plan's batches: inventory order, whatever order the hosts answered in.
@@ -152,12 +157,12 @@ def test_rolling_deploy_v2_under_load_fails_no_request(lab, demo):
     ordered = sorted(by_host.values(), key=lambda r: r["batch"])
     for first, second in zip(ordered, ordered[1:]):
         assert first["phases"]["ready"]["end"] <= second["phases"]["drain"]["start"]
-    assert "DEPLOY REPORT" in result.stdout and "2.0.0 on app1, app2, app3" in result.stdout
+    assert "DEPLOY REPORT" in demo["out"] and "2.0.0 on app1, app2, app3" in demo["out"]
     # Who deployed, as the fleet lock recorded it on lb1.
     assert report["deployed_by"]["playbook"] == "deploy.yml" and report["deployed_by"]["version"] == "2.0.0"
-    assert "deployed by: " in result.stdout
+    assert "deployed by: " in demo["out"]
     html_files = glob.glob(os.path.join(demo["reports"], "deploy-*.html"))
-    assert html_files and "<svg" in open(sorted(html_files)[-1], encoding="utf-8").read()
+    assert len(html_files) == 2 and "<svg" in open(sorted(html_files)[-1], encoding="utf-8").read()
 
 
 def test_rerunning_the_same_version_changes_nothing(lab, demo):
@@ -641,12 +646,3 @@ def test_an_http_artifact_with_an_http_checksum_list_is_refused_before_any_chang
     assert "Nothing was changed" in out
     assert {host: live(lab, host)[2] for host in APPS} == pids
     assert lock_record(lab) is None, "refused before the lock is taken"
-
-
-def test_the_main_command_runs_the_demo(lab, demo):
-    """README's main command, as `make site` runs it after bringing the lab up (demo only, not the lab)."""
-    env = {**os.environ, "SEEDOPS_DEPLOY_REPORT_DIR": str(demo["reports"])}
-    result = subprocess.run([os.path.join(VENV_BIN, "python"), os.path.join(REPO_ROOT, "tests", "lab", "demo.py")],
-                            capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=900, check=False)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert "DEPLOY REPORT" in result.stdout and "failed: 0 requests" in result.stdout

@@ -2,7 +2,7 @@
 packages, run site.yml (preflight, repository, app hosts, load balancer, deploy 1.0.0), then deploy
 2.0.0 rolling under live traffic and print the load client's counts beside the deploy report.
 
-    python tests/lab/demo.py [--lab NAME] [--from 1.0.0] [--to 2.0.0] [--rps 60]
+    python tests/lab/demo.py [--lab NAME] [--from 1.0.0] [--to 2.0.0] [--rps 60] [-e VARS]... [--json FILE]
 
 Exits non-zero when a playbook fails or any request failed.
 """
@@ -10,6 +10,7 @@ Exits non-zero when a playbook fails or any request failed.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -27,6 +28,9 @@ def main(argv=None) -> int:
     parser.add_argument("--from", dest="start", default="1.0.0", help="version site.yml deploys first")
     parser.add_argument("--to", default="2.0.0", help="version then deployed under load")
     parser.add_argument("--rps", type=float, default=60.0)
+    parser.add_argument("-e", "--extra-vars", dest="extra", action="append", default=[],
+                        help="extra variables for both playbooks, as ansible-playbook takes them (repeatable)")
+    parser.add_argument("--json", help="write the load client's summary here")
     args = parser.parse_args(argv)
     state = os.environ.get("SEEDOPS_LAB_STATE") or os.path.join(ROOT, ".lab")
     inventory = os.path.join(state, args.lab, "inventory.yml")
@@ -36,6 +40,8 @@ def main(argv=None) -> int:
         print(f"demo: building the sample service {version}", flush=True)
         subprocess.run([build, version], check=True, stdout=subprocess.DEVNULL)
     playbook = [os.path.join(bin_dir, "ansible-playbook"), "-i", inventory]
+    for extra in args.extra:
+        playbook += ["-e", extra]
     print(f"demo: site.yml - preflight, repository, app hosts, load balancer, deploy {args.start}", flush=True)
     if subprocess.run(playbook + ["playbooks/site.yml", "-e", f"deploy_version={args.start}"], cwd=ROOT,
                       check=False).returncode != 0:
@@ -46,6 +52,9 @@ def main(argv=None) -> int:
     rc, summary = load.around(lambda: subprocess.run(playbook + ["playbooks/deploy.yml", "-e", f"deploy_version={args.to}"],
                                                      cwd=ROOT, check=False).returncode)
     load_client.print_summary(summary)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(summary, f, indent=1)
     failed = summary["all"]["failed"]
     print(f"demo: deploy.yml exited {rc}; failed: {failed} requests of {summary['all']['sent']}")
     return 0 if rc == 0 and failed == 0 else 1

@@ -179,6 +179,17 @@ def test_an_unchanged_host_and_a_restarted_one(callback, tmp_path):
     assert {row["host"]: row["batch"] for row in doc["hosts"]} == {"app1": None, "app2": 1}
 
 
+def test_a_first_deploy_is_switched_from_nothing_whatever_verify_reads_later(callback, tmp_path):
+    plan(callback, ["app1"], None, "1.0.0")
+    batch(callback, "app1", None, "1.0.0")
+    # verify's release_info reads the new live release; it is not what the host ran before.
+    run(callback, "app1", "seedops.deploy.release_info", {"current": "1.0.0"})
+    run(callback, "app1", "ansible.builtin.set_fact", {"ansible_facts": {"deploy_verified": {"release": "1.0.0"}}})
+    callback.v2_playbook_on_stats(Stats())
+    (row,) = json.loads((tmp_path / "latest.json").read_text())["hosts"]
+    assert (row["old"], row["result"], row["runs"]) == (None, "switched", "1.0.0")
+
+
 def test_downloads_and_drains_alone_are_no_deploy_and_write_nothing(callback, tmp_path, capsys):
     callback.v2_playbook_on_start(type("Book", (), {"_file_name": "prepare.yml"})())
     run(callback, "app1", "seedops.deploy.artifact", {"changed": True, "dest": "/var/cache/jdk.tar.gz"})
