@@ -7,8 +7,8 @@ pulling from the origin - and the wall time of the same deploy each way.
   wall time      the whole deploy (plan, stage, rolling activate, verify) and its stage phase alone, from the report
 
 Each run starts from hosts that hold neither the release nor its store entry (deploy_bench.forget). The package is
-deploy_bench's 2.0.1: the 2.0.0 files padded with --big-mb MiB of random data. The lab's size is whatever it was
-brought up with (`lab.py up --apps N`; the lab goes to 16): run the suite once per size.
+deploy_bench's 2.0.1: the 2.0.0 files padded with --big-mb MiB of random data. The lab's size is run.py's --apps
+(the lab goes to 16): run the suite once per size, `benchmarks/run.py --suite fanout --apps 8`.
 """
 
 from __future__ import annotations

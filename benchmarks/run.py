@@ -23,8 +23,8 @@ Suites:
            time the analysis adds (see benchmarks/canary_bench.py).
   fanout   bytes the origin (nginx on the repo host) sends to stage one package on every app host, with the peer
            fan-out (deploy_fanout) vs every host pulling from the origin, and the deploy's wall time each way, on
-           the lab as it is (`lab.py up --apps N` for 3, 8 or 16 hosts; see benchmarks/fanout_bench.py). Not in
-           `all`: it takes a lab of the size to measure.
+           a lab of --apps N app hosts (3, 8 or 16; see benchmarks/fanout_bench.py). Not in `all`: it takes a lab
+           of the size to measure. Every suite brings the lab up with --apps (default 3), adding or removing hosts.
 """
 
 from __future__ import annotations
@@ -177,8 +177,9 @@ def suite_artifact(host, state_dir, repo_address, sizes_mb, push_mb, hosts):
     return data, rows
 
 
-def lab_up(name):
-    r = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "tests", "lab", "lab.py"), "--name", name, "up"],
+def lab_up(name, apps):
+    r = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "tests", "lab", "lab.py"), "--name", name, "up",
+                        "--apps", str(apps)],
                        capture_output=True, text=True, check=False)
     if r.returncode != 0:
         raise SystemExit(f"bench: the lab did not come up:\n{r.stdout}{r.stderr}")
@@ -237,6 +238,8 @@ def main(argv=None):
     parser.add_argument("--push-mb", type=int, default=256)
     parser.add_argument("--lab", default=os.environ.get("SEEDOPS_LAB_NAME", "seedops-lab"))
     parser.add_argument("--host", default="app1", help="lab host to measure on (default app1)")
+    parser.add_argument("--apps", type=int, default=int(os.environ.get("SEEDOPS_LAB_APPS", "3")),
+                        help="app hosts the lab is brought up with (default 3; the fanout suite takes 3, 8 or 16)")
     parser.add_argument("--switches", type=int, default=1000)
     parser.add_argument("--unpack-mb", type=int, default=256, help="size of the unpack benchmark's payload")
     parser.add_argument("--repeat", type=int, default=3)
@@ -245,7 +248,7 @@ def main(argv=None):
     parser.add_argument("--canary-bake", type=int, default=10, help="deploy_canary_bake of the canary suite (s)")
     parser.add_argument("--canary-runs", type=int, default=5, help="good-release runs of each side in the canary suite")
     args = parser.parse_args(argv)
-    state = lab_up(args.lab)
+    state = lab_up(args.lab, args.apps)
     host = Host(state, args.host)
     report = {"started": datetime.datetime.now(datetime.timezone.utc).isoformat(), "host": args.host, "suites": {}}
     if args.suite in ("artifact", "all"):
