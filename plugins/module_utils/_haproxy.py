@@ -47,9 +47,17 @@ def check_name(what, name):
 def command(path, line, timeout=5.0):
     """Send one command, return the whole answer. A line holding a command separator (';', a line break)
     or another control character is refused before anything is sent."""
+    return _send(path, _one_command(line), timeout)
+
+
+def _one_command(line):
     if any(c == ";" or ord(c) < 32 or ord(c) == 127 for c in line):
         raise HAProxyError("refusing to send %r to HAProxy's runtime API: it holds a command separator or a control "
                            "character, which would make it more than one command" % (line,))
+    return line
+
+
+def _send(path, line, timeout):
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(timeout)
@@ -65,6 +73,13 @@ def command(path, line, timeout=5.0):
         raise HAProxyError("cannot talk to HAProxy's runtime API at %s: %s (is the stats socket configured with "
                            "level admin, and does the task run as a user that may open it?)" % (path, exc))
     return b"".join(chunks).decode("utf-8", "replace")
+
+
+def commands(path, lines, timeout=5.0):
+    """Send several commands in one connection, as one line joined by ';': HAProxy runs them in order, right after
+    one another, with no connection set up or torn down between them. Each command is checked as `command` checks
+    one (none may hold a separator of its own), before anything is sent. Returns the answers, joined."""
+    return _send(path, ";".join(_one_command(line) for line in lines), timeout)
 
 
 def parse_servers_state(text):

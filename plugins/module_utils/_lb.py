@@ -4,7 +4,13 @@
 """A backend server's place in HAProxy's rotation: the logic of seedops.deploy.lb_member (private to seedops.deploy).
 
 Reads the server first, sends only the commands that change something, then waits as asked: for the
-sessions to drain (drain, maint) or for HAProxy's health checks to see the server up (ready, wait_up)."""
+sessions to drain (drain, maint) or for HAProxy's health checks to see the server up (ready, wait_up).
+
+With `replaces`, a flip between two servers of one host (the old release's instance and the new one's, started
+beside it on another port): the new server comes out of maintenance into drain, so that HAProxy's checks run
+while it takes no traffic; once they see it up, one runtime API call sets it ready and the old one to drain; when
+the old one's sessions have ended it goes to maint, which also closes HAProxy's idle connections to it (drain
+alone keeps them, and would send new requests over them)."""
 
 from __future__ import annotations
 
@@ -42,13 +48,15 @@ class Member:
     def run(self):
         """Returns the result; raises LbError, or hap.HAProxyError when the runtime API fails."""
         p = self.p
-        for what in ("backend", "server"):
+        for what in ("backend", "server") + (("replaces",) if p.get("replaces") else ()):
             try:
                 hap.check_name(what, p[what])
             except hap.HAProxyError as exc:
                 raise LbError(str(exc))
         if p["weight"] is not None and not 0 <= p["weight"] <= 256:
             raise LbError("weight must be from 0 to 256, got %d" % p["weight"])
+        if p.get("replaces"):
+            return Flip(self).run()
         before = self.read()
         result = {"changed": False, "previous_state": hap.admin_name(before["admin_state"]),
                   "previous_weight": before["weight"], "previous_checks": hap.checks_name(before["check_state"]),
@@ -125,3 +133,99 @@ class Member:
                       "%s (srv_op_state %d) after %g s (up_timeout); %s"
                       % (p["server"], p["backend"], result["state"], result["op_state"], seen["op_state"],
                          p["up_timeout"], hint), result)
+
+
+class Flip:
+    """lb_member with `replaces`: traffic moves from the old server to the new one in one runtime API call."""
+
+    def __init__(self, member):
+        self.m = member
+        self.p = member.p
+        self.old = "%s/%s" % (self.p["backend"], self.p["replaces"])
+        self.new = member.target
+
+    def read_old(self):
+        return hap.server_state(self.p["socket"], self.p["backend"], self.p["replaces"])
+
+    def run(self):
+        p, m = self.p, self.m
+        if p["replaces"] == p["server"]:
+            raise LbError("replaces names the server itself (%s): name the server that serves now, to be replaced by %s"
+                          % (p["replaces"], p["server"]))
+        if p["state"] not in (None, "ready") or p["checks"] is not None:
+            raise LbError("with replaces, the server is set ready (state=ready or no state) and checks cannot be "
+                          "changed in the same task; got state=%s checks=%s" % (p["state"], p["checks"]))
+        new, old = m.read(), self.read_old()
+        result = {"changed": False, "previous_state": hap.admin_name(new["admin_state"]), "previous_weight": new["weight"],
+                  "previous_checks": hap.checks_name(new["check_state"]), "waited": 0.0, "flipped_at": None,
+                  "replaced": {"server": p["replaces"], "previous_state": hap.admin_name(old["admin_state"])}}
+        # The new server takes the weight asked for, else the one the old server has (a canary's share stays).
+        weight = p["weight"] if p["weight"] is not None else old["weight"]
+        done = (result["previous_state"] == "ready" and new["weight"] == weight
+                and result["replaced"]["previous_state"] == "maint")
+        result["changed"] = not done
+        if m.diff and not done:
+            result["diff"] = {"before": {p["server"]: result["previous_state"], p["replaces"]: result["replaced"]["previous_state"]},
+                              "after": {p["server"]: "ready", p["replaces"]: "maint"}}
+        if m.check_mode or done:
+            result.update(state="ready" if m.check_mode else result["previous_state"], weight=weight,
+                          checks=result["previous_checks"], op_state=hap.op_name(new["op_state"]), sessions=m.sessions())
+            result["replaced"].update(state="maint", sessions=hap.sessions(p["socket"], p["backend"], p["replaces"]))
+            return result
+        started = m.clock()
+        self.warm_up(result, new, weight)
+        # The flip: in one call the new server takes new requests and the old one stops taking them.
+        answer = hap.commands(p["socket"], ["set server %s state ready" % self.new, "set server %s state drain" % self.old])
+        hap.check_answer(answer, "the flip from %s to %s" % (self.old, self.new))
+        result["flipped_at"] = round(time.time(), 3)
+        self.drain_old(result)
+        hap.check_answer(hap.command(p["socket"], "set server %s state maint" % self.old), "maint of %s" % self.old)
+        result["waited"] = round(m.clock() - started, 3)
+        after, old_after = m.read(), self.read_old()
+        result.update(state=hap.admin_name(after["admin_state"]), weight=after["weight"],
+                      checks=hap.checks_name(after["check_state"]), op_state=hap.op_name(after["op_state"]),
+                      sessions=m.sessions())
+        result["replaced"].update(state=hap.admin_name(old_after["admin_state"]),
+                                  sessions=hap.sessions(p["socket"], p["backend"], p["replaces"]))
+        return result
+
+    def warm_up(self, result, new, weight):
+        """Bring the new server to drain at its weight, where HAProxy checks it without sending it traffic, and wait
+        until its checks see it up. Fails (the old server untouched, the new one left in drain) after up_timeout."""
+        p, m = self.p, self.m
+        lines = []
+        if hap.admin_name(new["admin_state"]) == "maint":
+            lines.append("set server %s state drain" % self.new)
+        if new["weight"] != weight:
+            lines.append("set server %s weight %d" % (self.new, weight))
+        if lines:
+            hap.check_answer(hap.commands(p["socket"], lines), "; ".join(lines))
+        started = m.clock()
+        seen = m.read()
+        while seen["op_state"] != hap.SRV_ST_RUNNING and m.clock() - started < p["up_timeout"]:
+            m.sleep(p["poll_interval"])
+            seen = m.read()
+        if seen["op_state"] != hap.SRV_ST_RUNNING:
+            result.update(state=hap.admin_name(seen["admin_state"]), weight=seen["weight"],
+                          checks=hap.checks_name(seen["check_state"]), op_state=hap.op_name(seen["op_state"]),
+                          waited=round(m.clock() - started, 3), sessions=m.sessions())
+            raise LbError("%s is not up in HAProxy's health checks after %g s (up_timeout; it is %s), so traffic was not "
+                          "moved to it: %s still serves. %s is left in drain, where it takes no traffic; look at the "
+                          "new instance on %s (its port, its health check path)"
+                          % (self.new, p["up_timeout"], result["op_state"], self.old, self.new, seen.get("address")),
+                          result)
+
+    def drain_old(self, result):
+        """Until the old server's sessions (the requests it was serving at the flip) end, or drain_timeout."""
+        p, m = self.p, self.m
+        started = m.clock()
+        current = hap.sessions(p["socket"], p["backend"], p["replaces"])
+        while p["wait"] and current > 0 and m.clock() - started < p["drain_timeout"]:
+            m.sleep(p["poll_interval"])
+            current = hap.sessions(p["socket"], p["backend"], p["replaces"])
+        if p["wait"] and current > 0:
+            result["replaced"].update(state="drain", sessions=current)
+            result.update(state="ready", waited=round(m.clock() - started, 3))
+            raise LbError("%s serves now, but %s still has %d sessions after %.0f s (drain_timeout): it stays in "
+                          "drain, so its old instance must not be stopped yet" % (self.new, self.old, current,
+                                                                                 p["drain_timeout"]), result)

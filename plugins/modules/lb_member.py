@@ -21,6 +21,12 @@ description:
   - With O(checks), turns the server's health checks off and on. While they are off, HAProxy keeps the server's
     last known state, so a server restarting for a moment stays in rotation and HAProxy's own retries (C(retries),
     C(option redispatch)) carry the requests that hit the restart. C(deploy_switch=together) uses this.
+  - With O(replaces), flips traffic between two servers of one host, such as the old release's instance and a new
+    one started beside it on another port. The new server (O(server)) goes from V(maint) to V(drain), where HAProxy
+    checks it without sending it traffic, and the task waits until those checks see it up (O(up_timeout)). Then one
+    runtime API call sets it V(ready) and O(replaces) to V(drain). When the old server's sessions have ended
+    (O(drain_timeout)), it goes to V(maint), which also closes HAProxy's idle connections to it. Only then may its
+    instance stop. Running it again with the two names swapped is the flip back.
   - The states are runtime states - a reload of HAProxy resets them to the configuration's unless it loads a
     server-state file, which the seedops.deploy.haproxy role sets up (saved before every reload and stop).
 options:
@@ -62,6 +68,17 @@ options:
     description: Seconds to wait for the server to come up with O(wait_up) before failing.
     type: float
     default: 60
+  replaces:
+    description:
+      - The server that serves now and that O(server) replaces (a flip; see the description). O(state) must be
+        V(ready) or left out, and O(checks) cannot be given. O(weight) is the new server's weight; without it, the
+        new server takes the weight the old one has.
+      - Fails, with the old server still serving and the new one in V(drain), when the new server's checks do not
+        see it up within O(up_timeout). Fails, with the new server serving and the old one in V(drain), when the old
+        one's sessions do not end within O(drain_timeout).
+      - Unchanged when O(server) is V(ready) at that weight and O(replaces) in V(maint) already.
+    type: str
+    version_added: 0.1.0
   poll_interval:
     description: Seconds between reads (session counts, or the operational state) while waiting.
     type: float
@@ -108,6 +125,14 @@ EXAMPLES = r"""
     up_timeout: 60
   delegate_to: "{{ groups['lb'][0] }}"
 
+- name: Move this host's traffic to the new instance started beside the old one (port 8081), old one drained
+  seedops.deploy.lb_member:
+    backend: app
+    server: "{{ inventory_hostname }}-8081"
+    replaces: "{{ inventory_hostname }}-8080"
+    up_timeout: 30
+    drain_timeout: 30
+  delegate_to: "{{ groups['lb'][0] }}"
 - name: A canary share of traffic
   seedops.deploy.lb_member:
     backend: app
@@ -160,6 +185,17 @@ previous_checks:
   description: The same, before.
   returned: always
   type: str
+replaced:
+  description:
+    - With O(replaces), the replaced server - C(server), C(previous_state), C(state) (V(maint) once drained) and
+      C(sessions) when the task ended.
+  returned: when O(replaces) is given
+  type: dict
+  sample: {"server": "app1-8080", "previous_state": "ready", "state": "maint", "sessions": 0}
+flipped_at:
+  description: With O(replaces), when the new server took the traffic (epoch seconds), or null when nothing moved.
+  returned: when O(replaces) is given
+  type: float
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -182,8 +218,9 @@ def main():
             wait_up=dict(type="bool", default=False),
             up_timeout=dict(type="float", default=60),
             poll_interval=dict(type="float", default=0.25),
+            replaces=dict(type="str"),
         ),
-        required_one_of=[("state", "weight", "checks")],
+        required_one_of=[("state", "weight", "checks", "replaces")],
         supports_check_mode=True,
     )
     try:

@@ -68,8 +68,9 @@ class FakeHAProxy:
                     data += chunk
                 line = data.decode().strip()
                 with self.lock:
+                    # Several commands in one line, separated by ';', run in order (HAProxy's CLI does the same).
                     self.log.append(line)
-                    answer = self.answer(line)
+                    answer = "".join(self.answer(one.strip()) for one in line.split(";"))
                 conn.sendall(answer.encode())
 
     def stop(self):
@@ -349,3 +350,89 @@ def test_module_check_mode_and_a_missing_socket(haproxy, capsys):
     gone = os.path.join(os.path.dirname(haproxy.path), "nope.sock")
     code, out = module_run(capsys, {"backend": "app", "server": "app1", "state": "drain", "socket": gone})
     assert code == 1 and "cannot talk to HAProxy's runtime API at %s" % gone in out["msg"]
+
+
+# replaces: the flip between two servers of one host
+
+
+def flip_ready(fake, old="app1", new="app2"):
+    """The new release's server in maint with a healthy instance behind it; the old one serving 2 requests that
+    end 0.3 s from now, at weight 100."""
+    o, n = fake.servers[old], fake.servers[new]
+    o.weight, o.scur, o.sessions_end_at = 100, 2, time.monotonic() + 0.3
+    n.admin, n.op, n.healthy, n.weight = hap.FMAINT, 0, True, 100
+    return o, n
+
+
+def test_a_flip_warms_the_new_server_in_drain_then_moves_traffic_in_one_call_and_drains_the_old(haproxy):
+    old, new = flip_ready(haproxy)
+    r = run(haproxy, server="app2", replaces="app1", diff=True)
+    assert r["changed"] and r["state"] == "ready" and r["previous_state"] == "maint" and r["op_state"] == "up"
+    assert r["replaced"] == {"server": "app1", "previous_state": "ready", "state": "maint", "sessions": 0}
+    assert r["flipped_at"] and r["waited"] >= 0.3
+    assert haproxy.commands() == ["set server app/app2 state drain",
+                                  "set server app/app2 state ready;set server app/app1 state drain",
+                                  "set server app/app1 state maint"]
+    assert (new.admin, old.admin, old.scur) == (0, hap.FMAINT, 0)
+    assert r["diff"] == {"before": {"app2": "maint", "app1": "ready"}, "after": {"app2": "ready", "app1": "maint"}}
+    # Again: nothing to do. Swapped: the flip back.
+    assert not run(haproxy, server="app2", replaces="app1")["changed"]
+    back = run(haproxy, server="app1", replaces="app2")
+    assert back["changed"] and (old.admin, new.admin) == (0, hap.FMAINT)
+
+
+def test_a_new_server_its_checks_never_see_up_is_left_in_drain_and_the_old_one_serves_on(haproxy):
+    old, new = flip_ready(haproxy)
+    new.healthy = False
+    with pytest.raises(_lb.LbError) as err:
+        run(haproxy, server="app2", replaces="app1", up_timeout=0.3)
+    assert "app/app2 is not up in HAProxy's health checks after 0.3 s" in err.value.msg
+    assert "app/app1 still serves" in err.value.msg and "left in drain" in err.value.msg
+    assert (old.admin, new.admin) == (0, hap.FDRAIN)
+    assert not any("app1" in line for line in haproxy.commands())
+
+
+def test_an_old_server_whose_sessions_stay_is_left_in_drain_after_the_flip(haproxy):
+    old, new = flip_ready(haproxy)
+    old.sessions_end_at = None
+    with pytest.raises(_lb.LbError) as err:
+        run(haproxy, server="app2", replaces="app1", drain_timeout=0.3)
+    assert "app/app2 serves now, but app/app1 still has 2 sessions" in err.value.msg
+    assert "must not be stopped yet" in err.value.msg
+    assert (new.admin, old.admin) == (0, hap.FDRAIN)
+    assert err.value.result["replaced"]["state"] == "drain"
+
+
+def test_the_new_server_takes_the_old_ones_weight_unless_one_is_given(haproxy):
+    old, new = flip_ready(haproxy)
+    old.weight, new.weight = 22, 100
+    assert run(haproxy, server="app2", replaces="app1")["weight"] == 22
+    assert "set server app/app2 state drain;set server app/app2 weight 22" in haproxy.commands()
+    assert run(haproxy, server="app1", replaces="app2", weight=50)["weight"] == 50
+
+
+def test_a_flip_in_check_mode_sends_nothing(haproxy):
+    flip_ready(haproxy)
+    r = run(haproxy, check_mode=True, server="app2", replaces="app1")
+    assert r["changed"] and r["state"] == "ready" and r["replaced"]["state"] == "maint" and r["flipped_at"] is None
+    assert haproxy.commands() == []
+
+
+@pytest.mark.parametrize("kw, says", [
+    ({"replaces": "app2"}, "replaces names the server itself"),
+    ({"replaces": "app1", "state": "drain"}, "the server is set ready"),
+    ({"replaces": "app1;show stat"}, "is not a valid HAProxy name"),
+])
+def test_a_flip_asked_wrongly_sends_nothing(haproxy, kw, says):
+    with pytest.raises(_lb.LbError) as err:
+        run(haproxy, server="app2", **kw)
+    assert says in err.value.msg
+    assert haproxy.commands() == []
+
+
+def test_several_commands_go_in_one_connection_each_checked_first(haproxy):
+    hap.commands(haproxy.path, ["set server app/app1 weight 5", "set server app/app2 weight 6"])
+    assert haproxy.log[-1] == "set server app/app1 weight 5;set server app/app2 weight 6"
+    with pytest.raises(hap.HAProxyError):
+        hap.commands(haproxy.path, ["set server app/app1 weight 7", "show stat\nshutdown sessions server app/app1"])
+    assert haproxy.servers["app1"].weight == 5
