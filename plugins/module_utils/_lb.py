@@ -226,6 +226,6 @@ class Flip:
         if p["wait"] and current > 0:
             result["replaced"].update(state="drain", sessions=current)
             result.update(state="ready", waited=round(m.clock() - started, 3))
-            raise LbError("%s serves now, but %s still has %d sessions after %.0f s (drain_timeout): it stays in "
-                          "drain, so its old instance must not be stopped yet" % (self.new, self.old, current,
-                                                                                 p["drain_timeout"]), result)
+            msg = ("%s serves now, but %s still has %d sessions after %.0f s (drain_timeout): it stays in drain, so its "
+                   "old instance must not be stopped yet" % (self.new, self.old, current, p["drain_timeout"]))
+            raise LbError(msg, result)
