@@ -137,8 +137,10 @@ def test_unknown_server_and_bad_socket_are_clear_errors(lab, fleet):
 BESIDE = "seedops-app-beside"
 
 
-def pids_answering(port, n=30):
-    """{host: {pids}} of the app processes that answered n requests through the lb."""
+def pids_answering(port, n=45):
+    """{host: {pids}} of the app processes that answered n requests through the lb (with the load client's requests
+    beside them, round robin sends any one of these to a given server of three with a chance of about 1/3: one server
+    missing from 45 happens about 3 times in 100 million)."""
     seen = {}
     for _i in range(n):
         doc = json.loads(get(port, "/version")[1])
@@ -169,11 +171,11 @@ def test_a_flip_moves_a_host_to_a_second_instance_and_back_under_load_failing_no
     try:
         result, recap = run_playbook("tests/integration/playbooks/lb.yml", lab.inventory, "-e", beside)
         assert result.returncode == 0 and recap["lb1"]["failed"] == 0, result.stdout[-3000:]
-        cfg = sh(lab, "lb1", "cat /etc/haproxy/haproxy.cfg")
+        cfg = [line.strip() for line in sh(lab, "lb1", "cat /etc/haproxy/haproxy.cfg").splitlines()]
         for host in APPS:
             address = lab.host(host)["address"]
-            assert f"server {host}-8080 {address}:8080 check weight 100\n" in cfg
-            assert f"server {host}-8081 {address}:8081 check weight 100 disabled\n" in cfg
+            assert f"server {host}-8080 {address}:8080 check weight 100" in cfg
+            assert f"server {host}-8081 {address}:8081 check weight 100 disabled" in cfg
         first = pids_answering(fleet)
         assert set(first) == set(APPS) and all(len(pids) == 1 for pids in first.values()), first
         # The lab's firewall (when a test applied it) lets the load balancer reach 8081 too (tests/lab/group_vars).
@@ -187,7 +189,7 @@ def test_a_flip_moves_a_host_to_a_second_instance_and_back_under_load_failing_no
             # To the second instance, with requests (1 in 10 slow, 1 s) in flight on the first; then back, and the
             # second instance stopped once the flip back drained it.
             runs["to"] = member(lab, server="app1-8081", replaces="app1-8080", up_timeout=30, drain_timeout=30)
-            runs["seen"] = pids_answering(fleet, 12)
+            runs["seen"] = pids_answering(fleet)
             runs["back"] = member(lab, server="app1-8080", replaces="app1-8081", up_timeout=30, drain_timeout=30)
             sh(lab, "app1", f"sudo systemctl stop {BESIDE}")
 
