@@ -86,9 +86,6 @@ class HostRecord:
 
     name: str
     old: str = None
-    # The plan said what the host ran before (old; None for a host with no live release yet): no later module result
-    # may fill it in.
-    planned: bool = False
     new: str = None
     now: str = None
     verified: str = None
@@ -275,7 +272,7 @@ class CallbackModule(CallbackBase):
         self.planned = self.seen = self.deployed = True
         for name, entry in (plan.get("hosts") or {}).items():
             rec = self.host(name)
-            rec.old, rec.new, rec.planned = entry.get("current"), entry.get("target"), True
+            rec.old, rec.new = entry.get("current"), entry.get("target")
             rec.action, rec.reason, rec.batch = entry.get("action"), entry.get("reason"), entry.get("batch")
             rec.lb_before = entry.get("lb")
             self.servers[entry.get("lb_server") or name] = name
@@ -316,12 +313,13 @@ class CallbackModule(CallbackBase):
         rec.phase("stage", event.start, event.end, event.failed)
 
     def on_release_info(self, rec, event):
-        if rec.old is None and not rec.planned:
+        # With a plan, old is what it said the host ran before (None: no live release yet); nothing later fills it in.
+        if rec.old is None and not self.planned:
             rec.old = event.res.get("current")
 
     def on_release(self, rec, event):
         state = event.args.get("state", "active")
-        if rec.old is None and not rec.planned and "previous" in event.res:
+        if rec.old is None and not self.planned and "previous" in event.res:
             rec.old = event.res.get("previous")
         if state == "staged":
             rec.phase("stage", event.start, event.end, event.failed)

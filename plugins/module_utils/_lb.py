@@ -45,6 +45,29 @@ class Member:
     def sessions(self):
         return hap.sessions(self.p["socket"], self.p["backend"], self.p["server"])
 
+    @staticmethod
+    def described(seen):
+        """A `show servers state` entry as the task returns it: state, weight, checks, op_state."""
+        return {"state": hap.admin_name(seen["admin_state"]), "weight": seen["weight"],
+                "checks": hap.checks_name(seen["check_state"]), "op_state": hap.op_name(seen["op_state"])}
+
+    def now(self):
+        """The server as it is now, with its sessions."""
+        return dict(self.described(self.read()), sessions=self.sessions())
+
+    def poll(self, read, done, timeout):
+        """read() every poll_interval until done(value) or `timeout` seconds; (the last value, seconds waited)."""
+        started = self.clock()
+        value = read()
+        while not done(value) and self.clock() - started < timeout:
+            self.sleep(self.p["poll_interval"])
+            value = read()
+        return value, round(self.clock() - started, 3)
+
+    @staticmethod
+    def up(seen):
+        return seen["op_state"] == hap.SRV_ST_RUNNING
+
     def run(self):
         """Returns the result; raises LbError, or hap.HAProxyError when the runtime API fails."""
         p = self.p
@@ -79,10 +102,7 @@ class Member:
             self.wait_drained(result, want)
         if p["wait_up"] and want["state"] == "ready":
             self.wait_up(result)
-        after = self.read()
-        result.update(state=hap.admin_name(after["admin_state"]), weight=after["weight"],
-                      checks=hap.checks_name(after["check_state"]), op_state=hap.op_name(after["op_state"]),
-                      sessions=self.sessions())
+        result.update(self.now())
         return result
 
     def commands(self, result, want):
@@ -99,12 +119,7 @@ class Member:
     def wait_drained(self, result, want):
         """Until the server's sessions reach zero, or drain_timeout."""
         p = self.p
-        started = self.clock()
-        current = self.sessions()
-        while current > 0 and self.clock() - started < p["drain_timeout"]:
-            self.sleep(p["poll_interval"])
-            current = self.sessions()
-        result["waited"] = round(self.clock() - started, 3)
+        current, result["waited"] = self.poll(self.sessions, lambda n: n == 0, p["drain_timeout"])
         if current > 0:
             result.update(want, sessions=current)
             raise LbError("%s still has %d sessions after %.0f s of %s (drain_timeout); it stays in %s"
@@ -114,19 +129,12 @@ class Member:
         """Until HAProxy sees the server operationally up (srv_op_state 2), or up_timeout. Whether its checks
         are enabled, disabled or not configured, up means the same: HAProxy would send it traffic."""
         p = self.p
-        started = self.clock()
-        seen = self.read()
-        while seen["op_state"] != hap.SRV_ST_RUNNING and self.clock() - started < p["up_timeout"]:
-            self.sleep(p["poll_interval"])
-            seen = self.read()
-        result["waited"] = round(self.clock() - started, 3)
-        if seen["op_state"] == hap.SRV_ST_RUNNING:
+        seen, result["waited"] = self.poll(self.read, self.up, p["up_timeout"])
+        if self.up(seen):
             return
-        checks = hap.checks_name(seen["check_state"])
-        result.update(state=hap.admin_name(seen["admin_state"]), weight=seen["weight"], checks=checks,
-                      op_state=hap.op_name(seen["op_state"]))
+        result.update(self.described(seen))
         hint = ("its health checks are disabled, so HAProxy keeps it %s until they are enabled again (checks=enabled)"
-                % result["op_state"]) if checks == "disabled" else (
+                % result["op_state"]) if result["checks"] == "disabled" else (
             "look at why the load balancer's health checks fail (the service on the server, the address %s, the "
             "check's path and port)" % seen.get("address"))
         raise LbError("server %s of backend %s is %s, but HAProxy does not see it up: its operational state is still "
@@ -141,11 +149,9 @@ class Flip:
     def __init__(self, member):
         self.m = member
         self.p = member.p
-        self.old = "%s/%s" % (self.p["backend"], self.p["replaces"])
-        self.new = member.target
-
-    def read_old(self):
-        return hap.server_state(self.p["socket"], self.p["backend"], self.p["replaces"])
+        # The replaced server, read and waited on as lb_member reads and waits on any server.
+        self.o = Member(dict(self.p, server=self.p["replaces"], replaces=None), clock=member.clock, sleep=member.sleep)
+        self.old, self.new = self.o.target, member.target
 
     def run(self):
         p, m = self.p, self.m
@@ -155,7 +161,7 @@ class Flip:
         if p["state"] not in (None, "ready") or p["checks"] is not None:
             raise LbError("with replaces, the server is set ready (state=ready or no state) and checks cannot be "
                           "changed in the same task; got state=%s checks=%s" % (p["state"], p["checks"]))
-        new, old = m.read(), self.read_old()
+        new, old = m.read(), self.o.read()
         result = {"changed": False, "previous_state": hap.admin_name(new["admin_state"]), "previous_weight": new["weight"],
                   "previous_checks": hap.checks_name(new["check_state"]), "waited": 0.0, "flipped_at": None,
                   "replaced": {"server": p["replaces"], "previous_state": hap.admin_name(old["admin_state"])}}
@@ -168,9 +174,8 @@ class Flip:
             result["diff"] = {"before": {p["server"]: result["previous_state"], p["replaces"]: result["replaced"]["previous_state"]},
                               "after": {p["server"]: "ready", p["replaces"]: "maint"}}
         if m.check_mode or done:
-            result.update(state="ready" if m.check_mode else result["previous_state"], weight=weight,
-                          checks=result["previous_checks"], op_state=hap.op_name(new["op_state"]), sessions=m.sessions())
-            result["replaced"].update(state="maint", sessions=hap.sessions(p["socket"], p["backend"], p["replaces"]))
+            result.update(m.described(new), state="ready", weight=weight, sessions=m.sessions())
+            result["replaced"].update(state="maint", sessions=self.o.sessions())
             return result
         started = m.clock()
         self.warm_up(result, new, weight)
@@ -181,12 +186,9 @@ class Flip:
         self.drain_old(result)
         hap.check_answer(hap.command(p["socket"], "set server %s state maint" % self.old), "maint of %s" % self.old)
         result["waited"] = round(m.clock() - started, 3)
-        after, old_after = m.read(), self.read_old()
-        result.update(state=hap.admin_name(after["admin_state"]), weight=after["weight"],
-                      checks=hap.checks_name(after["check_state"]), op_state=hap.op_name(after["op_state"]),
-                      sessions=m.sessions())
-        result["replaced"].update(state=hap.admin_name(old_after["admin_state"]),
-                                  sessions=hap.sessions(p["socket"], p["backend"], p["replaces"]))
+        result.update(m.now())
+        old_now = self.o.now()
+        result["replaced"].update(state=old_now["state"], sessions=old_now["sessions"])
         return result
 
     def warm_up(self, result, new, weight):
@@ -200,15 +202,9 @@ class Flip:
             lines.append("set server %s weight %d" % (self.new, weight))
         if lines:
             hap.check_answer(hap.commands(p["socket"], lines), "; ".join(lines))
-        started = m.clock()
-        seen = m.read()
-        while seen["op_state"] != hap.SRV_ST_RUNNING and m.clock() - started < p["up_timeout"]:
-            m.sleep(p["poll_interval"])
-            seen = m.read()
-        if seen["op_state"] != hap.SRV_ST_RUNNING:
-            result.update(state=hap.admin_name(seen["admin_state"]), weight=seen["weight"],
-                          checks=hap.checks_name(seen["check_state"]), op_state=hap.op_name(seen["op_state"]),
-                          waited=round(m.clock() - started, 3), sessions=m.sessions())
+        seen, waited = m.poll(m.read, m.up, p["up_timeout"])
+        if not m.up(seen):
+            result.update(m.described(seen), waited=waited, sessions=m.sessions())
             raise LbError("%s is not up in HAProxy's health checks after %g s (up_timeout; it is %s), so traffic was not "
                           "moved to it: %s still serves. %s is left in drain, where it takes no traffic; look at the "
                           "new instance on %s (its port, its health check path)"
@@ -217,15 +213,13 @@ class Flip:
 
     def drain_old(self, result):
         """Until the old server's sessions (the requests it was serving at the flip) end, or drain_timeout."""
-        p, m = self.p, self.m
-        started = m.clock()
-        current = hap.sessions(p["socket"], p["backend"], p["replaces"])
-        while p["wait"] and current > 0 and m.clock() - started < p["drain_timeout"]:
-            m.sleep(p["poll_interval"])
-            current = hap.sessions(p["socket"], p["backend"], p["replaces"])
-        if p["wait"] and current > 0:
+        p = self.p
+        if not p["wait"]:
+            return
+        current, waited = self.o.poll(self.o.sessions, lambda n: n == 0, p["drain_timeout"])
+        if current > 0:
             result["replaced"].update(state="drain", sessions=current)
-            result.update(state="ready", waited=round(m.clock() - started, 3))
+            result.update(state="ready", waited=waited)
             msg = ("%s serves now, but %s still has %d sessions after %.0f s (drain_timeout): it stays in drain, so its "
                    "old instance must not be stopped yet" % (self.new, self.old, current, p["drain_timeout"]))
             raise LbError(msg, result)
