@@ -11,6 +11,9 @@ unarchive, file, systemd, uri; no drain), every run under the same load from tes
   version skew   deploy_switch=together vs rolling: the report's window between the first and the last
                  host starting v2, and the window in which the load client saw both versions answer
   no-op rerun    deploy.yml with nothing to do vs a trivial 4-task playbook (with and without facts)
+  beside         the wall time and together again with deploy_beside_ports: the fleet moved to two instances per
+                 host (tests/integration/playbooks/beside.yml), every deploy starting the new release beside the
+                 old and flipping the load balancer, then moved back
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "lab"))
 import load as load_client  # noqa: E402  pylint: disable=wrong-import-position
 
 BASE = "/srv/seedops-app"
+BESIDE = json.dumps({"seedops_demo_beside_ports": [8080, 8081]})
 
 
 class Runner:
@@ -153,6 +157,25 @@ def suite_deploy(state_dir, lab_name, hosts, repeat, report_dir, big_mb=128):
                                               "-e", f"deploy_switch={mode}")
         skew[mode] = {"report_skew_s": runner.latest_report()["skew_s"], "client_mixed_s": summary["mixed_s"],
                       "failed": summary["during"]["failed"], "sent": summary["during"]["sent"]}
+    # Start beside, then flip: the same v1 -> v2 runs and the together switch with two instances per host.
+    runner.playbook("tests/integration/playbooks/beside.yml", "-e", BESIDE)
+    try:
+        for size, (version, sums, _bytes) in sizes.items():
+            data[size]["beside"] = []
+            for _i in range(repeat):
+                runner.playbook("playbooks/deploy.yml", "-e", "deploy_version=1.0.0", "-e", BESIDE)
+                forget(runner, hosts, version, sums)
+                seconds, summary = runner.under_load("playbooks/deploy.yml", "-e", f"deploy_version={version}",
+                                                     "-e", BESIDE)
+                data[size]["beside"].append({"seconds": round(seconds, 2), "load": summary})
+        runner.playbook("playbooks/deploy.yml", "-e", "deploy_version=1.0.0", "-e", BESIDE)
+        _seconds, summary = runner.under_load("playbooks/deploy.yml", "-e", "deploy_version=2.0.0",
+                                              "-e", "deploy_switch=together", "-e", BESIDE)
+        skew["together_beside"] = {"report_skew_s": runner.latest_report()["skew_s"],
+                                   "client_mixed_s": summary["mixed_s"], "failed": summary["during"]["failed"],
+                                   "sent": summary["during"]["sent"]}
+    finally:
+        runner.playbook("tests/integration/playbooks/beside.yml")
     # No-op rerun: everything is on 2.0.0 now.
     noop = {
         "deploy_rerun_s": median_time(runner, 3, "playbooks/deploy.yml", "-e", "deploy_version=2.0.0"),
@@ -161,6 +184,7 @@ def suite_deploy(state_dir, lab_name, hosts, repeat, report_dir, big_mb=128):
     }
     wall = {size: (statistics.median(r["seconds"] for r in data[size]["ours"]),
                    statistics.median(r["seconds"] for r in data[size]["builtin"])) for size in data}
+    beside = {size: statistics.median(r["seconds"] for r in data[size]["beside"]) for size in data}
     o_load, b_load = data["sample"]["ours"][-1]["load"], data["sample"]["builtin"][-1]["load"]
     rows = [
         ("failed requests during (of sent)", f"{o_load['during']['failed']} of {o_load['during']['sent']}",
@@ -176,7 +200,17 @@ def suite_deploy(state_dir, lab_name, hosts, repeat, report_dir, big_mb=128):
     for size, (ours, base) in wall.items():
         rows.append((f"wall time v1 -> v2, {data[size]['bytes'] / 1e6:.0f} MB package, median (s)", round(ours, 2),
                      round(base, 2), ours / base))
+    for size, (_ours, base) in wall.items():
+        rows.append((f"wall time v1 -> v2, {data[size]['bytes'] / 1e6:.0f} MB, start beside + flip, median (s)",
+                     round(beside[size], 2), round(base, 2), beside[size] / base))
+    b_load = data["sample"]["beside"][-1]["load"]
+    rows.append(("failed requests during, start beside + flip (of sent)",
+                 f"{b_load['during']['failed']} of {b_load['during']['sent']}", "", None))
     rows += [
+        ("version skew, together + flip (report / client, s)",
+         f"{skew['together_beside']['report_skew_s']} / {skew['together_beside']['client_mixed_s']}", "", None),
+        ("failed requests, together + flip",
+         f"{skew['together_beside']['failed']} of {skew['together_beside']['sent']}", "", None),
         ("version skew, together (report / client, s)",
          f"{skew['together']['report_skew_s']} / {skew['together']['client_mixed_s']}", "", None),
         ("version skew, rolling (report / client, s)",
@@ -195,6 +229,11 @@ def suite_deploy(state_dir, lab_name, hosts, repeat, report_dir, big_mb=128):
         "wall_time<=0.6x_builtin (sample package)": wall["sample"][0] <= 0.6 * wall["sample"][1],
         "wall_time<=0.6x_builtin (big package)": wall["big"][0] <= 0.6 * wall["big"][1],
         "together_skew<=1s": skew["together"]["report_skew_s"] is not None and skew["together"]["report_skew_s"] <= 1.0,
+        "beside: zero_failed_requests": all(r["load"]["all"]["failed"] == 0 for size in data for r in data[size]["beside"]),
+        "beside: wall_time<=0.6x_builtin (sample package)": beside["sample"] <= 0.6 * wall["sample"][1],
+        "beside: wall_time<=0.6x_builtin (big package)": beside["big"] <= 0.6 * wall["big"][1],
+        "together+flip: zero_failed and client skew<=1s": skew["together_beside"]["failed"] == 0
+        and skew["together_beside"]["client_mixed_s"] is not None and skew["together_beside"]["client_mixed_s"] <= 1.0,
         "noop<=1.5x_trivial": noop["deploy_rerun_s"] <= 1.5 * noop["trivial_facts_s"],
     }
     return {"runs": data, "short_stop_timeout": harsh, "skew": skew, "noop": noop, "targets": targets}, rows

@@ -22,7 +22,8 @@ description:
     the release its service's main process was started from, with a warning when that is not the live release, the
     service is not active or not healthy, or it reports another version - otherwise as the last module on it
     returned), so a rollout that stopped halfway is plain to see, and the
-    version-skew window (the spread between the first and the last host starting the new release).
+    version-skew window (the spread between the first and the last host starting the new release - or, for hosts
+    that start it beside the old one, the moments the load balancers flipped their traffic to it).
   - Runs in which neither M(seedops.deploy.release), M(seedops.deploy.release_info) nor
     M(seedops.deploy.staged_restart) ran print and write nothing (a runtime download with
     M(seedops.deploy.artifact), or a drain for patching, is no deploy), so the callback can stay enabled for
@@ -74,9 +75,9 @@ WATCHED = {
     "seedops.deploy.fleet_lock": "fleet_lock",
     "seedops.deploy.traffic_check": "traffic_check",
 }
-PHASES = ("stage", "drain", "switch", "health", "ready", "bake")
+PHASES = ("stage", "drain", "switch", "health", "flip", "ready", "bake")
 COLOURS = {"stage": "#9aa5b1", "drain": "#f0a202", "switch": "#2b6cb0", "health": "#2f855a", "ready": "#319795",
-           "bake": "#805ad5",
+           "flip": "#d53f8c", "bake": "#805ad5",
            "failed": "#c53030"}
 
 
@@ -99,6 +100,8 @@ class HostRecord:
     times: dict = None
     lb_before: dict = None
     lb: dict = None
+    # With deploy_beside_ports, the port of the instance that serves at the end (verify).
+    port: int = None
     phases: dict = field(default_factory=dict)
     # Artifact fetches that failed and were made good by a later fetch (a fan-out peer, then the origin).
     refetched: list = field(default_factory=list)
@@ -150,7 +153,8 @@ class HostRecord:
         """The server's state in the load balancers as verify read it at the end: 'ready/up', 'drain/up', ..."""
         if not self.lb:
             return "-"
-        return "%s/%s" % (self.lb.get("admin"), self.lb.get("op")) + ("" if self.lb.get("weight", 1) else " w0")
+        return ("%s/%s" % (self.lb.get("admin"), self.lb.get("op")) + ("" if self.lb.get("weight", 1) else " w0")
+                + (" :%s" % self.port if self.port else ""))
 
     def as_dict(self):
         new = self.old if self.new is None and self.result() == "unchanged" else self.new
@@ -158,8 +162,8 @@ class HostRecord:
                 "action": self.action, "reason": self.reason, "result": self.result(),
                 "lb": self.lb, "lb_before": self.lb_before, "rotation": self.rotation(), "live": self.live,
                 "service": self.service,
-                "stage_s": self.seconds("stage"), "switch_s": self.seconds("drain", "switch"),
-                "health_s": self.seconds("health"), "message": self.message, "restart_times": self.times,
+                "stage_s": self.seconds("stage"), "switch_s": self.seconds("drain", "switch", "flip"),
+                "health_s": self.seconds("health"), "flip_s": self.seconds("flip"), "port": self.port, "message": self.message, "restart_times": self.times,
                 "phases": self.phases, "refetched": self.refetched}
 
 
@@ -254,6 +258,7 @@ class CallbackModule(CallbackBase):
                 rec.verified, rec.live = verified.get("release"), verified.get("live")
                 rec.service = verified.get("service") if isinstance(verified.get("service"), dict) else None
                 rec.lb = verified.get("lb") or None
+                rec.port = verified.get("port") or None
             return
         self.seen = True
         self.deployed = self.deployed or kind in ("release", "release_info", "staged_restart")
@@ -276,6 +281,8 @@ class CallbackModule(CallbackBase):
             rec.action, rec.reason, rec.batch = entry.get("action"), entry.get("reason"), entry.get("batch")
             rec.lb_before = entry.get("lb")
             self.servers[entry.get("lb_server") or name] = name
+            if entry.get("idle_server"):
+                self.servers[entry["idle_server"]] = name
         together = plan.get("switch") == "together"
         self.batches = [{"label": "all" if together else number, "hosts": list(hosts)}
                         for number, hosts in enumerate(plan.get("batches") or [], 1)]
@@ -335,6 +342,14 @@ class CallbackModule(CallbackBase):
                 rec.outcome = "rolled back"
 
     def on_lb_member(self, rec, event):
+        if event.args.get("replaces"):
+            # Start beside, then flip: the load balancer moved the host's traffic to its new instance.
+            rec.phase("flip", event.start, event.end, event.failed)
+            moments = [r.get("flipped_at") for r in event.res.get("results") or [event.res]]
+            moments = [m for m in moments if isinstance(m, (int, float))]
+            if moments:
+                rec.times = dict(rec.times or {}, flipped=max(moments))
+            return
         state = event.args.get("state")
         if state in ("drain", "ready"):
             rec.phase(state, event.start, event.end, event.failed)
@@ -377,7 +392,8 @@ class CallbackModule(CallbackBase):
     # -- the report ----------------------------------------------------------------------------------
 
     def skew(self):
-        acted = [r.times["acted"] for r in self.hosts.values()
+        # The moment each host's users met the new release: its load balancers' flip, else its restart.
+        acted = [r.times.get("flipped") or r.times["acted"] for r in self.hosts.values()
                  if r.times and r.times.get("acted") and r.outcome in ("switched", "reloaded")]
         if len(acted) < 2:
             return None
@@ -429,7 +445,7 @@ class CallbackModule(CallbackBase):
         if doc["deployed_by"]:
             out.append("deployed by: " + _lease.who(doc["deployed_by"]))
         if doc["skew_s"] is not None:
-            out.append("version skew: %.3f s between the first and the last host starting the new release" % doc["skew_s"])
+            out.append("version skew: %.3f s between the first and the last host taking the new release" % doc["skew_s"])
         for judged in doc["analysis"]:
             out.extend(self.canary_lines(judged))
         for row in doc["hosts"]:

@@ -155,6 +155,43 @@ def _unfinished(service, target):
     return None
 
 
+def _beside(entry, name, lb):
+    """For a host whose service runs beside itself (its mapping carries `beside`: the two `ports`, and release_info's
+    `live_port` and `instances`): which instance is live - the one whose server is the only one in rotation in the
+    load balancers (their truth wins over the host's live-port file, which a flip writes after it), else the host's
+    - and its server (`<lb_server>-<port>`), the idle one's, and what the live one runs (`service`)."""
+    beside = entry.pop("beside")
+    ports = list(beside.get("ports") or [])
+    if len(set(ports)) != 2:
+        raise AnsibleFilterError(f"deploy_plan: {name}: deploy_beside_ports must be two different ports, got {ports}")
+    base = entry.get("lb_server") or name
+    servers = {port: f"{base}-{port}" for port in ports}
+    states = {port: rotation_of(list(lb or []), servers[port]) for port in ports}
+    ready = [port for port in ports if (states[port] or {}).get("admin") == "ready"]
+    live = ready[0] if len(ready) == 1 else beside.get("live_port")
+    live = live if live in ports else ports[0]
+    idle = ports[1] if live == ports[0] else ports[0]
+    instances = beside.get("instances") or {}
+    idle_state = (instances.get(str(idle)) or {}).get("state")
+    entry.update(lb_server=servers[live], idle_server=servers[idle], live_port=live, idle_port=idle,
+                 service=instances.get(str(live)) or entry.get("service"),
+                 # A second instance still runs, or the idle server is not in maintenance: a run stopped mid-flip.
+                 tidy=idle_state not in (None, "inactive", "failed", "not-found")
+                 or (bool(lb) and (states[idle] or {}).get("admin") not in ("maint", "absent")))
+    return states[live]
+
+
+def _path(entry, action, lb):
+    """How a host with two ports takes its release (in a deploy or a rollback alike): `flip` (start the release
+    beside the live instance, then flip the load balancers) when its live instance serves healthily and there are
+    load balancers to flip, else `restart` (the live instance restarts in place)."""
+    service = entry.get("service") or {}
+    if (lb and action in ("switch", "finish", "restart") and service.get("state") == "active"
+            and service.get("healthy") is not False):
+        return "flip"
+    return "restart"
+
+
 def _action(entry, target, mode):
     current = entry.get("current") or None
     held = _held_out(entry.get("lb") or {})
@@ -201,9 +238,19 @@ def deploy_plan(hosts, release, serial=DEFAULT_SERIAL, canary=None, switch="roll
     planned = {}
     for name in _order(hosts, canary):
         entry = dict(by_name[name])
-        entry["lb"] = rotation_of(list(lb or []), entry.get("lb_server") or name)
+        if entry.get("beside"):
+            entry["lb"] = _beside(entry, name, lb)
+        else:
+            entry["lb"] = rotation_of(list(lb or []), entry.get("lb_server") or name)
         action, reason = _action(entry, release, mode)
         entry.update(target=release, action=action, reason=reason, batch=None)
+        if "live_port" in entry:
+            if entry["tidy"] and action == "unchanged":
+                action, reason = "repair", (f"runs {release}, but a second instance (port {entry['idle_port']}) still "
+                                            "runs or its server is not in maintenance - left by a run that stopped "
+                                            "mid-flip? It is stopped and its server put in maintenance")
+                entry.update(action=action, reason=reason)
+            entry["path"] = _path(entry, action, lb)
         entry.setdefault("current", None)
         entry.pop("restart", None)
         planned[name] = entry
@@ -225,7 +272,9 @@ def deploy_plan(hosts, release, serial=DEFAULT_SERIAL, canary=None, switch="roll
             planned[name]["batch"] = "all" if switch == "together" else number
     summary = [f"{mode} {release} ({switch}): " + (" then ".join("[" + ", ".join(b) + "]" for b in batches)
                                                    or "no host to switch")]
-    summary += [f"{name}: {e['action']}" + (f" in batch {e['batch']}" if e["batch"] else "") + f" - {e['reason']}"
+    summary += [f"{name}: {e['action']}" + (f" in batch {e['batch']}" if e["batch"] else "")
+                + (f" (start beside on {e['idle_port']}, then flip)" if e.get("path") == "flip" and e["batch"] else "")
+                + f" - {e['reason']}"
                 for name, e in planned.items()]
     return {"release": release, "mode": mode, "switch": switch, "order": order, "batches": batches,
             "serial": [len(b) for b in batches] or [1], "hosts": planned, "summary": summary,
@@ -282,7 +331,9 @@ def fleet_status(infos, lb=None, lb_servers=None, lock=None):
         state = rotation_of(list(lb or []), (lb_servers or {}).get(host) or host)
         rows.append({"host": host, "release": info.get("current"), "previous": info.get("rollback_target"),
                      "service": info.get("service"), "health": _health_of(info), "lb": state,
-                     "last": _last_deploy(info), "lock": info.get("lock"), "error": None})
+                     "last": _last_deploy(info), "lock": info.get("lock"), "error": None,
+                     # With deploy_beside_ports, the port of the live instance.
+                     "port": info.get("live_port")})
     head = ["host", "live", "previous", "service", "lb (admin/health, weight)", "last deploy"]
     cells = []
     for row in rows:
@@ -293,7 +344,8 @@ def fleet_status(infos, lb=None, lb_servers=None, lock=None):
         last = row["last"]
         last_cell = "-" if not last else "%s %s %s by %s" % (last["release"], last["result"], last["when"], last["who"])
         cells.append([row["host"], row["release"] or ("unreachable: " + row["error"] if row["error"] else "-"),
-                      row["previous"] or "-", row["health"] or "-", lb_cell, last_cell])
+                      row["previous"] or "-",
+                      (row["health"] or "-") + (" :%s" % row["port"] if row.get("port") else ""), lb_cell, last_cell])
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(head)]
     table = ["  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
     table += ["  ".join(c.ljust(w) for c, w in zip(cell, widths)).rstrip() for cell in cells]

@@ -11,6 +11,7 @@ import socket
 import time
 
 from urllib.error import HTTPError, URLError
+from urllib.parse import urlsplit, urlunsplit
 
 from ansible.module_utils.urls import open_url
 
@@ -42,6 +43,30 @@ def probe_from(params):
         return lambda: http_probe(params["url"], tuple(params["status_code"]), params["body_regex"],
                                   params["request_timeout"], params["validate_certs"], params["headers"])
     return lambda: tcp_probe(params["host"], params["port"], params["request_timeout"])
+
+
+def url_at_port(url, port):
+    """`url` with its port replaced by `port` (the same scheme, host, path and query)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = "[%s]" % host
+    auth = parts.netloc.rpartition("@")[0]
+    netloc = "%s%s:%d" % (auth + "@" if auth else "", host, port)
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def at_port(params, port):
+    """The health check `params` aimed at one instance of a service that runs on `port` (start beside, then flip):
+    the URL's port, or the TCP check's port, replaced by it. None `port` leaves the check as it is."""
+    if port is None:
+        return params
+    params = dict(params)
+    if params.get("url"):
+        params["url"] = url_at_port(params["url"], port)
+    else:
+        params["port"] = port
+    return params
 
 
 def target(params):

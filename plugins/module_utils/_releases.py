@@ -64,6 +64,8 @@ class Layout:
         self.current = os.path.join(base, "current")
         self.lock = os.path.join(base, ".lock")
         self.store = os.path.join(base, "store")
+        # Start beside, then flip: the port of the instance (<service>@<port>) the load balancer sends traffic to.
+        self.live_port = os.path.join(base, "live-port")
 
     def release_dir(self, release_id):
         return os.path.join(self.releases, release_id)
@@ -75,6 +77,19 @@ class Layout:
         for path in (self.base, self.releases, self.shared):
             if not os.path.isdir(path):
                 os.makedirs(path, 0o755)
+
+
+def live_port(layout, ports, active=()):
+    """The port of the live instance of a service that runs beside itself on `ports`: the one in the layout's
+    live-port file, else the first one in `active` (the ports whose instance runs), else the first port."""
+    try:
+        with open(layout.live_port) as handle:
+            port = int(handle.read().strip())
+    except (OSError, ValueError):
+        port = None
+    if port in ports:
+        return port
+    return next((p for p in ports if p in active), ports[0])
 
 
 def fsync_dir(path):

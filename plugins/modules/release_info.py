@@ -29,6 +29,15 @@ options:
         or its working directory lies in C(releases/<id>/); where those cannot be read (no CAP_SYS_PTRACE, as in
         containers), its start time does - the release live then is the one activated last before it.
     type: str
+  instances:
+    description:
+      - The two ports of a service that starts each release beside the old one and then flips the load balancer
+        (C(deploy_beside_ports)). O(service) is then a template unit, run as C(<service>@<port>).
+      - Each instance is read as RV(instances) - its health and version at its own port (the port in O(health)'s URL
+        or TCP check, and in O(version_url), is replaced by the instance's) - and RV(service) is the live one, at
+        RV(live_port).
+    type: list
+    elements: int
   version_url:
     description:
       - A URL on which the running service says its version (a JSON object with C(version), or a plain text body
@@ -108,6 +117,18 @@ exists:
   description: Whether O(path) holds a release layout at all.
   returned: always
   type: bool
+live_port:
+  description:
+    - With O(instances), the port of the live instance - the one in C(<path>/live-port) (written when a deploy flips
+      the load balancer), else the first running instance, else the first port; else null.
+  returned: always
+  type: int
+  sample: 8081
+instances:
+  description: With O(instances), every instance read the same way as RV(service), by port; else null.
+  returned: always
+  type: dict
+  sample: {"8080": {name: app@8080, state: active}, "8081": {name: app@8081, state: inactive}}
 service:
   description:
     - What O(service) runs now, measured on the host; null without O(service).
@@ -182,10 +203,11 @@ def main():
         argument_spec=dict(
             path=dict(type="path", required=True),
             service=dict(type="str"),
+            instances=dict(type="list", elements="int"),
             version_url=dict(type="str"),
             health=dict(type="dict", options=_health.ARGUMENT_SPEC, required_one_of=_health.REQUIRED_ONE_OF),
         ),
-        required_by={"version_url": "service", "health": "service"},
+        required_by={"version_url": "service", "health": "service", "instances": "service"},
         supports_check_mode=True,
     )
     params = module.params
@@ -193,15 +215,31 @@ def main():
         report = _release.host_releases(params["path"])
     except (_releases.ReleaseError, OSError) as exc:
         module.fail_json(msg=to_native(exc))
-    report["service"] = None
-    if params["service"]:
-        state = _service.service_state(module.run_command, module.get_bin_path("systemctl", required=True),
-                                       params["service"], _releases.Layout(params["path"]).releases,
-                                       params["version_url"], records=report["releases"])
+    report.update(service=None, instances=None, live_port=None)
+    if not params["service"]:
+        module.exit_json(changed=False, **report)
+    systemctl = module.get_bin_path("systemctl", required=True)
+    layout = _releases.Layout(params["path"])
+
+    def read(unit, port=None):
+        url = params["version_url"] and (_health.url_at_port(params["version_url"], port) if port else params["version_url"])
+        state = _service.service_state(module.run_command, systemctl, unit, layout.releases, url,
+                                       records=report["releases"])
         state["healthy"] = state["health"] = None
         if params["health"] and state["state"] == "active":
-            state["healthy"], state["health"] = _health.probe_from(params["health"])()
-        report["service"] = state
+            state["healthy"], state["health"] = _health.probe_from(_health.at_port(params["health"], port))()
+        return state
+
+    ports = params["instances"]
+    if ports:
+        if len(set(ports)) != 2 or not all(0 < p < 65536 for p in ports):
+            module.fail_json(msg="instances must be two different ports, got %s" % ports)
+        seen = dict((p, read("%s@%d" % (params["service"], p), p)) for p in ports)
+        report["instances"] = dict((str(p), s) for p, s in seen.items())
+        report["live_port"] = _releases.live_port(layout, ports, [p for p, s in seen.items() if s["state"] == "active"])
+        report["service"] = seen[report["live_port"]]
+    else:
+        report["service"] = read(params["service"])
     module.exit_json(changed=False, **report)
 
 

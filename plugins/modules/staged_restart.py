@@ -23,6 +23,12 @@ options:
     description: The systemd unit, for example V(app) or V(app.service).
     type: str
     required: true
+  instance:
+    description:
+      - Restart one instance of a template unit that runs beside itself (C(deploy_beside_ports)) - the unit
+        C(<service>@<instance>) - and check its health at that port - O(health)'s URL, or TCP check, with its port
+        replaced by O(instance).
+    type: int
   mode:
     description: V(restart) the service, or V(reload) it (C(systemctl reload), for example SIGHUP) for configuration-only changes.
     type: str
@@ -141,6 +147,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             service=dict(type="str", required=True),
+            instance=dict(type="int"),
             mode=dict(type="str", default="restart", choices=["restart", "reload"]),
             daemon_reload=dict(type="bool", default=False),
             health=_health.DICT_OPTION,
@@ -153,7 +160,13 @@ def main():
     )
     systemd = _restart.Systemd(module.run_command, module.get_bin_path("systemctl", required=True),
                                module.get_bin_path("journalctl"))
-    restarter = _restart.Restarter(module.params, systemd, check_mode=module.check_mode)
+    params = dict(module.params)
+    if params["instance"] is not None:
+        if not 0 < params["instance"] < 65536:
+            module.fail_json(msg="instance must be a port (1-65535), got %s" % params["instance"])
+        params["service"] = "%s@%d" % (params["service"], params["instance"])
+        params["health"] = _health.at_port(params["health"], params["instance"])
+    restarter = _restart.Restarter(params, systemd, check_mode=module.check_mode)
     try:
         module.exit_json(**restarter.run())
     except _restart.RestartFailed as exc:

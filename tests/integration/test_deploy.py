@@ -31,8 +31,9 @@ def demo(lab, demo_packages, tmp_path_factory):
     The service's stop timeout is 100 ms, shorter than the 1 s slow requests: a restart that did not drain
     first would cut the requests in flight, so zero failed requests shows the drain at work."""
     for host in APPS:
-        lab.ssh(host, f"sudo systemctl stop seedops-app 2>/dev/null; sudo rm -rf {BASE} /etc/seedops-app "
-                      "/etc/systemd/system/seedops-app.service; sudo systemctl daemon-reload")
+        lab.ssh(host, f"sudo systemctl stop seedops-app 'seedops-app@*' 2>/dev/null; sudo rm -rf {BASE} /etc/seedops-app "
+                      "/etc/systemd/system/seedops-app.service /etc/systemd/system/seedops-app@.service "
+                      "/etc/systemd/system/*.wants/seedops-app@*.service; sudo systemctl daemon-reload")
     reports = tmp_path_factory.mktemp("reports")
     summary = tmp_path_factory.mktemp("demo") / "load.json"
     env = {**os.environ, "SEEDOPS_DEPLOY_REPORT_DIR": str(reports)}
@@ -646,3 +647,129 @@ def test_an_http_artifact_with_an_http_checksum_list_is_refused_before_any_chang
     assert "Nothing was changed" in out
     assert {host: live(lab, host)[2] for host in APPS} == pids
     assert lock_record(lab) is None, "refused before the lock is taken"
+
+
+# -- start beside, then flip (deploy_beside_ports) ------------------------------------------------------------------
+
+BESIDE = json.dumps({"seedops_demo_beside_ports": [8080, 8081]})
+
+
+def instance(lab, host, port):
+    """(unit state, enabled, version, pid) of the instance seedops-app@PORT on the host, read there."""
+    state = lab.ssh(host, f"systemctl is-active seedops-app@{port}; systemctl is-enabled seedops-app@{port}").stdout.split()
+    out = lab.ssh(host, "python3 -c \"import urllib.request as u; "
+                        f"print(u.urlopen('http://127.0.0.1:{port}/version', timeout=5).read().decode())\"").stdout
+    doc = json.loads(out) if out.strip() else {}
+    return state[0], state[1] if len(state) > 1 else None, doc.get("version"), doc.get("pid")
+
+
+def live_port(lab, host):
+    return int(lab.ssh(host, f"cat {BASE}/live-port").stdout.strip() or 0)
+
+
+def servers(lab):
+    """{server: (admin, op)} in HAProxy on lb1."""
+    found = run_module(lab, "lb1", "seedops.deploy.lb_info", {"backend": "app"})["servers"]
+    return {name: (s["admin"], s["op"]) for name, s in found.items()}
+
+
+@pytest.fixture(scope="module")
+def beside(lab, demo):
+    """The fleet on 1.0.0, moved to two instances per host (app_service_beside_ports, haproxy_beside_ports), and
+    moved back to one at the end for the tests that follow."""
+    fleet_at(lab, "1.0.0")
+    result, _recap = run_playbook("tests/integration/playbooks/beside.yml", lab.inventory, "-e", BESIDE)
+    assert result.returncode == 0, result.stdout[-4000:]
+    yield
+    result, _recap = run_playbook("tests/integration/playbooks/beside.yml", lab.inventory)
+    assert result.returncode == 0, result.stdout[-4000:]
+    for host in APPS:
+        assert lab.ssh(host, "systemctl is-active seedops-app").stdout.strip() == "active"
+        assert lab.ssh(host, f"test -e {BASE}/live-port || test -e /etc/systemd/system/seedops-app@.service").returncode != 0
+    assert set(servers(lab)) == set(APPS)
+
+
+def test_beside_a_rolling_deploy_flips_each_host_to_its_new_instance_and_a_broken_one_never_takes_traffic(
+        lab, demo, beside):
+    # Moved in: one instance per host on 8080, the unit's port not in the environment file, two servers per host.
+    before = {}
+    for host in APPS:
+        state, enabled, version, pid = instance(lab, host, 8080)
+        assert (state, enabled, version, live_port(lab, host)) == ("active", "enabled", "1.0.0", 8080)
+        assert lab.ssh(host, "systemctl is-active seedops-app").stdout.strip() == "inactive"
+        assert "PORT=" not in lab.ssh(host, "sudo cat /etc/seedops-app/env").stdout
+        before[host] = pid
+    assert servers(lab) == {**{f"{h}-8080": ("ready", "up") for h in APPS}, **{f"{h}-8081": ("maint", "down") for h in APPS}}
+
+    result, _recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml", "-e", "deploy_version=2.0.0",
+                                                       "-e", BESIDE)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert load["all"]["failed"] == 0, load
+    assert "app1: switch in batch 1 (start beside on 8081, then flip)" in flat(result.stdout)
+    for host in APPS:
+        # The new release runs as a second process on the other port; the old one is stopped and off at boot.
+        state, enabled, version, pid = instance(lab, host, 8081)
+        assert (state, enabled, version, live_port(lab, host)) == ("active", "enabled", "2.0.0", 8081)
+        assert pid != before[host]
+        assert instance(lab, host, 8080)[:2] == ("inactive", "disabled")
+        assert live(lab, host)[0] == "2.0.0"
+    assert servers(lab) == {**{f"{h}-8081": ("ready", "up") for h in APPS}, **{f"{h}-8080": ("maint", "down") for h in APPS}}
+    for row in report["hosts"]:
+        assert (row["result"], row["new"], row["port"], row["rotation"]) == ("switched", "2.0.0", 8081, "ready/up :8081")
+        assert row["phases"]["flip"]["end"] > row["phases"]["health"]["end"], "flipped once the new one was healthy"
+        assert "drain" not in row["phases"], "no drain: the old instance served until the flip"
+
+    # A release that fails its health gate never takes traffic: the old instance serves on, untouched.
+    pid = instance(lab, "app1", 8081)[3]
+    health = {"url": "http://127.0.0.1:8080/healthz", "successes": 2, "interval": 0.25, "timeout": 4}
+    result, _recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml", "-e", "deploy_version=3.0.0",
+                                                       "-e", BESIDE, "-e", json.dumps({"deploy_health": health}))
+    assert result.returncode != 0
+    assert load["all"]["failed"] == 0 and set(load["versions"]) == {"2.0.0"}, load
+    assert "seedops-app@8080 did not become healthy" in flat(result.stdout)
+    assert "Its old instance still serves it: the new one was stopped and current switched back" in flat(result.stdout)
+    assert instance(lab, "app1", 8081)[::3] == ("active", pid)
+    assert instance(lab, "app1", 8080)[0] == "inactive" and live_port(lab, "app1") == 8081
+    assert live(lab, "app1")[0] == "2.0.0" and record_state(lab, "app1", "3.0.0") == "failed"
+    assert servers(lab)["app1-8080"][0] == "maint" and servers(lab)["app1-8081"] == ("ready", "up")
+    assert {live(lab, h)[0] for h in ("app2", "app3")} == {"2.0.0"}
+
+
+def test_beside_together_flips_every_host_at_once_a_rollback_flips_back_and_a_rerun_tidies_a_flip_cut_short(
+        lab, demo, beside):
+    fleet_at(lab, "2.0.0")
+    result, _recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml", "-e", "deploy_version=1.0.0",
+                                                       "-e", "deploy_switch=together", "-e", BESIDE)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert load["all"]["failed"] == 0, load
+    ports = {host: live_port(lab, host) for host in APPS}
+    for host in APPS:
+        assert instance(lab, host, ports[host])[::2] == ("active", "1.0.0")
+    # The skew is the spread of the moments the load balancer flipped each host, as each flip returned them.
+    flipped = [row["restart_times"]["flipped"] for row in report["hosts"]]
+    assert {row["batch"] for row in report["hosts"]} == {"all"} and "drain" not in report["hosts"][0]["phases"]
+    assert report["skew_s"] == round(max(flipped) - min(flipped), 3)
+
+    # A rollback is the same flip, back to the previous release on the other port.
+    result, _recap = run_playbook("playbooks/rollback.yml", lab.inventory, "-e", BESIDE)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "rollback 2.0.0 (rolling)" in flat(result.stdout) and "(start beside on" in flat(result.stdout)
+    for host in APPS:
+        back = 8080 if ports[host] == 8081 else 8081
+        assert live_port(lab, host) == back and instance(lab, host, back)[::2] == ("active", "2.0.0")
+        assert instance(lab, host, ports[host])[0] == "inactive"
+        ports[host] = back
+
+    # What a run killed right after app2's flip leaves: both instances run, the load balancer sends app2's traffic
+    # to the new one while the live-port file still names the old one.
+    old, new = ports["app2"], 8080 if ports["app2"] == 8081 else 8081
+    assert lab.ssh("app2", f"sudo systemctl start seedops-app@{new}").returncode == 0
+    flip = run_module(lab, "lb1", "seedops.deploy.lb_member",
+                      {"backend": "app", "server": f"app2-{new}", "replaces": f"app2-{old}"})
+    assert flip["_status"] == "CHANGED", flip
+    result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=2.0.0", "-e", BESIDE)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert f"app2: repair in batch 1 - runs 2.0.0, but a second instance (port {old}) still runs" in flat(result.stdout)
+    assert live_port(lab, "app2") == new, "the load balancer's truth wins over the file"
+    assert instance(lab, "app2", new)[0] == "active" and instance(lab, "app2", old)[:2] == ("inactive", "disabled")
+    assert servers(lab)[f"app2-{new}"] == ("ready", "up") and servers(lab)[f"app2-{old}"][0] == "maint"

@@ -330,3 +330,26 @@ def test_a_fetch_made_good_by_the_origin_does_not_fail_the_host(callback, tmp_pa
     rows = rows_of(json.loads((tmp_path / "latest.json").read_text()))
     assert (rows["app2"]["result"], rows["app2"]["phases"]["stage"]["failed"]) == ("switched", False)
     assert rows["app2"]["refetched"] == ["connection refused by app1:8099"] and rows["app1"]["refetched"] == []
+
+
+def test_hosts_that_flip_have_a_flip_phase_their_port_and_the_skew_of_their_flips(callback, tmp_path, capsys):
+    plan(callback, ["app1", "app2"], "1.0.0", "2.0.0", switch="together")
+    callback.v2_playbook_on_play_start(Play("together", None))
+    for number, host in enumerate(["app1", "app2"]):
+        run(callback, host, "seedops.deploy.release", {"release_id": "2.0.0", "current": "2.0.0", "previous": "1.0.0"},
+            state="active")
+        # The new instances started 3 s apart; the load balancers flipped them 0.25 s apart.
+        run(callback, host, "seedops.deploy.staged_restart", {"release": "2.0.0", "times": {"acted": 100.0 + 3 * number}})
+        run(callback, host, "seedops.deploy.lb_member",
+            {"results": [{"invocation": {"module_args": {"server": f"{host}-8081", "replaces": f"{host}-8080"}},
+                          "flipped_at": 110.0 + 0.25 * number}]})
+        up = {"admin": "ready", "op": "up", "weight": 100, "in_rotation": True}
+        run(callback, host, "ansible.builtin.set_fact",
+            {"ansible_facts": {"deploy_verified": {"release": "2.0.0", "lb": up, "port": 8081}}})
+    callback.v2_playbook_on_stats(Stats())
+    doc = json.loads((tmp_path / "latest.json").read_text())
+    assert doc["skew_s"] == 0.25
+    for row in doc["hosts"]:
+        assert set(row["phases"]) == {"switch", "health", "flip"} and row["result"] == "switched"
+        assert row["port"] == 8081 and row["rotation"] == "ready/up :8081"
+    assert "version skew: 0.250 s between the first and the last host taking the new release" in capsys.readouterr().out

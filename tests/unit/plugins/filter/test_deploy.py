@@ -261,6 +261,10 @@ def test_fleet_status_says_what_each_service_runs_and_whether_it_is_healthy():
                       "app4": "failed", "app5": "healthy, says 2.1", "app6": None}
     assert status["table"][0].split() == ["host", "live", "previous", "service", "lb", "(admin/health,", "weight)",
                                           "last", "deploy"]
+    # A service that runs beside itself: the port of the live instance, and its server's state.
+    up = {"admin": "ready", "op": "up", "weight": 100, "in_rotation": True}
+    beside = plugin.fleet_status({"app1": dict(info({}), live_port=8081)}, [{"app1-8081": up}], {"app1": "app1-8081"})
+    assert beside["hosts"][0]["port"] == 8081 and "healthy :8081  ready/up, 100" in beside["table"][2]
 
 
 def test_smoke_failures_say_what_each_failed_check_got():
@@ -305,3 +309,49 @@ def test_fanout_waves_keep_each_platform_to_its_own_build():
     assert plugin.fanout_waves([], 2) == []
     with pytest.raises(AnsibleFilterError, match="seeds is the number of hosts"):
         plugin.fanout_waves(hosts, 0)
+
+
+def _beside(host, current, live_port, running=("8080",), healthy=True, release=None):
+    """A host whose service runs beside itself on 8080 and 8081, as decide.yml notes it from release_info."""
+    instances = {port: {"name": f"app@{port}", "state": "active" if port in running else "inactive",
+                        "release": release or current, "healthy": healthy if port in running else None}
+                 for port in ("8080", "8081")}
+    return {"host": host, "current": current, "lb_server": host,
+            "beside": {"ports": [8080, 8081], "live_port": live_port, "instances": instances}}
+
+
+def test_deploy_plan_beside_flips_a_live_healthy_host_to_its_idle_port_and_names_both_servers():
+    hosts = [_beside("app1", "1.0", 8080), _beside("app2", "1.0", 8081, running=("8081",))]
+    lb = [_lb(**{"app1-8080": {}, "app1-8081": {"admin": "maint"}, "app2-8080": {"admin": "maint"}, "app2-8081": {}})]
+    plan = plugin.deploy_plan(hosts, "2.0", lb=lb)
+    one, two = plan["hosts"]["app1"], plan["hosts"]["app2"]
+    assert (one["path"], one["live_port"], one["idle_port"], one["lb_server"], one["idle_server"]) == (
+        "flip", 8080, 8081, "app1-8080", "app1-8081")
+    assert (two["path"], two["live_port"], two["idle_port"], two["lb_server"]) == ("flip", 8081, 8080, "app2-8081")
+    assert one["service"]["name"] == "app@8080" and not one["tidy"] and not two["tidy"]
+    assert plan["in_rotation"] == ["app1", "app2"] and "beside" not in one
+    assert "start beside on 8081, then flip" in plan["summary"][1]
+
+
+def test_deploy_plan_beside_trusts_the_load_balancer_over_the_live_port_file_after_a_flip_cut_short():
+    # A run flipped app1 to 8081 and died before it wrote the live-port file and stopped the old instance.
+    hosts = [_beside("app1", "2.0", 8080, running=("8080", "8081"), release="2.0")]
+    lb = [_lb(**{"app1-8080": {"admin": "drain"}, "app1-8081": {}})]
+    entry = plugin.deploy_plan(hosts, "2.0", lb=lb)["hosts"]["app1"]
+    assert (entry["live_port"], entry["lb_server"], entry["idle_server"]) == (8081, "app1-8081", "app1-8080")
+    assert entry["tidy"] is True and entry["action"] == "repair" and entry["path"] == "restart"
+    assert "second instance (port 8080) still runs" in entry["reason"]
+
+
+def test_deploy_plan_beside_restarts_in_place_when_the_live_instance_is_down_or_there_is_no_load_balancer_and_rolls_back_by_flip():
+    down = _beside("app1", "1.0", 8080, running=())
+    sick = _beside("app2", "1.0", 8080, healthy=False)
+    lb = [_lb(**{"app1-8080": {"op": "down"}, "app2-8080": {}})]
+    plan = plugin.deploy_plan([down, sick], "2.0", lb=lb)
+    assert [plan["hosts"][h]["path"] for h in ("app1", "app2")] == ["restart", "restart"]
+    assert plan["hosts"]["app1"]["tidy"] is False, "an idle server the load balancer does not know is left alone"
+    assert plugin.deploy_plan([_beside("app1", "1.0", 8080)], "2.0")["hosts"]["app1"]["path"] == "restart"
+    lb = [_lb(**{"app1-8080": {}})]
+    assert plugin.deploy_plan([_beside("app1", "2.0", 8080)], "1.0", mode="rollback", lb=lb)["hosts"]["app1"]["path"] == "flip"
+    with pytest.raises(AnsibleFilterError, match="two different ports"):
+        plugin.deploy_plan([dict(_beside("app1", "1.0", 8080), beside={"ports": [8080, 8080]})], "2.0")

@@ -144,3 +144,22 @@ def test_module_needs_url_or_port_and_a_positive_successes(capsys):
     assert code == 1 and "one of the following is required: url, port" in out["msg"]
     code, out = module_run(capsys, {"port": 9, "successes": 0})
     assert code == 1 and out["msg"] == "successes must be 1 or more"
+
+
+@pytest.mark.parametrize("url, port, expected", [
+    ("http://127.0.0.1:8080/healthz", 8081, "http://127.0.0.1:8081/healthz"),
+    ("http://127.0.0.1/healthz?deep=1", 8081, "http://127.0.0.1:8081/healthz?deep=1"),
+    ("https://u:p@app.internal:443/h#x", 9443, "https://u:p@app.internal:9443/h#x"),
+    ("http://[::1]:8080/", 8081, "http://[::1]:8081/"),
+])
+def test_a_check_aimed_at_one_instance_keeps_everything_but_the_port(url, port, expected):
+    assert _health.url_at_port(url, port) == expected
+    params = {"url": url, "port": None, "successes": 2}
+    aimed = _health.at_port(params, port)
+    assert aimed == {"url": expected, "port": None, "successes": 2} and params["url"] == url, "a copy, not a change"
+
+
+def test_a_tcp_check_aimed_at_one_instance_and_no_port_leaves_it_alone():
+    params = {"url": None, "host": "127.0.0.1", "port": 8080}
+    assert _health.at_port(params, 8081)["port"] == 8081
+    assert _health.at_port(params, None) is params

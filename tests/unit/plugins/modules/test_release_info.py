@@ -42,3 +42,30 @@ def test_a_current_that_is_not_a_link_fails_with_what_to_do(capsys, tmp_path):
     (tmp_path / "current").mkdir()
     out = call(capsys, {"path": str(tmp_path)})
     assert out["failed"] and "is not a symlink" in out["msg"]
+
+
+def test_instances_reads_each_at_its_port_and_names_the_live_one(capsys, tmp_path, monkeypatch):
+    layout = _releases.Layout(str(tmp_path))
+    layout.ensure()
+    seen = []
+
+    def service_state(run, systemctl, unit, releases_dir, version_url=None, records=None):
+        seen.append((unit, version_url))
+        return {"name": unit, "state": "active" if unit.endswith("@8081") else "inactive", "release": None}
+
+    monkeypatch.setattr(release_info._service, "service_state", service_state)
+    monkeypatch.setattr(release_info.AnsibleModule, "get_bin_path", lambda self, name, required=False: "/bin/" + name)
+    args = {"path": str(tmp_path), "service": "app", "instances": [8080, 8081],
+            "version_url": "http://127.0.0.1:8080/version", "health": {"port": 1, "timeout": 1}}
+    out = call(capsys, args)
+    assert seen == [("app@8080", "http://127.0.0.1:8080/version"), ("app@8081", "http://127.0.0.1:8081/version")]
+    # No live-port file: the running instance is the live one.
+    assert out["live_port"] == 8081 and out["service"]["name"] == "app@8081"
+    assert set(out["instances"]) == {"8080", "8081"} and out["instances"]["8080"]["healthy"] is None
+    assert out["service"]["health"] is not None, "the running instance is probed, the stopped one not"
+    # The live-port file wins over what runs: a flip wrote it.
+    with open(layout.live_port, "w") as handle:
+        handle.write("8080\n")
+    assert call(capsys, args)["live_port"] == 8080
+    bad = call(capsys, dict(args, instances=[8080, 8080]))
+    assert bad["failed"] and "two different ports" in bad["msg"]
