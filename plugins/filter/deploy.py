@@ -244,13 +244,13 @@ def deploy_plan(hosts, release, serial=DEFAULT_SERIAL, canary=None, switch="roll
             entry["lb"] = rotation_of(list(lb or []), entry.get("lb_server") or name)
         action, reason = _action(entry, release, mode)
         entry.update(target=release, action=action, reason=reason, batch=None)
-        if "live_port" in entry:
-            if entry["tidy"] and action == "unchanged":
-                action, reason = "repair", (f"runs {release}, but a second instance (port {entry['idle_port']}) still "
-                                            "runs or its server is not in maintenance - left by a run that stopped "
-                                            "mid-flip? It is stopped and its server put in maintenance")
-                entry.update(action=action, reason=reason)
-            entry["path"] = _path(entry, action, lb)
+        if entry.get("tidy") and action == "unchanged":
+            action, reason = "repair", (f"runs {release}, but a second instance (port {entry['idle_port']}) still "
+                                        "runs or its server is not in maintenance - left by a run that stopped "
+                                        "mid-flip? It is stopped and its server put in maintenance")
+            entry.update(action=action, reason=reason)
+        # Every host's path: restart in place, or (with two ports) start beside, then flip.
+        entry["path"] = _path(entry, action, lb) if "live_port" in entry else "restart"
         entry.setdefault("current", None)
         entry.pop("restart", None)
         planned[name] = entry

@@ -222,7 +222,9 @@ def main():
     layout = _releases.Layout(params["path"])
 
     def read(unit, port=None):
-        url = params["version_url"] and (_health.url_at_port(params["version_url"], port) if port else params["version_url"])
+        url = params["version_url"]
+        if url and port:
+            url = _health.url_at_port(url, port)
         state = _service.service_state(module.run_command, systemctl, unit, layout.releases, url,
                                        records=report["releases"])
         state["healthy"] = state["health"] = None
