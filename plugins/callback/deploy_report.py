@@ -15,7 +15,8 @@ description:
     (the fact C(deploy_plan) - each host's current and target release, action and batch), the results of the
     modules M(seedops.deploy.artifact), M(seedops.deploy.release), M(seedops.deploy.lb_member) and
     M(seedops.deploy.staged_restart), and what the verify step read on each host at the end (the fact
-    C(deploy_verified)), and who deploys (the holder M(seedops.deploy.fleet_lock) recorded) - and at the end of the run
+    C(deploy_verified)), who deploys (the holder M(seedops.deploy.fleet_lock) recorded) and the plan's dev/prod
+    consistency check (the fact C(deploy_fit) - what the build needs and what each host has) - and at the end of the run
     prints one table - host, old and new release, batch, stage,
     switch and health durations, result - and writes the same as JSON plus an HTML timeline.
   - The table also says what every host runs when the run ends (as verified on the host where the run got that far -
@@ -202,6 +203,7 @@ class CallbackModule(CallbackBase):
         self.batches = []
         self.deployer = None  # who runs this deploy: the holder the fleet lock recorded
         self.analysis = []  # each judged batch's verdict, its steps and the traffic that decided it (traffic_check)
+        self.fit = None  # the plan's dev/prod consistency check (deploy_fit): what the build needs, what each host has
         self.servers = {}  # load balancer server name -> host, from the plan
 
     # -- bookkeeping ---------------------------------------------------------------------------------
@@ -252,6 +254,8 @@ class CallbackModule(CallbackBase):
             facts = (result._result.get("ansible_facts") or {}) if status == "ok" else {}
             if isinstance(facts.get("deploy_plan"), dict):
                 self.on_plan(facts["deploy_plan"])
+            if isinstance(facts.get("deploy_fit"), dict) and self.fit is None:
+                self.fit = facts["deploy_fit"]
             if isinstance(facts.get("deploy_verified"), dict):
                 rec = self.host(name)
                 verified = facts["deploy_verified"]
@@ -421,6 +425,7 @@ class CallbackModule(CallbackBase):
             # The first judgement is the canary's; "analysis" has every batch judged.
             "canary": self.analysis[0] if self.analysis else None,
             "analysis": self.analysis,
+            "fit": self.fit,
         }
         for row in rows:
             doc["runs"].setdefault(row["runs"], []).append(row["host"])
@@ -448,6 +453,13 @@ class CallbackModule(CallbackBase):
             out.append("version skew: %.3f s between the first and the last host taking the new release" % doc["skew_s"])
         for judged in doc["analysis"]:
             out.extend(self.canary_lines(judged))
+        if doc["fit"]:
+            if doc["fit"].get("problems"):
+                out.append("the build cannot run on every host (nothing was changed):")
+                out.extend("  " + line for line in str(doc["fit"].get("table") or "").splitlines())
+            else:
+                needs = str(doc["fit"].get("table") or "").split("\n", maxsplit=1)[0]
+                out.append("fit: every host can run the build (%s)" % needs)
         for row in doc["hosts"]:
             for why in row["refetched"]:
                 out.append("%s: fetched the artifact again (from the origin) after: %s" % (

@@ -38,6 +38,15 @@ options:
         RV(live_port).
     type: list
     elements: int
+  env_file:
+    description:
+      - The service's environment file (systemd C(EnvironmentFile=)), whose variable names - never their values - are
+        reported as RV(env_keys), for the deploy's check that every host has the keys the service expects.
+    type: path
+  java:
+    description: Also report the major version of the host's C(java) command in RV(runtime) (it starts a JVM).
+    type: bool
+    default: false
   version_url:
     description:
       - A URL on which the running service says its version (a JSON object with C(version), or a plain text body
@@ -184,15 +193,28 @@ platform:
   description:
     - The host's operating system and machine as C(uname) names them - the same values as the C(system) and
       C(architecture) facts, so C(seedops.deploy.platform) turns them into V(linux/amd64) without gathering facts.
+    - C(libc) is the host's C library, C(family) and C(version) (V(glibc), V(2.36)); the version is none for musl, and
+      C(libc) is none when neither is found.
   returned: always
   type: dict
-  sample: {"system": "Linux", "architecture": "x86_64"}
+  sample: {"system": "Linux", "architecture": "x86_64", "libc": {"family": "glibc", "version": "2.36"}}
+env_keys:
+  description: The variable names set in O(env_file), sorted; none when it cannot be read.
+  returned: when O(env_file) is given
+  type: list
+  elements: str
+runtime:
+  description: The host's runtimes - C(java), the major version of the C(java) command (none when there is none).
+  returned: when O(java=true)
+  type: dict
+  sample: {"java": 17}
 """
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.seedops.deploy.plugins.module_utils import _health
+from ansible_collections.seedops.deploy.plugins.module_utils import _hostfit
 from ansible_collections.seedops.deploy.plugins.module_utils import _release
 from ansible_collections.seedops.deploy.plugins.module_utils import _releases
 from ansible_collections.seedops.deploy.plugins.module_utils import _service
@@ -205,6 +227,8 @@ def main():
             service=dict(type="str"),
             instances=dict(type="list", elements="int"),
             version_url=dict(type="str"),
+            env_file=dict(type="path"),
+            java=dict(type="bool", default=False),
             health=dict(type="dict", options=_health.ARGUMENT_SPEC, required_one_of=_health.REQUIRED_ONE_OF),
         ),
         required_by={"version_url": "service", "health": "service", "instances": "service"},
@@ -216,6 +240,11 @@ def main():
     except (_releases.ReleaseError, OSError) as exc:
         module.fail_json(msg=to_native(exc))
     report.update(service=None, instances=None, live_port=None)
+    report["platform"]["libc"] = _hostfit.libc()
+    if params["env_file"]:
+        report["env_keys"] = _hostfit.env_keys(params["env_file"])
+    if params["java"]:
+        report["runtime"] = {"java": _hostfit.read_java(module.run_command, module.get_bin_path("java"))}
     if not params["service"]:
         module.exit_json(changed=False, **report)
     systemctl = module.get_bin_path("systemctl", required=True)

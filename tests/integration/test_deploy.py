@@ -623,6 +623,50 @@ def test_a_platform_without_a_build_fails_before_any_change(lab, demo):
     assert {host: live(lab, host)[2] for host in APPS} == pids
 
 
+def test_a_host_that_cannot_run_the_build_stops_the_deploy_before_any_change_and_the_report_keeps_the_table(
+        lab, demo, tmp_path):
+    """The dev/prod consistency check: the build record that playbooks/build.yml publishes says what the build
+    requires (here an environment key the lab's hosts lack); deploy_requires adds a Java the hosts do not have."""
+    publish = "/srv/artifacts/seedops-app/9.9.3"
+    record = f"{lab.host('repo1')['address']}/seedops-app/9.9.3/seedops-app-9.9.3.build.json"
+    try:
+        built, _recap = run_playbook("playbooks/build.yml", lab.inventory, "-e", "build_app=seedops-app",
+                                     "-e", f"build_source={os.path.join(REPO_ROOT, 'tests', 'fixtures', 'app')}",
+                                     "-e", "build_version=9.9.3", "-e", f"build_output_dir={tmp_path}",
+                                     "-e", '{"build_requires_env": ["API_TOKEN", "SEEDOPS_DB_URL"]}',
+                                     "-e", "build_publish_host=repo1", "-e", f"build_publish_dir={publish}")
+        assert built.returncode == 0, built.stdout[-3000:]
+        pids = {host: live(lab, host)[2] for host in APPS}
+        reports = str(tmp_path / "reports")
+        refused, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=9.9.3",
+                                       "-e", f"deploy_build_record_url=http://{record}",
+                                       "-e", '{"deploy_requires": {"java": 99}}', env={"SEEDOPS_DEPLOY_REPORT_DIR": reports})
+        assert refused.returncode != 0
+        out = flat(refused)
+        assert "3 host(s) cannot run seedops-app 9.9.3:" in out and "Nothing was changed" in out
+        for host in APPS:
+            assert f"{host}: its service environment lacks SEEDOPS_DB_URL" in out
+            assert f"{host}: needs Java 99 or later, has" in out
+            assert lab.ssh(host, f"test -e {BASE}/releases/9.9.3").returncode != 0
+        assert "needs: linux/amd64; libc any; java >= 99; env API_TOKEN, SEEDOPS_DB_URL" in out
+        assert {host: live(lab, host)[2] for host in APPS} == pids
+        with open(os.path.join(reports, "latest.json"), encoding="utf-8") as f:
+            report = json.load(f)
+        assert [(row["host"], row["ok"], row["env"]) for row in report["fit"]["rows"]] == [
+            (host, False, "1 of 2 keys") for host in APPS]
+        assert "the build cannot run on every host (nothing was changed):" in out
+
+        # What the hosts have is enough once the requirement is only what they have: the plan goes on (check mode).
+        fits, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "--check", "-e", "deploy_version=9.9.3",
+                                    "-e", f"deploy_build_record_url=http://{record}",
+                                    "-e", '{"deploy_requires": {"env": ["API_TOKEN"]}}')
+        assert fits.returncode == 0, fits.stdout[-3000:]
+        assert "fit: every host can run the build (needs: linux/amd64; libc any; java -; env API_TOKEN)" in flat(fits)
+        assert {host: live(lab, host)[2] for host in APPS} == pids
+    finally:
+        lab.ssh("repo1", f"sudo rm -rf {publish}")
+
+
 def test_a_version_missing_from_the_repository_fails_before_any_change(lab, demo):
     pids = {host: live(lab, host)[2] for host in APPS}
     result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=9.9.9")

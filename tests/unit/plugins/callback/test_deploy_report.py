@@ -353,3 +353,30 @@ def test_hosts_that_flip_have_a_flip_phase_their_port_and_the_skew_of_their_flip
         assert set(row["phases"]) == {"switch", "health", "flip"} and row["result"] == "switched"
         assert row["port"] == 8081 and row["rotation"] == "ready/up :8081"
     assert "version skew: 0.250 s between the first and the last host taking the new release" in capsys.readouterr().out
+
+
+def test_a_host_that_cannot_run_the_build_is_in_the_printed_report_and_the_json(callback, tmp_path, capsys):
+    from ansible_collections.seedops.deploy.plugins.filter.build import build_fit
+
+    for host in ("app1", "app2"):
+        run(callback, host, "seedops.deploy.release_info", {"current": "1.0.0"})
+    fit = build_fit([{"host": "app1", "platform": "linux/amd64", "env_keys": ["DB"]},
+                     {"host": "app2", "platform": "linux/amd64", "env_keys": []}], {"env": ["DB"]})
+    run(callback, "app1", "ansible.builtin.set_fact", {"ansible_facts": {"deploy_fit": fit}})
+    callback.v2_playbook_on_stats(Stats())
+    out = capsys.readouterr().out
+    assert "the build cannot run on every host (nothing was changed):" in out
+    assert "NO: its service environment lacks DB" in out
+    doc = json.loads((tmp_path / "latest.json").read_text())
+    assert doc["fit"]["problems"] == ["app2: its service environment lacks DB"]
+    assert [row["ok"] for row in doc["fit"]["rows"]] == [True, False]
+
+
+def test_a_fleet_that_fits_says_so_in_one_line(callback, tmp_path, capsys):
+    from ansible_collections.seedops.deploy.plugins.filter.build import build_fit
+
+    plan(callback, ["app1"], "1.0.0", "1.0.0")
+    fit = build_fit([{"host": "app1", "platform": "linux/amd64"}], {"platforms": ["linux/amd64"]})
+    run(callback, "app1", "ansible.builtin.set_fact", {"ansible_facts": {"deploy_fit": fit}})
+    callback.v2_playbook_on_stats(Stats())
+    assert "fit: every host can run the build (needs: linux/amd64; libc any; java -; env -)" in capsys.readouterr().out

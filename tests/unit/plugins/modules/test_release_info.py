@@ -2,11 +2,14 @@
 
 import json
 import os
+import shutil
+import subprocess
 
 import pytest
 
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.seedops.deploy.plugins.module_utils import _hostfit
 from ansible_collections.seedops.deploy.plugins.module_utils import _releases
 from ansible_collections.seedops.deploy.plugins.modules import release_info
 
@@ -30,7 +33,21 @@ def test_reports_the_releases_and_changes_nothing(capsys, tmp_path):
     assert out["current"] == "2.0" and out["rollback_target"] == "1.0" and out["lock"] is None
     assert [(r["id"], r["current"]) for r in out["releases"]] == [("2.0", True), ("1.0", False)]
     assert out["platform"]["system"] == os.uname().sysname
+    assert out["platform"]["libc"] == {"family": "glibc", "version": os.confstr("CS_GNU_LIBC_VERSION").split()[1]}
+    assert "env_keys" not in out and "runtime" not in out
     assert sorted(os.listdir(tmp_path)) == before, "no lock file, nothing written"
+
+
+def test_the_env_file_s_names_never_its_values_and_the_java_major_version(capsys, tmp_path):
+    env = tmp_path / "env"
+    env.write_text('# comment\nLOG_LEVEL="info"\n; other comment\nDATABASE_URL="postgres://u:secret@db/x"\n\nbad line\n')
+    out = call(capsys, {"path": str(tmp_path), "env_file": str(env), "java": True})
+    assert out["env_keys"] == ["DATABASE_URL", "LOG_LEVEL"]
+    assert "secret" not in json.dumps(out)
+    java = shutil.which("java")
+    expected = _hostfit.java_major(subprocess.run([java, "-version"], capture_output=True, text=True, check=True).stderr) if java else None
+    assert out["runtime"] == {"java": expected}
+    assert call(capsys, {"path": str(tmp_path), "env_file": str(tmp_path / "none")})["env_keys"] is None
 
 
 def test_an_empty_host(capsys, tmp_path):
