@@ -116,3 +116,41 @@ def test_a_published_build_is_fetched_and_verified_by_an_app_host_as_a_deploy_do
     finally:
         sh(lab, "app1", f"sudo rm -rf {store}")
         sh(lab, "repo1", f"sudo rm -rf {publish}")
+
+
+def test_a_jar_is_packaged_with_a_launcher_and_the_java_its_classes_need(lab, tmp_path):
+    src = tmp_path / "src" / "org" / "example"
+    src.mkdir(parents=True)
+    (src / "App.java").write_text('package org.example; public class App { public static void main(String[] a) {'
+                                  ' System.out.println("japp on " + System.getProperty("java.specification.version")); } }\n')
+    subprocess.run(["javac", "--release", "11", "-d", str(tmp_path / "classes"), str(src / "App.java")], check=True)
+    subprocess.run(["jar", "--create", "--file", str(tmp_path / "app.jar"), "--main-class", "org.example.App",
+                    "-C", str(tmp_path / "classes"), "."], check=True)
+    subprocess.run(["jar", "--create", "--file", str(tmp_path / "lib.jar"), "-C", str(tmp_path / "classes"), "."], check=True)
+    jar = ("-e", "build_app=japp", "-e", f"build_source={tmp_path}", "-e", "build_kind=jar", "-e", "build_version=1.0",
+           "-e", '{"build_platforms": ["linux/amd64", "linux/arm64"]}')
+
+    built, _recap = run_playbook("playbooks/build.yml", lab.inventory, *jar, "-e", f"build_jar={tmp_path / 'app.jar'}",
+                                 "-e", f"build_output_dir={tmp_path / 'out'}")
+    assert built.returncode == 0, built.stdout[-3000:]
+    record = json.loads((tmp_path / "out" / "japp-1.0.build.json").read_text())
+    assert record["requires"]["java"] == 11 and record["toolchain"] == "class files for Java 11"
+    assert record["jar"] == {"file": "app.jar", "main_class": "org.example.App", "class_major": 55}
+    amd64, arm64 = (tmp_path / "out" / f"japp-1.0-linux-{arch}.tar.gz" for arch in ("amd64", "arm64"))
+    assert amd64.read_bytes() == arm64.read_bytes()
+    with tarfile.open(amd64) as tar:
+        assert [m.name for m in tar.getmembers()] == ["VERSION", "bin", "bin/japp", "lib", "lib/japp.jar"]
+    (tmp_path / "release").mkdir()
+    subprocess.run(["tar", "-C", str(tmp_path / "release"), "-xzf", str(amd64)], check=True)
+    assert (tmp_path / "release" / "lib" / "japp.jar").read_bytes() == (tmp_path / "app.jar").read_bytes()
+    ran = subprocess.run([str(tmp_path / "release" / "bin" / "japp")], capture_output=True, text=True, check=True)
+    assert ran.stdout.startswith("japp on ")
+
+    older, _recap = run_playbook("playbooks/build.yml", lab.inventory, *jar, "-e", f"build_jar={tmp_path / 'app.jar'}",
+                                 "-e", "build_java_version=8", "-e", f"build_output_dir={tmp_path / 'old'}")
+    assert older.returncode != 0
+    assert "build_java_version is 8, but the classes of" in flat(older) and "need Java 11 (class file version 55)" in flat(older)
+    library, _recap = run_playbook("playbooks/build.yml", lab.inventory, *jar, "-e", f"build_jar={tmp_path / 'lib.jar'}",
+                                   "-e", f"build_output_dir={tmp_path / 'lib'}")
+    assert library.returncode != 0 and "has no Main-Class in its manifest" in flat(library)
+    assert not (tmp_path / "old").exists() and not (tmp_path / "lib").exists()
