@@ -183,6 +183,16 @@ def copy_to(lab: LabInfo, host: str, src, dest: str, **args) -> dict:
     return result
 
 
+@pytest.fixture
+def served_repo(lab):
+    """nginx on repo1 serving /srv/artifacts: left as it is when it runs (site.yml or repo.yml set it up before),
+    else set up by tests/integration/playbooks/repo.yml, so that a test that publishes there passes alone."""
+    if lab.ssh("repo1", "systemctl is-active --quiet nginx && test -d /srv/artifacts").returncode != 0:
+        result, recap = run_playbook("tests/integration/playbooks/repo.yml", lab.inventory)
+        assert result.returncode == 0 and recap["repo1"]["failed"] == 0, result.stdout[-3000:]
+    return f"http://{lab.host('repo1')['address']}"
+
+
 @pytest.fixture(scope="session")
 def app_packages(tmp_path_factory):
     """The sample service built for versions 1.0.0 and 2.0.0, and a broken 3.0.0 (amd64 only)."""

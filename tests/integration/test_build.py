@@ -95,7 +95,7 @@ def test_the_fleet_names_the_platforms_and_a_bad_toolchain_platform_or_host_is_r
     assert not [n for n in os.listdir("/tmp") if n.startswith("seedops-build-")]
 
 
-def test_a_published_build_is_fetched_and_verified_by_an_app_host_as_a_deploy_does(lab, tmp_path):
+def test_a_published_build_is_fetched_and_verified_by_an_app_host_as_a_deploy_does(lab, served_repo, tmp_path):
     publish, store = "/srv/artifacts/seedops-app/9.9.2", "/tmp/seedops-build-test-store"
     try:
         result, _recap = build(lab, tmp_path / "out", "-e", "build_version=9.9.2", "-e", "build_publish_host=repo1",
