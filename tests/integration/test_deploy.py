@@ -61,9 +61,10 @@ def live(lab, host):
     return current, doc.get("version"), doc.get("pid"), doc.get("log_level")
 
 
-def fleet_at(lab, version, previous=None):
+def fleet_at(lab, version, previous=None, extra=()):
     """Bring every app host to `version` through deploy.yml unless it runs it already; with `previous`, also make
-    that the release each host would roll back to (deploying `previous` first when it is not)."""
+    that the release each host would roll back to (deploying `previous` first when it is not). `extra`: more
+    arguments for deploy.yml (the beside tests' settings)."""
     def read():
         infos = run_module(lab, "app", "seedops.deploy.release_info", {"path": BASE}, hosts=APPS)
         return {h: (infos[h].get("current"), infos[h].get("rollback_target")) for h in APPS}
@@ -78,7 +79,7 @@ def fleet_at(lab, version, previous=None):
     if previous is not None and any(c != previous for c, _t in state.values()):
         steps = [previous, version]
     for step in steps:
-        result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", f"deploy_version={step}")
+        result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", f"deploy_version={step}", *extra)
         assert result.returncode == 0, result.stdout[-3000:]
     state = read()
     assert there(state), state
@@ -667,6 +668,21 @@ def test_a_host_that_cannot_run_the_build_stops_the_deploy_before_any_change_and
         lab.ssh("repo1", f"sudo rm -rf {publish}")
 
 
+def test_a_drain_that_fails_stops_the_rollout_gives_the_lock_back_and_changes_nothing(lab, demo):
+    """A load balancer that refuses the canary's drain (here: no such server) stops the run before the switch, and
+    the fleet lock is given back at once, not left to expire."""
+    fleet_at(lab, "1.0.0")
+    pids = {host: live(lab, host)[2] for host in APPS}
+    result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=2.0.0",
+                                  "-e", "deploy_lb_server=nosuch")
+    assert result.returncode != 0
+    out = flat(result)
+    assert "app1: the drain of nosuch failed: HAProxy has no server nosuch in backend app" in out, out[-2000:]
+    assert "Nothing changed on app1." in out
+    assert lock_record(lab) is None, "the lock was given back"
+    assert {host: live(lab, host)[:3:2] for host in APPS} == {host: ("1.0.0", pids[host]) for host in APPS}
+
+
 def test_a_version_missing_from_the_repository_fails_before_any_change(lab, demo):
     pids = {host: live(lab, host)[2] for host in APPS}
     result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=9.9.9")
@@ -781,7 +797,7 @@ def test_beside_a_rolling_deploy_flips_each_host_to_its_new_instance_and_a_broke
 
 def test_beside_together_flips_every_host_at_once_a_rollback_flips_back_and_a_rerun_tidies_a_flip_cut_short(
         lab, demo, beside):
-    fleet_at(lab, "2.0.0")
+    fleet_at(lab, "2.0.0", extra=("-e", BESIDE))
     result, _recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml", "-e", "deploy_version=1.0.0",
                                                        "-e", "deploy_switch=together", "-e", BESIDE)
     assert result.returncode == 0, result.stdout[-4000:]
