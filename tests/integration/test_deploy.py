@@ -678,7 +678,7 @@ def test_a_drain_that_fails_stops_the_rollout_gives_the_lock_back_and_changes_no
     assert result.returncode != 0
     out = flat(result)
     assert "app1: the drain of nosuch failed: HAProxy has no server nosuch in backend app" in out, out[-2000:]
-    assert "Nothing changed on app1." in out
+    assert "app1 was not switched, and no load balancer drained it." in out
     assert lock_record(lab) is None, "the lock was given back"
     assert {host: live(lab, host)[:3:2] for host in APPS} == {host: ("1.0.0", pids[host]) for host in APPS}
 
