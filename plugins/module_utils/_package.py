@@ -20,23 +20,15 @@ import stat
 import tarfile
 import tempfile
 
+from ansible_collections.seedops.deploy.plugins.module_utils._digest import file_digest
 from ansible_collections.seedops.deploy.plugins.module_utils._releases import fsync_dir, write_text_atomic
 
-CHUNK = 1024 * 1024
 # sha256sum's line: the digest, two spaces (or space and '*' for binary mode), the name.
 SUMS_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
 
 
 class PackageError(Exception):
     """What was wrong with the input, in words a user can act on."""
-
-
-def sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def members(src):
@@ -144,26 +136,26 @@ class _Hashing:
 
 
 def pack(src, dest, mtime=0, check_mode=False):
-    """Package `src` into `dest`. Returns (changed, sha256, size)."""
+    """Package `src` into `dest` (in check mode only hashed, never written). Returns (changed, sha256, size)."""
+    sink = _Hashing()
+    tmp = None
     if check_mode:
-        sink = _Hashing()
         write_tar_gz(src, sink, mtime)
-        digest = sink.digest.hexdigest()
-        return not (os.path.isfile(dest) and sha256_file(dest) == digest), digest, sink.size
-    sinks = []
+    else:
+        def write(handle):
+            sink.handle = handle
+            write_tar_gz(src, sink, mtime)
 
-    def write(handle):
-        sinks.append(_Hashing(handle))
-        write_tar_gz(src, sinks[0], mtime)
-
-    tmp = _replace(dest, write)
-    digest, size = sinks[0].digest.hexdigest(), sinks[0].size
-    if os.path.isfile(dest) and sha256_file(dest) == digest:
-        os.unlink(tmp)
-        return False, digest, size
-    os.replace(tmp, dest)
-    fsync_dir(os.path.dirname(os.path.abspath(dest)))
-    return True, digest, size
+        tmp = _replace(dest, write)
+    digest = sink.digest.hexdigest()
+    unchanged = os.path.isfile(dest) and file_digest(dest) == digest
+    if tmp is not None:
+        if unchanged:
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, dest)
+            fsync_dir(os.path.dirname(os.path.abspath(dest)))
+    return not unchanged, digest, sink.size
 
 
 def read_sums(path):
