@@ -2,7 +2,9 @@
 collection tarball - the rerun, which changes nothing on the fleet the first run converged."""
 
 import glob
+import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -12,19 +14,36 @@ from conftest import REPO_ROOT, VENV_BIN, flat, run_playbook, sh
 pytestmark = pytest.mark.lab
 
 
-V1 = ("-e", "deploy_version=1.0.0")
+# A version that only the main job's own build makes (build.sh never builds it).
+V1 = ("-e", "deploy_version=1.0.1")
 
 
-def test_site_from_checkout_converges_the_fleet(lab, demo_packages):
-    first, recap = run_playbook("playbooks/site.yml", lab.inventory, *V1)
+def test_site_from_checkout_builds_then_converges_the_fleet(lab, demo_packages):
+    """The main job with -e deploy_build=true: build.yml builds 1.0.1 for the platforms the app hosts report, into
+    the directory the repo host serves; the deploy checks every host against the build record, then installs it."""
+    built = os.path.join(demo_packages, "1.0.1")
+    shutil.rmtree(built, ignore_errors=True)
+    first, recap = run_playbook("playbooks/site.yml", lab.inventory, *V1, "-e", "deploy_build=true")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
-    assert set(recap) == {h["name"] for h in lab.hosts}
+    assert set(recap) == {h["name"] for h in lab.hosts} | {"localhost"}
     assert all(r["failed"] == 0 and r["unreachable"] == 0 for r in recap.values()), recap
     for h in lab.hosts:
         assert f"{h['name']} ({h['group']}): linux/amd64, Debian 12" in first.stdout
 
+    with open(os.path.join(built, "seedops-app-1.0.1.build.json"), encoding="utf-8") as f:
+        record = json.load(f)
+    assert record["requires"]["platforms"] == ["linux/amd64"]
+    assert sorted(os.listdir(built)) == ["SHA256SUMS", "seedops-app-1.0.1-linux-amd64.tar.gz",
+                                         "seedops-app-1.0.1.build.json"]
+    assert "fit: every host can run the build (needs: linux/amd64" in flat(first)
+    package_sum = record["packages"][0]["sha256"]
     for host in ("app1", "app2", "app3"):
-        assert sh(lab, host, "readlink /srv/seedops-app/current") == "releases/1.0.0"
+        assert sh(lab, host, "readlink /srv/seedops-app/current") == "releases/1.0.1"
+        served = json.loads(sh(lab, host, "python3 -c \"import urllib.request as u; "
+                                          "print(u.urlopen('http://127.0.0.1:8080/version', timeout=5).read().decode())\""))
+        assert (served["version"], served["platform"]) == ("1.0.1", "linux/amd64"), served
+        # The host's store holds exactly the package the build made, under its SHA-256.
+        assert sh(lab, host, f"sudo sha256sum /srv/seedops-app/store/sha256/{package_sum}").split()[0] == package_sum
 
 
 def test_site_in_check_mode_changes_nothing(lab):
