@@ -419,10 +419,34 @@ def fanout_waves(hosts, seeds=2):
     return waves
 
 
+def fleet_release(currents):
+    """The one release a fleet runs, for a deploy given no version: `currents` maps each host of the run to its live
+    release (release_info's `current`, None when nothing is live). Returns {release, serving, new, problem}: `serving`
+    maps each live release to its hosts, `new` lists the hosts with nothing live, and `problem` says why there is no
+    one release to follow (none, or the fleet runs more than one), else None."""
+    if not isinstance(currents, dict):
+        raise AnsibleFilterError("fleet_release: expected a mapping of host to its live release (or null), got %s"
+                                 % type(currents).__name__)
+    serving, new = {}, []
+    for host, current in currents.items():
+        if current:
+            serving.setdefault(str(current), []).append(host)
+        else:
+            new.append(host)
+    problem = None
+    if not serving:
+        problem = "no host of this run has a live release to follow"
+    elif len(serving) > 1:
+        problem = "the fleet runs more than one release: " + "; ".join(
+            "%s on %s" % (release, ", ".join(hosts)) for release, hosts in sorted(serving.items()))
+    release = next(iter(serving)) if len(serving) == 1 else None
+    return {"release": release, "serving": serving, "new": new, "problem": problem}
+
+
 class FilterModule:
     """seedops.deploy deploy-planning filters."""
 
     def filters(self):
         return {"checksum_for": checksum_for, "fleet_rollback": fleet_rollback, "deploy_plan": deploy_plan,
                 "rotation_of": rotation_of, "fleet_status": fleet_status, "smoke_failures": smoke_failures,
-                "fanout_waves": fanout_waves}
+                "fanout_waves": fanout_waves, "fleet_release": fleet_release}

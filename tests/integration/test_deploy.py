@@ -170,10 +170,46 @@ def test_rolling_deploy_v2_under_load_fails_no_request(lab, demo):
 def test_rerunning_the_same_version_changes_nothing(lab, demo):
     fleet_at(lab, "2.0.0")
     pids = {host: live(lab, host)[2] for host in APPS}
-    result, recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=2.0.0")
+    # With fewer forks than hosts the plan says the stage would run in waves, and what to set.
+    result, recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=2.0.0", "--forks", "2")
     assert result.returncode == 0, result.stdout[-3000:]
     assert {h: recap[h]["changed"] for h in APPS} == {h: 0 for h in APPS}
+    assert ("WARNING: this run acts on 3 hosts with forks=2, so the plan, the stage and verify reach 2 hosts at a "
+            "time, in 2 waves") in flat(result.stdout)
     assert {host: live(lab, host)[2] for host in APPS} == pids, "nothing was restarted"
+
+
+def test_without_a_version_a_new_host_gets_the_fleets_release_under_load_and_a_mixed_fleet_is_refused(lab, demo):
+    """Scale out without knowing the version: app3 is wiped back to a prepared host that has never had a release (its
+    unit installed, nothing under the base directory, down in the load balancer). deploy.yml without deploy_version
+    reads the one release the fleet runs, gives it to app3 alone, under load, and app3 takes traffic once healthy.
+    A fleet that runs two releases is refused, naming them, before any change."""
+    fleet_at(lab, "2.0.0")
+    pids = {h: live(lab, h)[2] for h in ("app1", "app2")}
+    lab.ssh("app3", f"sudo systemctl stop seedops-app; sudo rm -rf {BASE}")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "app3" in answering(demo["port"]):
+        time.sleep(0.5)
+    result, _recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "No deploy_version given: the fleet runs 2.0.0 (app1, app2); new hosts that get it: app3." in flat(
+        result.stdout)
+    assert load["all"]["failed"] == 0, load["errors"]
+    assert {h: (r["old"], r["runs"]) for h, r in rows(report).items()} == {
+        "app1": ("2.0.0", "2.0.0"), "app2": ("2.0.0", "2.0.0"), "app3": (None, "2.0.0")}
+    assert rows(report)["app3"]["result"] == "switched"
+    assert {h: live(lab, h)[2] for h in ("app1", "app2")} == pids, "the serving hosts were left alone"
+    assert live(lab, "app3")[:2] == ("2.0.0", "2.0.0")
+    assert answering(demo["port"]) == set(APPS)
+
+    older, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=1.0.0", "--limit", "app3")
+    assert older.returncode == 0, older.stdout[-3000:]
+    pids = {h: live(lab, h)[2] for h in APPS}
+    mixed, _recap = run_playbook("playbooks/deploy.yml", lab.inventory)
+    assert mixed.returncode != 0
+    assert ("No deploy_version was given, so the plan follows the release the fleet runs, but the fleet runs more "
+            "than one release: 1.0.0 on app3; 2.0.0 on app1, app2. Give the version") in flat(mixed.stdout)
+    assert {h: live(lab, h)[2] for h in APPS} == pids and live(lab, "app3")[0] == "1.0.0"
 
 
 def test_check_mode_of_a_new_version_changes_nothing(lab, demo):

@@ -355,3 +355,25 @@ def test_deploy_plan_beside_restarts_in_place_when_the_live_instance_is_down_or_
     assert plugin.deploy_plan([_beside("app1", "2.0", 8080)], "1.0", mode="rollback", lb=lb)["hosts"]["app1"]["path"] == "flip"
     with pytest.raises(AnsibleFilterError, match="two different ports"):
         plugin.deploy_plan([dict(_beside("app1", "1.0", 8080), beside={"ports": [8080, 8080]})], "2.0")
+
+
+def test_fleet_release_gives_new_hosts_what_every_serving_host_runs():
+    got = plugin.fleet_release({"app1": "1.4.0", "app2": None, "app3": "1.4.0"})
+    assert got == {"release": "1.4.0", "serving": {"1.4.0": ["app1", "app3"]}, "new": ["app2"], "problem": None}
+
+
+def test_fleet_release_names_every_release_and_its_hosts_when_the_fleet_is_mixed():
+    got = plugin.fleet_release({"app1": "2.0.0", "app2": "1.4.0", "app3": "2.0.0", "app4": None})
+    assert got["release"] is None and got["new"] == ["app4"]
+    assert got["problem"] == "the fleet runs more than one release: 1.4.0 on app2; 2.0.0 on app1, app3"
+
+
+def test_fleet_release_has_nothing_to_follow_on_a_fleet_where_nothing_is_live():
+    got = plugin.fleet_release({"app1": None, "app2": ""})
+    assert got["release"] is None and got["new"] == ["app1", "app2"]
+    assert got["problem"] == "no host of this run has a live release to follow"
+
+
+def test_fleet_release_refuses_what_is_not_a_mapping():
+    with pytest.raises(AnsibleFilterError, match="expected a mapping of host to its live release"):
+        plugin.fleet_release(["app1"])
