@@ -25,6 +25,9 @@ Suites:
            fan-out (deploy_fanout) vs every host pulling from the origin, and the deploy's wall time each way, on
            a lab of --apps N app hosts (3, 8 or 16; see benchmarks/fanout_bench.py). Not in `all`: it takes a lab
            of the size to measure. Every suite brings the lab up with --apps (default 3), adding or removing hosts.
+  build    the sample service built per platform (linux/amd64, linux/arm64, then both) by playbooks/build.yml vs
+           tests/fixtures/app/build.sh (go build, tar, sha256sum), each with a cold and a warm Go build cache
+           (see benchmarks/build_bench.py). Controller only: no host is asked.
 """
 
 from __future__ import annotations
@@ -233,7 +236,7 @@ def print_table(title, header, rows):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
-    parser.add_argument("--suite", choices=["artifact", "release", "deploy", "canary", "fanout", "all"], default="all")
+    parser.add_argument("--suite", choices=["artifact", "release", "deploy", "canary", "fanout", "build", "all"], default="all")
     parser.add_argument("--sizes", default="256,1024", help="pull file sizes in MiB (default 256,1024)")
     parser.add_argument("--push-mb", type=int, default=256)
     parser.add_argument("--lab", default=os.environ.get("SEEDOPS_LAB_NAME", "seedops-lab"))
@@ -246,6 +249,7 @@ def main(argv=None):
     parser.add_argument("--deploy-repeat", type=int, default=2, help="v1 -> v2 runs of each side in the deploy suite")
     parser.add_argument("--big-mb", type=int, default=128, help="padding of the deploy suite's realistic package")
     parser.add_argument("--canary-bake", type=int, default=10, help="deploy_canary_bake of the canary suite (s)")
+    parser.add_argument("--build-repeat", type=int, default=3, help="runs of each side and case in the build suite")
     parser.add_argument("--canary-runs", type=int, default=5, help="good-release runs of each side in the canary suite")
     args = parser.parse_args(argv)
     state = lab_up(args.lab, args.apps)
@@ -293,6 +297,13 @@ def main(argv=None):
                     f"deploy_canary_bake={args.canary_bake}; alternative: the same rolling, health-gated deploy "
                     "without analysis", ("with analysis", "without"), rows)
         print("  targets: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in data["targets"].items()))
+    if args.suite in ("build", "all"):
+        import build_bench  # pylint: disable=import-outside-toplevel
+
+        data, rows = build_bench.suite_build(state, args.build_repeat)
+        report["suites"]["build"] = data
+        print_table(f"build: the sample service per platform with {data['go']} on {data['cpus']} CPUs, median of "
+                    f"{args.build_repeat}; alternative: tests/fixtures/app/build.sh", ("build.yml", "build.sh"), rows)
     if args.suite == "fanout":
         import fanout_bench  # pylint: disable=import-outside-toplevel
 
