@@ -43,6 +43,20 @@ options:
     ini:
       - section: seedops_deploy_report
         key: report_dir
+  group_above:
+    description:
+      - With more hosts than this, the printed table has one line per group of hosts that share their batch, their
+        old and new release, their result, what they run now and their state in the load balancers, with the hosts
+        as ranges (C(app[1-40,42])) and the longest stage, switch and health times of the group. Hosts whose result
+        needs a word (failed, rolled back, repaired, out of rotation) still get their own lines below it.
+      - The JSON and HTML files always keep every host.
+    type: int
+    default: 20
+    env:
+      - name: SEEDOPS_DEPLOY_REPORT_GROUP_ABOVE
+    ini:
+      - section: seedops_deploy_report
+        key: group_above
   write_files:
     description: Write the JSON and HTML files (the table is always printed).
     type: bool
@@ -80,6 +94,66 @@ PHASES = ("stage", "drain", "switch", "health", "flip", "ready", "bake")
 COLOURS = {"stage": "#9aa5b1", "drain": "#f0a202", "switch": "#2b6cb0", "health": "#2f855a", "ready": "#319795",
            "flip": "#d53f8c", "bake": "#805ad5",
            "failed": "#c53030"}
+
+
+def _name_key(name):
+    """'app10' -> ('app', 10): names in natural order, so app2 comes before app10."""
+    stem = name.rstrip("0123456789")
+    digits = name[len(stem):]
+    return (stem, int(digits) if digits else -1, name)
+
+
+def host_ranges(names):
+    """Host names as compact ranges: app1, app2, app3, app5, lb1 -> 'app[1-3,5], lb1'. Numbers with leading zeros
+    keep their own spelling."""
+    stems = {}
+    for name in sorted(set(names), key=_name_key):
+        stem, number, _name = _name_key(name)
+        digits = name[len(stem):]
+        if number < 0 or (len(digits) > 1 and digits.startswith("0")):
+            stems.setdefault(name, [])
+            continue
+        stems.setdefault(stem, []).append(number)
+    parts = []
+    for stem, numbers in stems.items():
+        if not numbers:
+            parts.append(stem)
+            continue
+        if len(numbers) == 1:
+            parts.append("%s%d" % (stem, numbers[0]))
+            continue
+        spans, first, last = [], numbers[0], numbers[0]
+        for number in numbers[1:] + [None]:
+            if number is not None and number == last + 1:
+                last = number
+                continue
+            spans.append("%d-%d" % (first, last) if last > first else "%d" % first)
+            if number is not None:
+                first = last = number
+        parts.append("%s[%s]" % (stem, ",".join(spans)))
+    return ", ".join(parts)
+
+
+def _batch_key(batch):
+    if isinstance(batch, int):
+        return (0, batch, "")
+    return (1, 0, str(batch)) if batch is not None else (2, 0, "")
+
+
+def group_rows(rows):
+    """The report's host rows grouped by what they share - batch, old and new release, result, what they run now and
+    their load balancer state - in batch order; each group with its hosts and the longest phase times."""
+    groups = {}
+    for row in sorted(rows, key=lambda r: _name_key(r["host"])):
+        key = (row["batch"], row["old"], row["new"], row["result"], row["runs"], row["rotation"])
+        group = groups.setdefault(key, {"batch": row["batch"], "old": row["old"], "new": row["new"],
+                                        "result": row["result"], "runs": row["runs"], "rotation": row["rotation"],
+                                        "hosts": [], "stage_s": None, "switch_s": None, "health_s": None})
+        group["hosts"].append(row["host"])
+        for phase in ("stage_s", "switch_s", "health_s"):
+            if row.get(phase) is not None:
+                group[phase] = max(group[phase] or 0.0, row[phase])
+    return sorted(groups.values(), key=lambda g: (_batch_key(g["batch"]), _name_key(g["hosts"][0])))
 
 
 @dataclass
@@ -434,18 +508,30 @@ class CallbackModule(CallbackBase):
             self.write_files(doc)
 
     def print_table(self, doc):
-        head = ["host", "batch", "old -> new", "stage s", "switch s", "health s", "result", "runs now", "lb now"]
-        lines = []
-        for row in doc["hosts"]:
-            lines.append([row["host"], str(row["batch"] or "-"), "%s -> %s" % (row["old"] or "-", row["new"] or "-"),
-                          self.num(row["stage_s"]), self.num(row["switch_s"]), self.num(row["health_s"]),
-                          row["result"], row["runs"], row["rotation"]])
+        grouped = len(doc["hosts"]) > (self.get_option("group_above") or 0) > 0
+        if grouped:
+            head = ["batch", "hosts", "old -> new", "stage s", "switch s", "health s", "result", "runs now", "lb now"]
+            lines = [[str(g["batch"] or "-"), "%d: %s" % (len(g["hosts"]), host_ranges(g["hosts"])),
+                      "%s -> %s" % (g["old"] or "-", g["new"] or "-"), self.num(g["stage_s"]), self.num(g["switch_s"]),
+                      self.num(g["health_s"]), g["result"], g["runs"], g["rotation"]]
+                     for g in group_rows(doc["hosts"])]
+        else:
+            head = ["host", "batch", "old -> new", "stage s", "switch s", "health s", "result", "runs now", "lb now"]
+            lines = []
+            for row in doc["hosts"]:
+                lines.append([row["host"], str(row["batch"] or "-"),
+                              "%s -> %s" % (row["old"] or "-", row["new"] or "-"),
+                              self.num(row["stage_s"]), self.num(row["switch_s"]), self.num(row["health_s"]),
+                              row["result"], row["runs"], row["rotation"]])
         widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(head)]
-        out = ["DEPLOY REPORT (%s, %.1f s)" % (doc["playbook"] or "run", doc["seconds"]),
+        out = ["DEPLOY REPORT (%s, %.1f s%s)" % (doc["playbook"] or "run", doc["seconds"],
+                                                ", %d hosts in groups; longest times" % len(doc["hosts"])
+                                                if grouped else ""),
                "  ".join(h.ljust(w) for h, w in zip(head, widths)),
                "  ".join("-" * w for w in widths)]
         out += ["  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in lines]
-        runs = "; ".join("%s on %s" % (rel, ", ".join(hosts)) for rel, hosts in sorted(doc["runs"].items()))
+        runs = "; ".join("%s on %s" % (rel, host_ranges(hosts) if grouped else ", ".join(hosts))
+                         for rel, hosts in sorted(doc["runs"].items()))
         out.append("runs now: " + runs)
         if doc["deployed_by"]:
             out.append("deployed by: " + _lease.who(doc["deployed_by"]))

@@ -380,3 +380,37 @@ def test_a_fleet_that_fits_says_so_in_one_line(callback, tmp_path, capsys):
     run(callback, "app1", "ansible.builtin.set_fact", {"ansible_facts": {"deploy_fit": fit}})
     callback.v2_playbook_on_stats(Stats())
     assert "fit: every host can run the build (needs: linux/amd64; libc any; java -; env -)" in capsys.readouterr().out
+
+
+def test_host_ranges_are_compact_and_in_natural_order():
+    assert plugin.host_ranges(["app10", "app2", "app1", "app3", "app5", "lb1", "web", "db01", "db02"]) == (
+        "app[1-3,5,10], db01, db02, lb1, web")
+    assert plugin.host_ranges(["app7"]) == "app7"
+    assert plugin.host_ranges([]) == ""
+
+
+def test_a_big_fleet_is_printed_in_groups_and_the_json_keeps_every_host(tmp_path, monkeypatch, capsys):
+    cb = plugin.CallbackModule()
+    options = {"report_dir": str(tmp_path), "write_files": True, "group_above": 20}
+    monkeypatch.setattr(cb, "get_option", options.get)
+    hosts = ["app%d" % n for n in range(1, 31)]
+    cb.v2_playbook_on_play_start(Play("plan", None))
+    plan(cb, hosts, "1.0.0", "2.0.0", serial=[1, 10, "100%"])
+    cb.v2_playbook_on_play_start(Play("activate", [1, 10, "100%"]))
+    batch(cb, "app1", "1.0.0", "2.0.0", acted=100.0)
+    for number, host in enumerate(hosts[1:11]):
+        cb.v2_playbook_on_play_start(Play("activate", [1, 10, "100%"]))
+        batch(cb, host, "1.0.0", "2.0.0", healthy=host != "app7", acted=101.0 + number)
+    cb.v2_playbook_on_stats(Stats())
+    out = capsys.readouterr().out
+    assert "DEPLOY REPORT (run, " in out and ", 30 hosts in groups; longest times)" in out
+    table = out.split("-----  ", 1)[1].splitlines()[1:5]
+    assert [line.split()[:3] for line in table] == [
+        ["1", "1:", "app1"], ["2", "9:", "app[2-6,8-11]"], ["2", "1:", "app7"], ["3", "19:", "app[12-30]"]], out
+    assert ["  switched  " in table[0], "  switched  " in table[1], "  rolled back  " in table[2],
+            "  not reached  " in table[3]] == [True] * 4, out
+    assert "runs now: 1.0.0 on app[7,12-30]; 2.0.0 on app[1-6,8-11]" in out
+    # The host that needs a word still gets its own line.
+    assert "app7: unhealthy; rolled back" in out
+    doc = json.loads((tmp_path / "latest.json").read_text())
+    assert len(doc["hosts"]) == 30
