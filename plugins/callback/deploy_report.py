@@ -524,9 +524,8 @@ class CallbackModule(CallbackBase):
                               self.num(row["stage_s"]), self.num(row["switch_s"]), self.num(row["health_s"]),
                               row["result"], row["runs"], row["rotation"]])
         widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(head)]
-        out = ["DEPLOY REPORT (%s, %.1f s%s)" % (doc["playbook"] or "run", doc["seconds"],
-                                                ", %d hosts in groups; longest times" % len(doc["hosts"])
-                                                if grouped else ""),
+        in_groups = ", %d hosts in groups; longest times" % len(doc["hosts"]) if grouped else ""
+        out = ["DEPLOY REPORT (%s, %.1f s%s)" % (doc["playbook"] or "run", doc["seconds"], in_groups),
                "  ".join(h.ljust(w) for h, w in zip(head, widths)),
                "  ".join("-" * w for w in widths)]
         out += ["  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in lines]
