@@ -25,6 +25,8 @@ Suites:
            fan-out (deploy_fanout) vs every host pulling from the origin, and the deploy's wall time each way, on
            a lab of --apps N app hosts (3, 8 or 16; see benchmarks/fanout_bench.py). Not in `all`: it takes a lab
            of the size to measure. Every suite brings the lab up with --apps (default 3), adding or removing hosts.
+  mixed    deploy.yml v1 -> v2 under load on a fleet with an emulated arm64 host (lab.py up --arm64 1) vs the amd64
+           hosts alone, side by side (see benchmarks/mixed_bench.py). Not in `all`: it needs the arm64 host.
   build    the sample service built per platform (linux/amd64, linux/arm64, then both) by playbooks/build.yml vs
            tests/fixtures/app/build.sh (go build, tar, sha256sum), each with a cold and a warm Go build cache
            (see benchmarks/build_bench.py). Controller only: no host is asked.
@@ -180,9 +182,9 @@ def suite_artifact(host, state_dir, repo_address, sizes_mb, push_mb, hosts):
     return data, rows
 
 
-def lab_up(name, apps):
+def lab_up(name, apps, arm64=0):
     r = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "tests", "lab", "lab.py"), "--name", name, "up",
-                        "--apps", str(apps)],
+                        "--apps", str(apps), "--arm64", str(arm64)],
                        capture_output=True, text=True, check=False)
     if r.returncode != 0:
         raise SystemExit(f"bench: the lab did not come up:\n{r.stdout}{r.stderr}")
@@ -236,13 +238,15 @@ def print_table(title, header, rows):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
-    parser.add_argument("--suite", choices=["artifact", "release", "deploy", "canary", "fanout", "build", "all"], default="all")
+    parser.add_argument("--suite", choices=["artifact", "release", "deploy", "canary", "fanout", "build", "mixed", "all"], default="all")
     parser.add_argument("--sizes", default="256,1024", help="pull file sizes in MiB (default 256,1024)")
     parser.add_argument("--push-mb", type=int, default=256)
     parser.add_argument("--lab", default=os.environ.get("SEEDOPS_LAB_NAME", "seedops-lab"))
     parser.add_argument("--host", default="app1", help="lab host to measure on (default app1)")
     parser.add_argument("--apps", type=int, default=int(os.environ.get("SEEDOPS_LAB_APPS", "3")),
                         help="app hosts the lab is brought up with (default 3; the fanout suite takes 3, 8 or 16)")
+    parser.add_argument("--arm64", type=int, default=None,
+                        help="arm64 hosts the lab is brought up with (default 0; 1 for the mixed suite)")
     parser.add_argument("--switches", type=int, default=1000)
     parser.add_argument("--unpack-mb", type=int, default=256, help="size of the unpack benchmark's payload")
     parser.add_argument("--repeat", type=int, default=3)
@@ -252,7 +256,7 @@ def main(argv=None):
     parser.add_argument("--build-repeat", type=int, default=3, help="runs of each side and case in the build suite")
     parser.add_argument("--canary-runs", type=int, default=5, help="good-release runs of each side in the canary suite")
     args = parser.parse_args(argv)
-    state = lab_up(args.lab, args.apps)
+    state = lab_up(args.lab, args.apps, args.arm64 if args.arm64 is not None else int(args.suite == "mixed"))
     host = Host(state, args.host)
     report = {"started": datetime.datetime.now(datetime.timezone.utc).isoformat(), "host": args.host, "suites": {}}
     if args.suite in ("artifact", "all"):
@@ -304,6 +308,18 @@ def main(argv=None):
         report["suites"]["build"] = data
         print_table(f"build: the sample service per platform with {data['go']} on {data['cpus']} CPUs, median of "
                     f"{args.build_repeat}; alternative: tests/fixtures/app/build.sh", ("build.yml", "build.sh"), rows)
+    if args.suite == "mixed":
+        import mixed_bench  # pylint: disable=import-outside-toplevel
+
+        with open(os.path.join(state, "lab.json"), encoding="utf-8") as f:
+            apps = [h["name"] for h in json.load(f)["hosts"] if h["group"] == "app"]
+        os.makedirs(RESULTS, exist_ok=True)
+        data, rows = mixed_bench.suite_mixed(state, args.lab, apps, os.path.join(RESULTS, "deploy-reports"),
+                                             args.deploy_repeat)
+        report["suites"]["mixed"] = data
+        print_table(f"mixed: v1 -> v2 on {', '.join(apps)} (arm64 emulated) under 60 requests/s; alternative: the "
+                    "amd64 hosts alone", ("mixed fleet", "amd64 only"), rows)
+        print("  targets: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in data["targets"].items()))
     if args.suite == "fanout":
         import fanout_bench  # pylint: disable=import-outside-toplevel
 

@@ -7,7 +7,8 @@ Usage: lab.py [--name NAME] {up,down,status} [options]
   status  list hosts, addresses and ports
 
 Each host runs systemd as PID 1 and sshd, with python3 and sudo, and a login user `debian`
-with passwordless sudo. SSH, the lb's HTTP port and the repo's HTTP port are published on
+with passwordless sudo. `up --arm64 N` adds N arm64 app hosts (arm1..armN), run under qemu-user
+emulation (binfmt_misc): slow, and without nftables (qemu-user has no netfilter netlink). SSH, the lb's HTTP port and the repo's HTTP port are published on
 127.0.0.1 only. The state (SSH key, known_hosts, inventory.yml, ssh_config) lives in
 .lab/NAME/ at the repository root, or under $SEEDOPS_LAB_STATE.
 """
@@ -36,9 +37,15 @@ IMAGE_CONTEXT = os.path.join(HERE, "image")
 DEFAULT_NAME = "seedops-lab"
 DEFAULT_APPS = 3
 MAX_APPS = 16
+MAX_ARM64 = 2
 DEFAULT_BASE_PORT = 42200
 LOGIN_USER = "debian"
 BASE_IMAGE = "debian:bookworm"
+# The arm64 base: built with debootstrap --arch=arm64, with the host image's packages already in it, so the host
+# image's build runs no emulated apt.
+ARM64_BASE_IMAGE = "seedops-lab/debian-arm64:bookworm"
+HOST_PACKAGES = ["systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "sudo", "ca-certificates", "iproute2"]
+QEMU_BINFMT = "/proc/sys/fs/binfmt_misc/qemu-aarch64"
 HOST_IMAGE_REPO = "seedops-lab/host"
 LABEL = "io.seedops.lab"  # value: the lab's name
 SPEC_LABEL = "io.seedops.lab.spec"  # value: hash of everything a container was created from
@@ -70,6 +77,7 @@ class HostSpec:
     group: str
     container: str
     ports: dict = field(default_factory=dict)  # container port ("22/tcp") -> host port
+    arch: str = "amd64"  # arm64: run under qemu-user emulation
 
     @property
     def ssh_port(self) -> int:
@@ -90,14 +98,17 @@ def validate_name(name: str) -> str:
     return name
 
 
-def plan_hosts(name: str, apps: int, base_port: int) -> list[HostSpec]:
-    """The fleet: lb1 and repo1 (SSH + HTTP published) and app1..appN (SSH published).
+def plan_hosts(name: str, apps: int, base_port: int, arm64: int = 0) -> list[HostSpec]:
+    """The fleet: lb1 and repo1 (SSH + HTTP published), app1..appN and arm1..armM (arm64, in group app; SSH
+    published).
 
-    Ports: lb1 ssh base+1, repo1 ssh base+2, appK ssh base+10+K, lb1 http base+80,
+    Ports: lb1 ssh base+1, repo1 ssh base+2, appK ssh base+10+K, armK ssh base+50+K, lb1 http base+80,
     repo1 http base+81.
     """
     if not 1 <= apps <= MAX_APPS:
         raise LabError(f"--apps must be between 1 and {MAX_APPS}, got {apps}", 2)
+    if not 0 <= arm64 <= MAX_ARM64:
+        raise LabError(f"--arm64 must be between 0 and {MAX_ARM64} (emulated hosts are slow), got {arm64}", 2)
     if not 1024 <= base_port <= 65535 - 100:
         raise LabError(f"--base-port must be between 1024 and {65535 - 100}, got {base_port}", 2)
     hosts = [
@@ -105,12 +116,16 @@ def plan_hosts(name: str, apps: int, base_port: int) -> list[HostSpec]:
         HostSpec("repo1", "repo", f"{name}-repo1", {"22/tcp": base_port + 2, "80/tcp": base_port + 81}),
     ]
     hosts += [HostSpec(f"app{k}", "app", f"{name}-app{k}", {"22/tcp": base_port + 10 + k}) for k in range(1, apps + 1)]
+    hosts += [HostSpec(f"arm{k}", "app", f"{name}-arm{k}", {"22/tcp": base_port + 50 + k}, "arm64")
+              for k in range(1, arm64 + 1)]
     return hosts
 
 
 def spec_hash(host: HostSpec, image_id: str, network: str) -> str:
     """Everything a container is created from; a change means the container is recreated."""
     doc = {"host": host.name, "group": host.group, "ports": host.ports, "image": image_id, "network": network, "v": 1}
+    if host.arch != "amd64":
+        doc["arch"] = host.arch
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -227,6 +242,9 @@ def render_inventory(lab: str, hosts: list[HostSpec], addresses: dict, state_dir
     }
     for host in hosts:
         entry = {"ansible_port": host.ssh_port, "seedops_lab_address": addresses.get(host.name, "")}
+        if host.arch != "amd64":
+            # Emulated (qemu-user): no netfilter netlink, so no nftables firewall (group_vars/all.yml's prepare_roles).
+            entry["seedops_lab_emulated"] = True
         if host.http_port:
             entry["seedops_lab_http_port"] = host.http_port
         inventory["all"]["children"][host.group]["hosts"][host.name] = entry
@@ -425,11 +443,18 @@ def ensure_base_image(client, pull: bool, mirror: str | None):
         say("debootstrap is missing: installing it (apt-get install debootstrap)")
         apt_install(["debootstrap"])
     say(f"{BASE_IMAGE} not present: building it with debootstrap from {mirror} (about a minute)")
+    debootstrap_import(client, mirror, BASE_IMAGE, [])
+    say(f"built and imported {BASE_IMAGE}")
+    return client.images.get(BASE_IMAGE)
+
+
+def debootstrap_import(client, mirror: str, image: str, extra: list[str]) -> None:
+    """debootstrap a minimal bookworm (with `extra` arguments) and import it into the engine as `image`."""
     work = tempfile.mkdtemp(prefix="seedops-lab-rootfs-", dir="/var/tmp")
     try:
         root = os.path.join(work, "rootfs")
         result = subprocess.run(
-            ["debootstrap", "--variant=minbase", "bookworm", root, mirror],
+            ["debootstrap", "--variant=minbase", *extra, "bookworm", root, mirror],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
         )
         if result.returncode != 0:
@@ -442,22 +467,78 @@ def ensure_base_image(client, pull: bool, mirror: str | None):
                     os.unlink(path)
         tarball = os.path.join(work, "rootfs.tar")
         subprocess.run(["tar", "-C", root, "--numeric-owner", "-cf", tarball, "."], check=True)
-        client.api.import_image_from_file(tarball, repository="debian", tag="bookworm", changes=['CMD ["bash"]'])
+        repository, tag = image.rsplit(":", 1)
+        client.api.import_image_from_file(tarball, repository=repository, tag=tag, changes=['CMD ["bash"]'])
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    say(f"built and imported {BASE_IMAGE}")
-    return client.images.get(BASE_IMAGE)
 
 
-def ensure_host_image(client, base, verbose: bool):
+def ensure_binfmt() -> None:
+    """arm64 binaries run here through qemu-user-static, registered with binfmt_misc with the flags F (the kernel
+    opens the interpreter at registration, so containers use it without a copy of their own) and C (a setuid binary
+    such as sudo runs with its owner's credentials). Debian registers it without C: the lab registers it again."""
+    def flags():
+        with contextlib.suppress(OSError):
+            with open(QEMU_BINFMT, encoding="utf-8") as f:
+                text = f.read()
+            if text.startswith("enabled"):
+                return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("flags:")),
+                            "")
+        return None
+
+    present = flags()
+    if present is not None and "F" in present and "C" in present:
+        return
+    if os.geteuid() != 0:
+        raise LabError("arm64 hosts need qemu-user-static registered with binfmt_misc (flags F and C): run lab.py as root")
+    conf = "/usr/lib/binfmt.d/qemu-aarch64.conf"
+    if not os.path.exists(conf):
+        if not is_debian_like():
+            raise LabError("arm64 hosts need qemu-user-static (its binfmt registration, " + conf + ")")
+        say("qemu-user-static is missing: installing it (apt-get install qemu-user-static)")
+        apt_install(["qemu-user-static"])
+    if not os.path.exists("/proc/sys/fs/binfmt_misc/register"):
+        subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", "/proc/sys/fs/binfmt_misc"], check=True)
+    if flags() is not None:
+        with open(QEMU_BINFMT, "w", encoding="utf-8") as f:
+            f.write("-1")
+    with open(conf, encoding="utf-8") as f:
+        line = next(line.strip() for line in f if line.strip() and not line.startswith("#"))
+    head, _sep, old_flags = line.rpartition(":")
+    with open("/proc/sys/fs/binfmt_misc/register", "w", encoding="utf-8") as f:
+        f.write(head + ":" + "".join(sorted(set(old_flags) | {"C", "F", "O"})))
+    say(f"registered qemu-aarch64 with binfmt_misc (flags {flags()}; was {present or 'not registered'})")
+
+
+def ensure_arm64_base_image(client, mirror: str | None):
+    docker = _import_docker()
+    ensure_binfmt()
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        return client.images.get(ARM64_BASE_IMAGE)
+    if not mirror:
+        mirror = pick_debian_mirror(parse_apt_sources(read_apt_sources()))
+    if not mirror:
+        raise LabError("cannot build the arm64 base image: no Debian archive is configured; give --mirror URL", 2)
+    if not shutil.which("debootstrap"):
+        apt_install(["debootstrap"])
+    say(f"{ARM64_BASE_IMAGE} not present: building it with debootstrap --arch=arm64 from {mirror} "
+        "(emulated: about 5 minutes)")
+    debootstrap_import(client, mirror, ARM64_BASE_IMAGE, ["--arch=arm64", "--include=" + ",".join(HOST_PACKAGES)])
+    say(f"built and imported {ARM64_BASE_IMAGE}")
+    return client.images.get(ARM64_BASE_IMAGE)
+
+
+def ensure_host_image(client, base, verbose: bool, arch: str = "amd64"):
     docker = _import_docker()
     tag = f"{HOST_IMAGE_REPO}:{context_digest(IMAGE_CONTEXT, base.id)}"
     with contextlib.suppress(docker.errors.ImageNotFound):
         return client.images.get(tag)
-    say(f"building the host image {tag} (systemd, sshd, python3, sudo)")
+    say(f"building the host image {tag} (systemd, sshd, python3, sudo){' for arm64' if arch != 'amd64' else ''}")
     errors = []
     log_tail = []
-    for chunk in client.api.build(path=IMAGE_CONTEXT, tag=tag, rm=True, forcerm=True, decode=True):
+    # The arm64 base has the packages already (ARM64_BASE_IMAGE): no emulated apt-get.
+    args = {"BASE": BASE_IMAGE} if arch == "amd64" else {"BASE": ARM64_BASE_IMAGE, "PREINSTALLED": "1", "EMULATED": "1"}
+    for chunk in client.api.build(path=IMAGE_CONTEXT, tag=tag, rm=True, forcerm=True, decode=True, buildargs=args):
         if "error" in chunk:
             errors.append(chunk["error"].strip())
         text = chunk.get("stream", "").rstrip()
@@ -467,7 +548,8 @@ def ensure_host_image(client, base, verbose: bool):
                 print(text, flush=True)
     if errors:
         raise LabError("building the host image failed: " + "; ".join(errors) + "\n" + "\n".join(log_tail))
-    client.images.get(tag).tag(HOST_IMAGE_REPO, "latest")
+    if arch == "amd64":
+        client.images.get(tag).tag(HOST_IMAGE_REPO, "latest")
     return client.images.get(tag)
 
 
@@ -646,14 +728,16 @@ class Lab:
 
     # -- commands ------------------------------------------------------------------------------
 
-    def up(self, apps: int, base_port: int, pull: bool, mirror: str | None, verbose: bool) -> None:
+    def up(self, apps: int, base_port: int, pull: bool, mirror: str | None, verbose: bool, arm64: int = 0) -> None:
         started = time.monotonic()
-        hosts = plan_hosts(self.name, apps, base_port)
+        hosts = plan_hosts(self.name, apps, base_port, arm64)
         with self.locked():
             client = connect()
             self.check_ports(client, hosts)
             base = ensure_base_image(client, pull, mirror)
-            image = ensure_host_image(client, base, verbose)
+            images = {"amd64": ensure_host_image(client, base, verbose)}
+            if arm64:
+                images["arm64"] = ensure_host_image(client, ensure_arm64_base_image(client, mirror), verbose, "arm64")
             self.ensure_network(client)
             existing = self.containers(client)
             wanted = {h.container for h in hosts}
@@ -674,6 +758,7 @@ class Lab:
                     )
             containers = {}
             for host in hosts:
+                image = images[host.arch]
                 spec = spec_hash(host, image.id, self.network)
                 current = existing.get(host.container)
                 if current is not None and current.labels.get(SPEC_LABEL) != spec:
@@ -693,7 +778,8 @@ class Lab:
 
             def prepare(host):
                 c = containers[host.name]
-                self.wait_booted(c)
+                # An emulated host boots several times slower.
+                self.wait_booted(c, 90 if host.arch == "amd64" else 300)
                 return host.name, self.authorize(c, public_key)
 
             with ThreadPoolExecutor(max_workers=8) as pool:
@@ -704,8 +790,9 @@ class Lab:
                 c.reload()
                 addresses[host.name] = c.attrs["NetworkSettings"]["Networks"][self.network]["IPAddress"]
             self.write_state(hosts, addresses, host_keys, apps, base_port)
-            self.check_ssh(hosts)
-        say(f"lab {self.name} is up: {len(hosts)} hosts ({apps} app) in {time.monotonic() - started:.1f} s")
+            self.check_ssh(hosts, 30 if not arm64 else 120)
+        say(f"lab {self.name} is up: {len(hosts)} hosts ({apps} app{f', {arm64} arm64' if arm64 else ''}) "
+            f"in {time.monotonic() - started:.1f} s")
         say(f"inventory: {os.path.join(self.state_dir, 'inventory.yml')}")
 
     def write_state(self, hosts, addresses, host_keys, apps, base_port) -> None:
@@ -721,7 +808,7 @@ class Lab:
             "name": self.name, "apps": apps, "base_port": base_port, "network": self.network,
             "hosts": [
                 {"name": h.name, "group": h.group, "container": h.container, "address": addresses[h.name],
-                 "ports": dict(h.ports)}
+                 "ports": dict(h.ports), "arch": h.arch}
                 for h in hosts
             ],
         }
@@ -786,7 +873,7 @@ def _host_order(container) -> tuple:
     group = container.labels.get(f"{LABEL}.group", "")
     host = container.labels.get(f"{LABEL}.host", container.name)
     digits = "".join(ch for ch in host if ch.isdigit())
-    return ({"lb": 0, "repo": 1, "app": 2}.get(group, 3), int(digits or 0), host)
+    return ({"lb": 0, "repo": 1, "app": 2}.get(group, 3), host.startswith("arm"), int(digits or 0), host)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -807,6 +894,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"pull {BASE_IMAGE} from the registry when it is not present (default: build it with debootstrap)")
     up.add_argument("--mirror", default=os.environ.get("SEEDOPS_LAB_MIRROR"),
                     help="Debian archive for debootstrap (default: the one in this machine's apt sources)")
+    up.add_argument("--arm64", type=int, default=int(os.environ.get("SEEDOPS_LAB_ARM64", 0)),
+                    help=f"arm64 app hosts arm1..armN under qemu-user emulation, 0-{MAX_ARM64} (default 0; env "
+                         "SEEDOPS_LAB_ARM64): slow, and without nftables")
     up.add_argument("-v", "--verbose", action="store_true", help="show the image build output")
     sub.add_parser("down", help="remove the fleet's containers, network and state")
     st = sub.add_parser("status", help="list hosts, addresses and ports")
@@ -819,7 +909,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         lab = Lab(args.name)
         if args.command == "up":
-            lab.up(args.apps, args.base_port, args.pull, args.mirror, args.verbose)
+            lab.up(args.apps, args.base_port, args.pull, args.mirror, args.verbose, args.arm64)
         elif args.command == "down":
             lab.down()
         else:

@@ -24,6 +24,29 @@ def test_plan_default_fleet_ports():
     assert len(every_port) == len(set(every_port)), "no two hosts may share a published port"
 
 
+def test_arm64_hosts_join_the_app_group_on_ports_of_their_own():
+    hosts = lab.plan_hosts("seedops-lab", 3, 42200, arm64=1)
+    assert [(h.name, h.group, h.arch) for h in hosts[2:]] == [
+        ("app1", "app", "amd64"), ("app2", "app", "amd64"), ("app3", "app", "amd64"), ("arm1", "app", "arm64")]
+    assert hosts[-1].ports == {"22/tcp": 42251} and hosts[-1].container == "seedops-lab-arm1"
+    every_port = [p for h in lab.plan_hosts("x", lab.MAX_APPS, 42200, lab.MAX_ARM64) for p in h.ports.values()]
+    assert len(every_port) == len(set(every_port)), "no two hosts may share a published port"
+    with pytest.raises(lab.LabError, match="--arm64 must be between 0 and"):
+        lab.plan_hosts("x", 3, 42200, arm64=lab.MAX_ARM64 + 1)
+    # An arm64 host is another container than an amd64 one of the same name would be; amd64 hashes stay as they were.
+    arm = hosts[-1]
+    assert lab.spec_hash(arm, "sha256:a", "net") != lab.spec_hash(
+        lab.HostSpec(arm.name, arm.group, arm.container, arm.ports), "sha256:a", "net")
+
+
+def test_an_emulated_host_is_marked_in_the_inventory(tmp_path):
+    hosts = lab.plan_hosts("seedops-lab", 1, 42200, arm64=1)
+    inv = lab.render_inventory("seedops-lab", hosts, {h.name: "10.0.0.9" for h in hosts}, str(tmp_path))
+    app = inv["all"]["children"]["app"]["hosts"]
+    assert app["arm1"] == {"ansible_port": 42251, "seedops_lab_address": "10.0.0.9", "seedops_lab_emulated": True}
+    assert "seedops_lab_emulated" not in app["app1"]
+
+
 BAD_SIZES = [(0, 42200, "--apps"), (lab.MAX_APPS + 1, 42200, "--apps"), (3, 80, "--base-port"), (3, 65500, "--base-port")]
 
 
