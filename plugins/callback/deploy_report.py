@@ -481,7 +481,7 @@ class CallbackModule(CallbackBase):
         if not self.deployed:
             return
         ended = time.time()
-        rows = [self.hosts[n].as_dict() for n in sorted(self.hosts)]
+        rows = [self.hosts[n].as_dict() for n in sorted(self.hosts, key=_name_key)]
         for row in rows:
             summary = stats.summarize(row["host"])
             if summary.get("unreachable") and row["result"] not in ("unreachable",):
@@ -610,9 +610,13 @@ class CallbackModule(CallbackBase):
         t0 = self.started
         spans = [s for row in doc["hosts"] for s in row["phases"].values()]
         t1 = max([s["end"] for s in spans] + [t0 + 1])
-        width, label_w, row_h = 900, 150, 26
+        # Rows in batch order, a line between batches; on a big fleet (over 20 hosts) thinner rows, so that 100 hosts
+        # stay on about two screens.
+        ordered = sorted(doc["hosts"], key=lambda r: (_batch_key(r["batch"]), _name_key(r["host"])))
+        compact = len(ordered) > 20
+        width, label_w, row_h = 900, 150, 14 if compact else 26
         scale = (width - label_w - 20) / max(t1 - t0, 0.001)
-        height = 40 + row_h * len(doc["hosts"]) + 30
+        height = 40 + row_h * len(ordered) + 30
         svg = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" '
                'font-size="12">' % (width, height)]
         step = max(1, int((t1 - t0) / 10) or 1)
@@ -620,10 +624,13 @@ class CallbackModule(CallbackBase):
             x = label_w + sec * scale
             svg.append('<line x1="%.1f" y1="25" x2="%.1f" y2="%d" stroke="#e2e8f0"/>' % (x, x, height - 25))
             svg.append('<text x="%.1f" y="18" fill="#4a5568" text-anchor="middle">%ds</text>' % (x, sec))
-        for i, row in enumerate(doc["hosts"]):
+        for i, row in enumerate(ordered):
             y = 30 + i * row_h
+            if i and row["batch"] != ordered[i - 1]["batch"]:
+                svg.append('<line x1="0" y1="%d" x2="%d" y2="%d" stroke="#a0aec0"/>' % (y, width, y))
             label = "%s  (batch %s)" % (row["host"], row["batch"] or "-")
-            svg.append('<text x="4" y="%d" fill="#1a202c">%s</text>' % (y + 15, html.escape(label)))
+            svg.append('<text x="4" y="%d" fill="#1a202c"%s>%s</text>'
+                       % (y + (11 if compact else 15), ' font-size="10"' if compact else "", html.escape(label)))
             for phase in PHASES:
                 span = row["phases"].get(phase)
                 if not span:
@@ -632,7 +639,7 @@ class CallbackModule(CallbackBase):
                 w = max(2.0, (span["end"] - span["start"]) * scale)
                 colour = COLOURS["failed"] if span["failed"] else COLOURS[phase]
                 svg.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s %s: %.2f s</title></rect>'
-                           % (x, y + 3, w, row_h - 8, colour, html.escape(row["host"]), phase, span["end"] - span["start"]))
+                           % (x, y + 3, w, row_h - (5 if compact else 8), colour, html.escape(row["host"]), phase, span["end"] - span["start"]))
             # Traffic-weight steps: a mark and the share where each step of the bake began.
             for judged in doc.get("analysis") or []:
                 if row["host"] not in judged.get("hosts", []):
@@ -645,7 +652,7 @@ class CallbackModule(CallbackBase):
                                '(weight %s): %s</title></line>' % (x, y + 1, x, y + row_h - 3, step["share"],
                                                                    step.get("weight"), html.escape(step["verdict"])))
                     svg.append('<text x="%.1f" y="%d" font-size="9" fill="#ffffff">%g%%</text>'
-                               % (x + 2, y + 16, step["share"]))
+                               % (x + 2, y + (11 if compact else 16), step["share"]))
         legend_y = height - 8
         for i, phase in enumerate(PHASES + ("failed",)):
             x = label_w + i * 110

@@ -414,3 +414,22 @@ def test_a_big_fleet_is_printed_in_groups_and_the_json_keeps_every_host(tmp_path
     assert "app7: unhealthy; rolled back" in out
     doc = json.loads((tmp_path / "latest.json").read_text())
     assert len(doc["hosts"]) == 30
+
+
+def test_the_timeline_of_a_hundred_hosts_is_in_batch_order_with_thin_rows(callback, tmp_path):
+    hosts = ["app%d" % n for n in range(1, 101)]
+    plan(callback, hosts, "1.0.0", "2.0.0", serial=[1, 10, "100%"])
+    for number, host in enumerate(hosts[:11]):
+        callback.v2_playbook_on_play_start(Play("activate", [1, 10, "100%"]))
+        batch(callback, host, "1.0.0", "2.0.0", acted=100.0 + number)
+    callback.v2_playbook_on_stats(Stats())
+    doc = json.loads((tmp_path / "latest.json").read_text())
+    assert [row["host"] for row in doc["hosts"]][:3] == ["app1", "app2", "app3"], "natural order, not app1, app10"
+    page = (tmp_path / "latest.html").read_text()
+    svg = page[page.index("<svg"):page.index("</svg>")]
+    assert 'height="1470"' in svg, "14 px a row for 100 hosts"
+    labels = [part.split("<", 1)[0] for part in svg.split('font-size="10">')[1:]]
+    assert labels[:3] == ["app1  (batch 1)", "app2  (batch 2)", "app3  (batch 2)"]
+    assert labels[10:12] == ["app11  (batch 2)", "app12  (batch 3)"] and len(labels) == 100
+    # One line between batch 1 and 2, one between 2 and 3.
+    assert svg.count('stroke="#a0aec0"') == 2
