@@ -8,8 +8,8 @@ Usage: lab.py [--name NAME] {up,down,status} [options]
 
 Each host runs systemd as PID 1 and sshd, with python3 and sudo, and a login user `debian`
 with passwordless sudo. `up --arm64 N` adds N arm64 app hosts (arm1..armN), run under qemu-user
-emulation (binfmt_misc): slow, and without nftables (qemu-user has no netfilter netlink). SSH, the lb's HTTP port and the repo's HTTP port are published on
-127.0.0.1 only. The state (SSH key, known_hosts, inventory.yml, ssh_config) lives in
+emulation (binfmt_misc): slow, and without nftables (qemu-user has no netfilter netlink). SSH,
+the lb's HTTP port and the repo's HTTP port are published on 127.0.0.1 only. The state (SSH key, known_hosts, inventory.yml, ssh_config) lives in
 .lab/NAME/ at the repository root, or under $SEEDOPS_LAB_STATE.
 """
 
@@ -267,9 +267,11 @@ def render_ssh_config(hosts: list[HostSpec], state_dir: str) -> str:
     return "".join(out)
 
 
-def context_digest(path: str, base_image_id: str) -> str:
-    """Hash of the image build context and the base image: the host image's cache key."""
+def context_digest(path: str, base_image_id: str, build_args: dict | None = None) -> str:
+    """Hash of the image build context, the base image and the build arguments: the host image's cache key."""
     h = hashlib.sha256(base_image_id.encode())
+    if build_args:
+        h.update(json.dumps(build_args, sort_keys=True).encode())
     for root, dirs, files in os.walk(path):
         dirs.sort()
         for name in sorted(files):
@@ -428,28 +430,27 @@ def ensure_base_image(client, pull: bool, mirror: str | None):
             return client.images.pull(BASE_IMAGE)
         except docker.errors.APIError as exc:
             say(f"pull failed ({exc.explanation or exc}); building it with debootstrap instead")
+    return debootstrap_import(client, mirror, BASE_IMAGE, [], "about a minute")
+
+
+def debootstrap_import(client, mirror: str | None, image: str, extra: list[str], takes: str):
+    """debootstrap a minimal bookworm (with `extra` arguments) from `mirror` (default: this machine's Debian archive)
+    and import it into the engine as `image`; returns the image."""
     if not mirror:
         mirror = pick_debian_mirror(parse_apt_sources(read_apt_sources()))
     if not mirror:
         raise LabError(
-            "cannot build the base image: no Debian archive is configured in /etc/apt/sources.list(.d); "
+            f"cannot build {image}: no Debian archive is configured in /etc/apt/sources.list(.d); "
             "give one with --mirror URL or SEEDOPS_LAB_MIRROR", 2
         )
     if os.geteuid() != 0:
-        raise LabError(f"{BASE_IMAGE} is not present and building it with debootstrap needs root")
+        raise LabError(f"{image} is not present and building it with debootstrap needs root")
     if not shutil.which("debootstrap"):
         if not is_debian_like():
-            raise LabError(f"{BASE_IMAGE} is not present and debootstrap is missing: install debootstrap")
+            raise LabError(f"{image} is not present and debootstrap is missing: install debootstrap")
         say("debootstrap is missing: installing it (apt-get install debootstrap)")
         apt_install(["debootstrap"])
-    say(f"{BASE_IMAGE} not present: building it with debootstrap from {mirror} (about a minute)")
-    debootstrap_import(client, mirror, BASE_IMAGE, [])
-    say(f"built and imported {BASE_IMAGE}")
-    return client.images.get(BASE_IMAGE)
-
-
-def debootstrap_import(client, mirror: str, image: str, extra: list[str]) -> None:
-    """debootstrap a minimal bookworm (with `extra` arguments) and import it into the engine as `image`."""
+    say(f"{image} not present: building it with {' '.join(['debootstrap', *extra[:1]])} from {mirror} ({takes})")
     work = tempfile.mkdtemp(prefix="seedops-lab-rootfs-", dir="/var/tmp")
     try:
         root = os.path.join(work, "rootfs")
@@ -471,6 +472,8 @@ def debootstrap_import(client, mirror: str, image: str, extra: list[str]) -> Non
         client.api.import_image_from_file(tarball, repository=repository, tag=tag, changes=['CMD ["bash"]'])
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    say(f"built and imported {image}")
+    return client.images.get(image)
 
 
 def ensure_binfmt() -> None:
@@ -515,29 +518,21 @@ def ensure_arm64_base_image(client, mirror: str | None):
     ensure_binfmt()
     with contextlib.suppress(docker.errors.ImageNotFound):
         return client.images.get(ARM64_BASE_IMAGE)
-    if not mirror:
-        mirror = pick_debian_mirror(parse_apt_sources(read_apt_sources()))
-    if not mirror:
-        raise LabError("cannot build the arm64 base image: no Debian archive is configured; give --mirror URL", 2)
-    if not shutil.which("debootstrap"):
-        apt_install(["debootstrap"])
-    say(f"{ARM64_BASE_IMAGE} not present: building it with debootstrap --arch=arm64 from {mirror} "
-        "(emulated: about 5 minutes)")
-    debootstrap_import(client, mirror, ARM64_BASE_IMAGE, ["--arch=arm64", "--include=" + ",".join(HOST_PACKAGES)])
-    say(f"built and imported {ARM64_BASE_IMAGE}")
-    return client.images.get(ARM64_BASE_IMAGE)
+    return debootstrap_import(client, mirror, ARM64_BASE_IMAGE, ["--arch=arm64", "--include=" + ",".join(HOST_PACKAGES)],
+                              "emulated: about 5 minutes")
 
 
 def ensure_host_image(client, base, verbose: bool, arch: str = "amd64"):
     docker = _import_docker()
-    tag = f"{HOST_IMAGE_REPO}:{context_digest(IMAGE_CONTEXT, base.id)}"
+    # The arm64 base has the packages already (ARM64_BASE_IMAGE): no emulated apt-get.
+    args = ({"BASE": BASE_IMAGE, "PACKAGES": " ".join(HOST_PACKAGES)} if arch == "amd64"
+            else {"BASE": ARM64_BASE_IMAGE, "EMULATED": "1"})
+    tag = f"{HOST_IMAGE_REPO}:{context_digest(IMAGE_CONTEXT, base.id, args)}"
     with contextlib.suppress(docker.errors.ImageNotFound):
         return client.images.get(tag)
     say(f"building the host image {tag} (systemd, sshd, python3, sudo){' for arm64' if arch != 'amd64' else ''}")
     errors = []
     log_tail = []
-    # The arm64 base has the packages already (ARM64_BASE_IMAGE): no emulated apt-get.
-    args = {"BASE": BASE_IMAGE} if arch == "amd64" else {"BASE": ARM64_BASE_IMAGE, "PREINSTALLED": "1", "EMULATED": "1"}
     for chunk in client.api.build(path=IMAGE_CONTEXT, tag=tag, rm=True, forcerm=True, decode=True, buildargs=args):
         if "error" in chunk:
             errors.append(chunk["error"].strip())

@@ -189,6 +189,7 @@ def test_context_digest_changes_with_content_and_base(tmp_path):
     first = lab.context_digest(str(tmp_path), "sha256:base")
     assert first == lab.context_digest(str(tmp_path), "sha256:base")
     assert first != lab.context_digest(str(tmp_path), "sha256:other")
+    assert first != lab.context_digest(str(tmp_path), "sha256:base", {"PACKAGES": "systemd"})
     (tmp_path / "Dockerfile").write_text("FROM y\n")
     assert first != lab.context_digest(str(tmp_path), "sha256:base")
 
