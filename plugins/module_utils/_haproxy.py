@@ -104,6 +104,7 @@ def parse_servers_state(text):
             "weight": int(row["srv_uweight"]),
             "initial_weight": int(row.get("srv_iweight") or row["srv_uweight"]),
             "address": row.get("srv_addr"),
+            "port": int(row["srv_port"]) if (row.get("srv_port") or "").isdigit() else None,
             "check_state": int(row.get("srv_check_state") or 0),
         }
     return servers
