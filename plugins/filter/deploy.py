@@ -202,13 +202,14 @@ def _action(entry, target, mode):
                                    if held else "")
     unfinished = _unfinished(entry.get("service"), target)
     if unfinished:
-        return "finish", (f"{unfinished} - left by a run that did not finish? Restarted on {target} behind the health "
-                          "gate (rolled back to its previous release if it stays unhealthy), then back into rotation")
+        return "finish", (f"{unfinished} (a host back from a scale-in, or left so by a run that did not finish): "
+                          f"restarted on {target} behind the health gate (rolled back to its previous release if it "
+                          "stays unhealthy), then back into rotation")
     if entry.get("restart"):
         return "restart", f"runs {target}; its unit or environment changed, so it restarts (deploy_restart)"
     if held:
-        return "repair", (f"runs {target} healthily but is {held} in the load balancer (left by a run that did not "
-                          "finish?): back into rotation once the load balancer's checks see it up")
+        return "repair", (f"runs {target} healthily but is {held} in the load balancer (it joined the backend, or a run "
+                          "that did not finish left it so): back into rotation once the load balancer's checks see it up")
     return "unchanged", f"runs {target} already"
 
 
