@@ -179,37 +179,64 @@ def test_rerunning_the_same_version_changes_nothing(lab, demo):
     assert {host: live(lab, host)[2] for host in APPS} == pids, "nothing was restarted"
 
 
-def test_without_a_version_a_new_host_gets_the_fleets_release_under_load_and_a_mixed_fleet_is_refused(lab, demo):
-    """Scale out without knowing the version: app3 is wiped back to a prepared host that has never had a release (its
-    unit installed, nothing under the base directory, down in the load balancer). deploy.yml without deploy_version
-    reads the one release the fleet runs, gives it to app3 alone, under load, and app3 takes traffic once healthy.
-    A fleet that runs two releases is refused, naming them, before any change."""
+def haproxy_worker(lab):
+    """The pid of HAProxy's worker on lb1: a reload replaces it, a runtime API change does not."""
+    return lab.ssh("lb1", "pgrep -P $(systemctl show -p MainPID --value haproxy)").stdout.split()
+
+
+def test_scale_in_then_out_under_load_without_a_reload_and_without_knowing_the_version(lab, demo):
+    """The fleet shrinks and grows under load. A fleet that runs two releases is refused first, naming them, before
+    any change, when no version is given. scale_in.yml takes app3 out: drained, its service stopped and disabled,
+    its release kept, its server deleted from the running HAProxy and from its configuration with no reload. app3 is
+    then wiped back to a prepared host that never had a release, and put back in the backend by the haproxy role (as
+    site.yml runs it): it joins in maintenance and takes no traffic. deploy.yml without deploy_version reads the one
+    release the fleet runs and gives it to app3 alone, which takes traffic once healthy. 0 failed requests; app1 and
+    app2 are never touched, and HAProxy never reloads."""
     fleet_at(lab, "2.0.0")
     pids = {h: live(lab, h)[2] for h in ("app1", "app2")}
-    lab.ssh("app3", f"sudo systemctl stop seedops-app; sudo rm -rf {BASE}")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and "app3" in answering(demo["port"]):
-        time.sleep(0.5)
+    worker = haproxy_worker(lab)
+    # A mixed fleet: app3's live release link points at 1.0.0 (kept from the demo's first deploy).
+    assert lab.ssh("app3", f"sudo ln -sfn releases/1.0.0 {BASE}/current.mixed && sudo mv -T {BASE}/current.mixed "
+                           f"{BASE}/current && test -d {BASE}/releases/1.0.0").returncode == 0
+    mixed, _recap = run_playbook("playbooks/deploy.yml", lab.inventory)
+    lab.ssh("app3", f"sudo ln -sfn releases/2.0.0 {BASE}/current.mixed && sudo mv -T {BASE}/current.mixed {BASE}/current")
+    assert mixed.returncode != 0
+    assert ("No deploy_version was given, so the plan follows the release the fleet runs, but the fleet runs more "
+            "than one release: 1.0.0 on app3; 2.0.0 on app1, app2. Give the version") in flat(mixed.stdout)
+    assert {h: live(lab, h)[2] for h in ("app1", "app2")} == pids
+
+    result, _recap, load, _report = playbook_under_load(demo, lab, "playbooks/scale_in.yml", "-e", "scale_in_hosts=app3")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert load["all"]["failed"] == 0, load["errors"]
+    assert "app3 left: its service is inactive, release 2.0.0 kept. lb1 serves from app1, app2 (2 servers in app)" in flat(
+        result.stdout)
+    assert set(haproxy_servers(lab)) == {"app1", "app2"}
+    assert "server app3 " not in lab.ssh("lb1", "cat /etc/haproxy/haproxy.cfg").stdout
+    assert haproxy_worker(lab) == worker, "the server left through the runtime API, with no reload"
+    assert lab.ssh("app3", "systemctl is-active seedops-app; systemctl is-enabled seedops-app").stdout.split() == [
+        "inactive", "disabled"]
+    assert lab.ssh("app3", f"readlink {BASE}/current").stdout.strip() == "releases/2.0.0"
+    assert answering(demo["port"]) == {"app1", "app2"}
+
+    # A new host: its unit installed and enabled (site.yml's app_service play), nothing under the base directory.
+    lab.ssh("app3", f"sudo rm -rf {BASE} && sudo systemctl enable --quiet seedops-app")
+    back, _recap = run_playbook("tests/integration/playbooks/lb.yml", lab.inventory)
+    assert back.returncode == 0, back.stdout[-3000:]
+    assert "lb1: joined app3 (in maintenance until a deploy brings them in behind its health gate); left nobody" in flat(
+        back.stdout)
+    assert haproxy_servers(lab)["app3"][0] == "maint" and haproxy_worker(lab) == worker
     result, _recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml")
     assert result.returncode == 0, result.stdout[-3000:]
     assert "No deploy_version given: the fleet runs 2.0.0 (app1, app2); new hosts that get it: app3." in flat(
         result.stdout)
     assert load["all"]["failed"] == 0, load["errors"]
-    assert {h: (r["old"], r["runs"]) for h, r in rows(report).items()} == {
-        "app1": ("2.0.0", "2.0.0"), "app2": ("2.0.0", "2.0.0"), "app3": (None, "2.0.0")}
-    assert rows(report)["app3"]["result"] == "switched"
+    assert {h: (r["old"], r["runs"], r["result"]) for h, r in rows(report).items()} == {
+        "app1": ("2.0.0", "2.0.0", "unchanged"), "app2": ("2.0.0", "2.0.0", "unchanged"),
+        "app3": (None, "2.0.0", "switched")}
     assert {h: live(lab, h)[2] for h in ("app1", "app2")} == pids, "the serving hosts were left alone"
     assert live(lab, "app3")[:2] == ("2.0.0", "2.0.0")
-    assert answering(demo["port"]) == set(APPS)
-
-    older, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=1.0.0", "--limit", "app3")
-    assert older.returncode == 0, older.stdout[-3000:]
-    pids = {h: live(lab, h)[2] for h in APPS}
-    mixed, _recap = run_playbook("playbooks/deploy.yml", lab.inventory)
-    assert mixed.returncode != 0
-    assert ("No deploy_version was given, so the plan follows the release the fleet runs, but the fleet runs more "
-            "than one release: 1.0.0 on app3; 2.0.0 on app1, app2. Give the version") in flat(mixed.stdout)
-    assert {h: live(lab, h)[2] for h in APPS} == pids and live(lab, "app3")[0] == "1.0.0"
+    assert haproxy_servers(lab)["app3"][:2] == ("ready", "up") and answering(demo["port"]) == set(APPS)
+    assert haproxy_worker(lab) == worker
 
 
 def test_check_mode_of_a_new_version_changes_nothing(lab, demo):
