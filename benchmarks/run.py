@@ -30,6 +30,10 @@ Suites:
   build    the sample service built per platform (linux/amd64, linux/arm64, then both) by playbooks/build.yml vs
            tests/fixtures/app/build.sh (go build, tar, sha256sum), each with a cold and a warm Go build cache
            (see benchmarks/build_bench.py). Controller only: no host is asked.
+  scale    the deploy at each lab size of --scale-sizes (default 3,8,16 app hosts), each against the first: rolling
+           v1 -> v2 and its version-skew window under load, the no-op rerun, a scale-in and the host's return under
+           load, and the controller's CPU seconds, peak memory and SSH clients per host (see
+           benchmarks/scale_bench.py). Not in `all`: it resizes the lab.
 """
 
 from __future__ import annotations
@@ -238,7 +242,8 @@ def print_table(title, header, rows):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
-    parser.add_argument("--suite", choices=["artifact", "release", "deploy", "canary", "fanout", "build", "mixed", "all"], default="all")
+    parser.add_argument("--suite", choices=["artifact", "release", "deploy", "canary", "fanout", "build", "mixed", "scale",
+                                                          "all"], default="all")
     parser.add_argument("--sizes", default="256,1024", help="pull file sizes in MiB (default 256,1024)")
     parser.add_argument("--push-mb", type=int, default=256)
     parser.add_argument("--lab", default=os.environ.get("SEEDOPS_LAB_NAME", "seedops-lab"))
@@ -254,6 +259,8 @@ def main(argv=None):
     parser.add_argument("--big-mb", type=int, default=128, help="padding of the deploy suite's realistic package")
     parser.add_argument("--canary-bake", type=int, default=10, help="deploy_canary_bake of the canary suite (s)")
     parser.add_argument("--build-repeat", type=int, default=3, help="runs of each side and case in the build suite")
+    parser.add_argument("--scale-sizes", default="3,8,16",
+                        help="app hosts of the lab at each step of the scale suite (default 3,8,16)")
     parser.add_argument("--canary-runs", type=int, default=5, help="good-release runs of each side in the canary suite")
     args = parser.parse_args(argv)
     state = lab_up(args.lab, args.apps, args.arm64 if args.arm64 is not None else int(args.suite == "mixed"))
@@ -319,6 +326,23 @@ def main(argv=None):
         report["suites"]["mixed"] = data
         print_table(f"mixed: v1 -> v2 on {', '.join(apps)} (arm64 emulated) under 60 requests/s; alternative: the "
                     "amd64 hosts alone", ("mixed fleet", "amd64 only"), rows)
+        print("  targets: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in data["targets"].items()))
+    if args.suite == "scale":
+        import scale_bench  # pylint: disable=import-outside-toplevel
+
+        os.makedirs(RESULTS, exist_ok=True)
+        sizes = [int(x) for x in args.scale_sizes.split(",")]
+        data, rows = scale_bench.suite_scale(lambda name, apps: lab_up(name, apps), args.lab, sizes,
+                                             os.path.join(RESULTS, "deploy-reports"))
+        report["suites"]["scale"] = data
+        print_table(f"scale: the deploy at {', '.join(map(str, sizes))} app hosts under 60 requests/s (1 in 10 slow, 1 s), "
+                    f"each size against {sizes[0]}", ("larger fleet", f"{sizes[0]} hosts"), rows)
+        for entry in data["sizes"]:
+            c = entry["controller"]
+            print(f"  controller at {entry['hosts']} hosts: rolling {c['rolling']['cpu_s']} CPU s "
+                  f"({c['rolling']['cpu_s_per_host']}/host), peak {c['rolling']['peak_rss_mib']} MiB, "
+                  f"{c['rolling']['peak_ssh']} ssh; no-op {c['noop']['cpu_s']} CPU s ({c['noop']['cpu_s_per_host']}/host), "
+                  f"peak {c['noop']['peak_rss_mib']} MiB")
         print("  targets: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in data["targets"].items()))
     if args.suite == "fanout":
         import fanout_bench  # pylint: disable=import-outside-toplevel
