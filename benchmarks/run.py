@@ -242,8 +242,8 @@ def print_table(title, header, rows):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
-    parser.add_argument("--suite", choices=["artifact", "release", "deploy", "canary", "fanout", "build", "mixed", "scale",
-                                                          "all"], default="all")
+    suites = ["artifact", "release", "deploy", "canary", "fanout", "build", "mixed", "scale", "all"]
+    parser.add_argument("--suite", choices=suites, default="all")
     parser.add_argument("--sizes", default="256,1024", help="pull file sizes in MiB (default 256,1024)")
     parser.add_argument("--push-mb", type=int, default=256)
     parser.add_argument("--lab", default=os.environ.get("SEEDOPS_LAB_NAME", "seedops-lab"))
@@ -332,7 +332,7 @@ def main(argv=None):
 
         os.makedirs(RESULTS, exist_ok=True)
         sizes = [int(x) for x in args.scale_sizes.split(",")]
-        data, rows = scale_bench.suite_scale(lambda name, apps: lab_up(name, apps), args.lab, sizes,
+        data, rows = scale_bench.suite_scale(lab_up, args.lab, sizes,
                                              os.path.join(RESULTS, "deploy-reports"))
         report["suites"]["scale"] = data
         print_table(f"scale: the deploy at {', '.join(map(str, sizes))} app hosts under 60 requests/s (1 in 10 slow, 1 s), "

@@ -89,8 +89,8 @@ def one_size(runner, apps):
     """Every measure at one lab size."""
     runner.playbook("playbooks/site.yml", "-e", "deploy_version=1.0.0")
     forget(runner, apps, "2.0.0", SUMS)
-    (rolling_s, load), rolling_cost = measured(lambda: runner.under_load("playbooks/deploy.yml",
-                                                                           "-e", "deploy_version=2.0.0"))
+    rolling = ("playbooks/deploy.yml", "-e", "deploy_version=2.0.0")
+    (rolling_s, load), rolling_cost = measured(lambda: runner.under_load(*rolling))
     noops = []
     for _i in range(2):
         (seconds, _r), cost = measured(lambda: runner.playbook("playbooks/deploy.yml", "-e", "deploy_version=2.0.0"))

@@ -79,8 +79,8 @@ def changes(current, wanted, prune=True):
 
 def add_command(backend, server, check):
     """The runtime API line that adds `server` (a wanted_servers entry). Added servers start in maintenance."""
-    line = "add server %s/%s %s:%d weight %d" % (backend, server["name"], server["address"], server["port"],
-                                                server["weight"])
+    line = "add server %s/%s %s:%d weight %d" % (
+        backend, server["name"], server["address"], server["port"], server["weight"])
     if check:
         line += " check inter %s rise %d fall %d" % (check["interval"], check["rise"], check["fall"])
     return line
@@ -139,8 +139,8 @@ class Servers:
         for server in joined:
             self.add(server, check)
         for server in moved:
-            self.send(["set server %s/%s addr %s port %d" % (p["backend"], server["name"], server["address"],
-                                                              server["port"])], "the new address of %s" % server["name"])
+            line = "set server %s/%s addr %s port %d" % (p["backend"], server["name"], server["address"], server["port"])
+            self.send([line], "the new address of %s" % server["name"])
         for name in left:
             self.remove(name, result)
         result["servers"] = sorted(self.read())
