@@ -61,8 +61,23 @@ def wanted_servers(servers):
             raise ServersError("servers[%d] (%s): port %d is not from 1 to 65535" % (i, name, port))
         if not 0 <= weight <= 256:
             raise ServersError("servers[%d] (%s): weight %d is not from 0 to 256" % (i, name, weight))
-        out.append({"name": name, "address": address, "port": port, "weight": weight})
+        out.append({"name": name, "address": address, "port": port, "weight": weight, "host": entry.get("host") or None})
     return out
+
+
+def renamed_hosts(current, wanted, joined, left):
+    """The hosts whose servers change names (one server `app1` becomes `app1-8080` and `app1-8081`, or back): a
+    host named in `wanted` (`host`) that has a joining server while the backend has a server of it already, or whose
+    server leaves while the host stays. The runtime API would add the new names in maintenance and delete the old,
+    taking the host out of rotation, so such a change is left to a reload of the configuration."""
+    hosts = sorted({w["host"] for w in wanted if w.get("host")}, key=len, reverse=True)
+
+    def owner(name):
+        return next((h for h in hosts if name == h or name.startswith(h + "-")), None)
+
+    renamed = {owner(name) for name in left} - {None}
+    renamed |= {w["host"] for w in joined if w.get("host") and any(owner(name) == w["host"] for name in current)}
+    return sorted(renamed)
 
 
 def changes(current, wanted, prune=True):
@@ -124,7 +139,11 @@ class Servers:
         check = self.check()
         current = self.read()
         joined, left, moved = changes(current, wanted, p["prune"])
-        result = {"changed": bool(joined or left or moved), "joined": [s["name"] for s in joined], "left": left,
+        renamed = renamed_hosts(current, wanted, joined, left)
+        if renamed:
+            return {"changed": False, "joined": [], "left": [], "moved": [], "previous": sorted(current),
+                    "servers": sorted(current), "renamed": renamed}
+        result = {"renamed": [], "changed": bool(joined or left or moved), "joined": [s["name"] for s in joined], "left": left,
                   "moved": [s["name"] for s in moved], "previous": sorted(current)}
         if self.diff and result["changed"]:
             result["diff"] = {"before": "".join("%s %s:%s\n" % (n, current[n].get("address"), current[n].get("port"))

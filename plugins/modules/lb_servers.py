@@ -47,6 +47,13 @@ options:
         description: Its weight when it joins (0-256). A server already in the backend keeps the weight it has.
         type: int
         default: 1
+      host:
+        description:
+          - The host the server stands for. Servers named after it (C(<host>) or C(<host>-<suffix>)) are its servers.
+          - When a host's servers would change names (one server becomes two for start beside, then flip, or back),
+            the task changes nothing and returns the host in RV(renamed); a reload of the configuration does that
+            change, since the runtime API would take the host out of rotation.
+        type: str
   prune:
     description: Remove the backend's servers that O(servers) does not list. Without it, servers only join.
     type: bool
@@ -129,6 +136,11 @@ left:
   type: list
   elements: str
   sample: [app3]
+renamed:
+  description: The hosts whose servers would change names; when there are any, nothing was changed.
+  returned: always
+  type: list
+  elements: str
 moved:
   description: The servers whose address or port was changed.
   returned: always
@@ -162,6 +174,7 @@ def main():
                 address=dict(type="str", required=True),
                 port=dict(type="int", required=True),
                 weight=dict(type="int", default=1),
+                host=dict(type="str"),
             )),
             prune=dict(type="bool", default=True),
             check=dict(type="bool", default=True),

@@ -12,8 +12,8 @@ def entry(name, address="10.0.0.1", port=8080, weight=100):
 
 def test_the_wanted_list_keeps_its_order_and_makes_numbers_whole():
     got = _servers.wanted_servers([entry("app2", port="8080"), entry("app1", weight=None)])
-    assert got == [{"name": "app2", "address": "10.0.0.1", "port": 8080, "weight": 100},
-                   {"name": "app1", "address": "10.0.0.1", "port": 8080, "weight": 1}]
+    assert got == [{"name": "app2", "address": "10.0.0.1", "port": 8080, "weight": 100, "host": None},
+                   {"name": "app1", "address": "10.0.0.1", "port": 8080, "weight": 1, "host": None}]
 
 
 @pytest.mark.parametrize("servers, words", [
@@ -69,3 +69,20 @@ def test_the_add_command_names_address_weight_and_checks():
 ])
 def test_answers_that_mean_the_command_worked(answer, ok):
     assert bool(_servers.OK_ANSWER.match(answer.lower())) is ok
+
+
+def test_servers_that_change_names_are_left_to_a_reload():
+    """app1 and app2 move to two servers each (start beside, then flip): the runtime API would put the new ones in
+    maintenance and delete the serving ones, so nothing is done for them. app3 leaving alone is no rename."""
+    current = {"app1": {}, "app2": {}, "app3": {}}
+    wanted = _servers.wanted_servers([dict(entry(f"app{i}-{p}"), host=f"app{i}") for i in (1, 2) for p in (8080, 8081)])
+    joined, left, _moved = _servers.changes(current, wanted)
+    assert _servers.renamed_hosts(current, wanted, joined, left) == ["app1", "app2"]
+    back = _servers.wanted_servers([dict(entry(h), host=h) for h in ("app1", "app2")])
+    current = {"app1-8080": {}, "app1-8081": {}, "app2-8080": {}, "app2-8081": {}, "app10-8080": {}}
+    joined, left, _moved = _servers.changes(current, back)
+    assert _servers.renamed_hosts(current, back, joined, left) == ["app1", "app2"]
+    plain = _servers.wanted_servers([dict(entry(h), host=h) for h in ("app1", "app2", "app4")])
+    current = {"app1": {}, "app2": {}, "app3": {}}
+    joined, left, _moved = _servers.changes(current, plain)
+    assert _servers.renamed_hosts(current, plain, joined, left) == []
