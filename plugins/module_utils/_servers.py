@@ -14,6 +14,7 @@ import re
 import time
 
 from ansible_collections.seedops.deploy.plugins.module_utils import _haproxy as hap
+from ansible_collections.seedops.deploy.plugins.module_utils import _lb
 
 # A server address: an IPv4 or IPv6 address or a host name, nothing the runtime API would read as more arguments.
 ADDRESS = re.compile(r"[A-Za-z0-9_.:-]+\Z")
@@ -23,13 +24,8 @@ INTERVAL = re.compile(r"[0-9]+(us|ms|s|m|h|d)?\Z")
 OK_ANSWER = re.compile(r"(new server registered|server deleted|done|no need to change|ip changed|port changed)")
 
 
-class ServersError(Exception):
-    """The task fails; `result` is what it returns with the message."""
-
-    def __init__(self, msg, result=None):
-        super().__init__(msg)
-        self.msg = msg
-        self.result = result or {}
+# The task fails with the message and `result`: the same error lb_member's logic raises.
+ServersError = _lb.LbError
 
 
 def wanted_servers(servers):
