@@ -660,13 +660,21 @@ class Lab:
             f"for i in $(seq 1 {timeout * 10}); do [ -S /run/systemd/private ] && break; sleep 0.1; done; "
             f"timeout {timeout} systemctl is-system-running --wait"
         )
+        started = time.monotonic()
         code, out = container.exec_run(["sh", "-c", script])
         state = out.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
         if state[0] == "running":
             return
+        # What the next look needs: how the wait ended, the state now, the jobs systemd still has queued.
+        container.reload()
+        now = container.exec_run(["systemctl", "is-system-running"]).output.decode(errors="replace").strip()
+        jobs = container.exec_run(["systemctl", "list-jobs", "--no-legend", "--plain"]).output
         failed = container.exec_run(["systemctl", "--failed", "--no-legend", "--plain"])
         raise LabError(
-            f"{container.name}: systemd did not reach 'running' (state: {state[0]}); failed units:\n"
+            f"{container.name}: systemd did not reach 'running' (state: {state[0]}, wait exit {code} after "
+            f"{time.monotonic() - started:.0f} s; container {container.status}, restarts "
+            f"{container.attrs.get('RestartCount')}; state now: {now or '?'}); queued jobs:\n"
+            + (jobs.decode(errors="replace").strip() or "(none)") + "\nfailed units:\n"
             + (failed.output.decode(errors="replace").strip() or "(none listed)")
         )
 
