@@ -57,7 +57,7 @@ lint: venv
 	$(BIN)/antsibull-changelog lint
 
 integration: venv
-	$(BIN)/pytest tests/integration --durations=25
+	$(BIN)/pytest tests/integration --durations=60
 
 test: unit sanity lint integration
 

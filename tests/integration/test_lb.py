@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from conftest import copy_to, run_module, run_playbook, sh
+from conftest import run_module, run_playbook, sh
 
 pytestmark = pytest.mark.lab
 
@@ -48,14 +48,18 @@ def checks_enabled(lab, server):
 def fleet(lab, app_packages):
     result, recap = run_playbook("tests/integration/playbooks/app_service.yml", lab.inventory, "-e", "target_hosts=app")
     assert result.returncode == 0, result.stdout[-3000:]
+    # Each step on the three app hosts in one run.
+    copied = run_module(lab, "app", "ansible.builtin.copy", {"src": app_packages["2.0.0"], "dest": "/var/tmp/app-2.0.0.tar.gz"},
+                        hosts=APPS)
+    released = run_module(lab, "app", "seedops.deploy.release", {"path": BASE, "release_id": "2.0.0",
+                                                                 "src": "/var/tmp/app-2.0.0.tar.gz", "state": "active"},
+                          hosts=APPS)
+    restarted = run_module(lab, "app", "seedops.deploy.staged_restart",
+                           {"service": "seedops-app", "path": BASE, "health": HEALTH}, hosts=APPS)
     for host in APPS:
-        copy_to(lab, host, app_packages["2.0.0"], "/var/tmp/app-2.0.0.tar.gz")
-        r = run_module(lab, host, "seedops.deploy.release",
-                       {"path": BASE, "release_id": "2.0.0", "src": "/var/tmp/app-2.0.0.tar.gz", "state": "active"})
-        assert r["_status"] in ("SUCCESS", "CHANGED"), r
-        r = run_module(lab, host, "seedops.deploy.staged_restart",
-                       {"service": "seedops-app", "path": BASE, "health": HEALTH})
-        assert r.get("healthy"), r
+        assert copied[host]["_status"] in ("SUCCESS", "CHANGED"), copied[host]
+        assert released[host]["_status"] in ("SUCCESS", "CHANGED"), released[host]
+        assert restarted[host].get("healthy"), restarted[host]
     result, recap = run_playbook("tests/integration/playbooks/lb.yml", lab.inventory)
     assert result.returncode == 0 and recap["lb1"]["failed"] == 0, result.stdout[-3000:]
     port = lab.host("lb1")["ports"]["80/tcp"]
