@@ -5,6 +5,8 @@ nothing; a check run with --diff on the whole fleet also reports any change that
 import glob
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 
@@ -47,14 +49,27 @@ def test_site_from_checkout_builds_then_converges_the_fleet(lab, demo_packages):
         assert sh(lab, host, f"sudo sha256sum /srv/seedops-app/store/sha256/{package_sum}").split()[0] == package_sum
 
 
+# The lab's hosts share the machine's clock, and setting a container's clock would set the machine's. So app1's
+# clock is made to read 100 s ahead where preflight reads it (date +%s.%N, found first in /usr/local/bin).
+CLOCK_AHEAD = """#!/bin/sh
+# seedops test_site.py: this host's clock reads 100 s ahead (removed at the end of the test)
+if [ "$1" = "+%s.%N" ]; then /usr/bin/date +%s.%N | awk '{ printf "%.9f\\n", $1 + 100 }'; else exec /usr/bin/date "$@"; fi
+"""
+
+
 def test_preflight_lists_everything_missing_at_once(lab):
-    result, recap = run_playbook(
-        "playbooks/site.yml", lab.inventory, "--limit", "app1",
-        "-e", '{"preflight_min_cpus": 4096, "preflight_min_memory_mb": 99999999, "preflight_os_families": ["RedHat"],'
-              ' "preflight_require_time_sync": true, "preflight_resolve": ["localhost", "seedops-no-such-host.invalid"],'
-              ' "preflight_free_ports": [22, 8443, {"port": 8080, "allow": ["seedops-app"]}],'
-              ' "preflight_builds": ["linux/arm64", "linux/riscv64"], "preflight_max_clock_offset": 0.0001}',
-    )
+    sh(lab, "app1", f"printf '%s' {shlex.quote(CLOCK_AHEAD)} | sudo tee /usr/local/bin/date >/dev/null && "
+                    "sudo chmod 0755 /usr/local/bin/date")
+    try:
+        result, recap = run_playbook(
+            "playbooks/site.yml", lab.inventory, "--limit", "app1",
+            "-e", '{"preflight_min_cpus": 4096, "preflight_min_memory_mb": 99999999, "preflight_os_families": ["RedHat"],'
+                  ' "preflight_require_time_sync": true, "preflight_resolve": ["localhost", "seedops-no-such-host.invalid"],'
+                  ' "preflight_free_ports": [22, 8443, {"port": 8080, "allow": ["seedops-app"]}],'
+                  ' "preflight_builds": ["linux/arm64", "linux/riscv64"], "preflight_max_clock_offset": 30}',
+        )
+    finally:
+        sh(lab, "app1", "sudo rm -f /usr/local/bin/date")
     assert result.returncode != 0
     assert recap["app1"]["failed"] == 1
     out = flat(result)
@@ -64,8 +79,11 @@ def test_preflight_lists_everything_missing_at_once(lab):
                      "name resolution: seedops-no-such-host.invalid not resolved",
                      "port 22/tcp is in use by sshd (pid ",
                      "platform: linux/amd64 has no build (builds exist for linux/arm64, linux/riscv64)",
-                     "s off the controller's clock, at most 0.0001 s allowed"):
+                     "s) off the controller's clock, at most 30 s allowed"):
         assert fragment in out, fragment
+    # The offset is the middle of the interval the host's reading lies in; the interval is the round trip.
+    offset, error = re.search(r"clock: ([0-9.]+) s \(within ([0-9.]+) s\)", out).groups()
+    assert abs(float(offset) - 100) <= float(error) + 0.01 and float(error) < 30, (offset, error)
     # localhost resolves, 8443 is free and the service may hold its own port: none of them is listed
     assert "localhost" not in out.split("name resolution:")[1].split(";")[0]
     assert "8443" not in out and "port 8080" not in out
