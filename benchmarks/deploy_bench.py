@@ -53,7 +53,12 @@ class Runner:
         r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, env=self.env, check=False)
         seconds = time.monotonic() - started
         if check and r.returncode != 0:
-            raise SystemExit(f"bench: {' '.join(cmd[3:])} failed:\n{r.stdout[-4000:]}{r.stderr[-2000:]}")
+            # The whole output is kept: the tail alone rarely shows the first host that failed.
+            os.makedirs(self.report_dir, exist_ok=True)
+            log = os.path.join(self.report_dir, f"failed-{time.strftime('%Y%m%dT%H%M%S')}-{os.path.basename(path)}.log")
+            with open(log, "w", encoding="utf-8") as f:
+                f.write(f"$ {' '.join(cmd)}\n{r.stdout}\n--- stderr\n{r.stderr}")
+            raise SystemExit(f"bench: {' '.join(cmd[3:])} failed (whole output: {log}):\n{r.stdout[-4000:]}{r.stderr[-2000:]}")
         return seconds, r
 
     def under_load(self, path, *args, rps=60, check=True):

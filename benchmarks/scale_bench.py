@@ -13,6 +13,7 @@ Not in `all`: it resizes the lab (benchmarks/run.py --suite scale --scale-sizes 
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import statistics
@@ -137,6 +138,10 @@ def suite_scale(lab_up, lab_name, sizes, report_dir):
         runner = Runner(state, lab_name, report_dir)
         apps = [f"app{i}" for i in range(1, size + 1)]
         per_size.append(one_size(runner, apps))
+        # Each size's figures as soon as they are measured, so a failure at a larger size keeps the smaller ones.
+        os.makedirs(report_dir, exist_ok=True)
+        with open(os.path.join(report_dir, "scale-sizes.json"), "w", encoding="utf-8") as f:
+            json.dump(per_size, f, indent=1)
     base = per_size[0]
     data = {"sizes": per_size}
     rows = []
