@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: lb_servers
 short_description: Make the servers of a running HAProxy backend match a list, through the runtime API, without a reload
-version_added: 0.3.0
+version_added: 0.1.0
 author: Seedops Maintainers (@seedops-maintainers)
 description:
   - Compares a backend's servers in the running HAProxy (C(show servers state)) with O(servers) and changes the
