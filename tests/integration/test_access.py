@@ -76,7 +76,15 @@ def converged(lab, base):
 
 
 def test_rerun_and_check_mode_change_nothing(lab, converged, base):
-    result, recap = converge(lab, base)
+    """The rerun needs no package mirror: with the host's package lists two hours old and its only source a port
+    nothing listens on (the host's own loopback), it still changes nothing and fails nothing."""
+    sh(lab, HOST, "sudo mv /etc/apt/sources.list /etc/apt/sources.list.seedops-test && "
+                  "echo 'deb http://127.0.0.1:9/debian bookworm main' | sudo tee /etc/apt/sources.list >/dev/null && "
+                  "sudo touch -d '-2 hours' /var/lib/apt/lists /var/lib/apt/periodic/update-success-stamp")
+    try:
+        result, recap = converge(lab, base)
+    finally:
+        sh(lab, HOST, "sudo mv /etc/apt/sources.list.seedops-test /etc/apt/sources.list")
     assert result.returncode == 0 and recap[HOST]["changed"] == 0, result.stdout[-3000:]
     result, recap = converge(lab, base, "--check", "--diff")
     assert result.returncode == 0 and recap[HOST]["changed"] == 0, result.stdout[-3000:]
