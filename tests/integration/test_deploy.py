@@ -72,8 +72,17 @@ def fleet_at(lab, version, previous=None, extra=()):
     def there(state):
         return all(c == version and previous in (None, t) for c, t in state.values())
 
+    rotation = True
+    if not extra:
+        # A test that failed half-way may leave a server out of the backend or out of rotation: put it back (it
+        # joins in maintenance) and let deploy.yml repair it, so that one failure does not fail every later test.
+        servers = haproxy_servers(lab)
+        if set(servers) != set(APPS):
+            result, _recap = run_playbook("tests/integration/playbooks/lb.yml", lab.inventory)
+            assert result.returncode == 0, result.stdout[-3000:]
+        rotation = all(servers.get(h) == ("ready", "up", 100) for h in APPS)
     state = read()
-    if there(state):
+    if there(state) and rotation:
         return
     steps = [version]
     if previous is not None and any(c != previous for c, _t in state.values()):
