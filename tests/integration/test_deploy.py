@@ -520,12 +520,13 @@ def haproxy_servers(lab):
 
 
 # Where a dead controller leaves a rolling deploy of 3 hosts (batches app1, app2, app3), and what the rerun must do
-# with app1. Each case deploys the other version than the one before, so no case needs a reset deploy first.
+# with app1. Each case deploys the other version than the one before, so no case needs a reset deploy first. (A kill
+# between batches, app1 done, is not a case of its own: a host already on the release is left "unchanged" in the
+# scale-in test, and every case here has the rerun carry on with app2 and app3.)
 KILLED = {
     "after the drain": ("lb_member:state=drain@app1", "1.0.0", "2.0.0", "switch", "switched"),
     "after the switch": ("release:state=active@app1", "2.0.0", "1.0.0", "finish", "finished"),
     "during the health gate": ("staged_restart@app1/start+2", "1.0.0", "2.0.0", None, None),
-    "between batches": ("lb_member:state=ready@app1", "2.0.0", "1.0.0", "unchanged", "unchanged"),
 }
 
 
