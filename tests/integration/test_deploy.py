@@ -22,6 +22,8 @@ pytestmark = pytest.mark.lab
 APPS = ["app1", "app2", "app3"]
 BASE = "/srv/seedops-app"
 RPS = 60
+# The two good releases the tests deploy back and forth (see fleet_at and other).
+RELEASES = ("1.0.0", "2.0.0")
 
 
 @pytest.fixture(scope="module")
@@ -61,16 +63,25 @@ def live(lab, host):
     return current, doc.get("version"), doc.get("pid"), doc.get("log_level")
 
 
+def other(version):
+    """The other one of the two releases the tests go back and forth between."""
+    return RELEASES[1 - RELEASES.index(version)]
+
+
 def fleet_at(lab, version, previous=None, extra=()):
-    """Bring every app host to `version` through deploy.yml unless it runs it already; with `previous`, also make
-    that the release each host would roll back to (deploying `previous` first when it is not). `extra`: more
-    arguments for deploy.yml (the beside tests' settings)."""
+    """Bring every app host to `version` through deploy.yml unless it runs it already, and return it; with
+    `previous`, also make that the release each host would roll back to (deploying `previous` first when it is not).
+    `version` may be RELEASES: a test that only needs the fleet on one release, to deploy the other, takes it where
+    the last test left it (the first of them is deployed when the fleet runs neither), so it needs no reset deploy.
+    `extra`: more arguments for deploy.yml (the beside tests' settings)."""
     def read():
         infos = run_module(lab, "app", "seedops.deploy.release_info", {"path": BASE}, hosts=APPS)
         return {h: (infos[h].get("current"), infos[h].get("rollback_target")) for h in APPS}
 
+    choices = version if isinstance(version, tuple) else (version,)
+
     def there(state):
-        return all(c == version and previous in (None, t) for c, t in state.values())
+        return next((v for v in choices if all(c == v and previous in (None, t) for c, t in state.values())), None)
 
     rotation = True
     if not extra:
@@ -83,7 +94,8 @@ def fleet_at(lab, version, previous=None, extra=()):
         rotation = all(servers.get(h) == ("ready", "up", 100) for h in APPS)
     state = read()
     if there(state) and rotation:
-        return
+        return there(state)
+    version = there(state) or choices[0]
     steps = [version]
     if previous is not None and any(c != previous for c, _t in state.values()):
         steps = [previous, version]
@@ -91,7 +103,8 @@ def fleet_at(lab, version, previous=None, extra=()):
         result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", f"deploy_version={step}", *extra)
         assert result.returncode == 0, result.stdout[-3000:]
     state = read()
-    assert there(state), state
+    assert there(state) == version, state
+    return version
 
 
 def log_level_at(lab, level):
@@ -138,6 +151,98 @@ def rows(report):
     return {row["host"]: row for row in report["hosts"]}
 
 
+def haproxy_worker(lab):
+    """The pid of HAProxy's worker on lb1: a reload replaces it, a runtime API change does not."""
+    return lab.ssh("lb1", "pgrep -P $(systemctl show -p MainPID --value haproxy)").stdout.split()
+
+
+def lb_state(lab, server):
+    """(admin, op) of a server in HAProxy on lb1, read by lb_info."""
+    servers = run_module(lab, "lb1", "seedops.deploy.lb_info", {"backend": "app"})["servers"]
+    return servers[server]["admin"], servers[server]["op"]
+
+
+LOCK = "/var/lib/seedops-deploy/locks/seedops-app-app.json"
+
+
+def lock_record(lab):
+    out = lab.ssh("lb1", f"sudo cat {LOCK} 2>/dev/null").stdout
+    return json.loads(out) if out.strip() else None
+
+
+def haproxy_servers(lab):
+    """{server: (admin, op, weight)} of backend app, straight from HAProxy's runtime API on lb1 (no Ansible)."""
+    out = lab.ssh("lb1", "sudo python3 -c \"import socket; s = socket.socket(socket.AF_UNIX); "
+                         "s.connect('/run/haproxy/admin.sock'); s.sendall(b'show servers state app\\n'); "
+                         "print(s.makefile().read())\"").stdout
+    header, servers = None, {}
+    for line in out.splitlines():
+        if line.startswith("#"):
+            header = line[1:].split()
+        elif header and len(line.split()) >= len(header):
+            row = dict(zip(header, line.split()))
+            admin = "maint" if int(row["srv_admin_state"]) & 0x01 else "drain" if int(row["srv_admin_state"]) & 0x08 else "ready"
+            servers[row["srv_name"]] = (admin, "up" if row["srv_op_state"] == "2" else "down", int(row["srv_uweight"]))
+    return servers
+
+
+# Where a dead controller leaves a rolling deploy of 3 hosts (batches app1, app2, app3), and what the rerun must do
+# with app1. Each case deploys the other release than the fleet runs, so no case needs a reset deploy first. (A kill
+# between batches, app1 done, is not a case of its own: a host already on the release is left "unchanged" in the
+# scale-in test, and every case here has the rerun carry on with app2 and app3.)
+KILLED = {
+    "after the drain": ("lb_member:state=drain@app1", "switch", "switched"),
+    "after the switch": ("release:state=active@app1", "finish", "finished"),
+    "during the health gate": ("staged_restart@app1/start+2", None, None),
+}
+
+
+# -- start beside, then flip (deploy_beside_ports) ------------------------------------------------------------------
+
+BESIDE = json.dumps({"seedops_demo_beside_ports": [8080, 8081]})
+
+
+def instance(lab, host, port):
+    """(unit state, enabled, version, pid) of the instance seedops-app@PORT on the host, read there."""
+    state = lab.ssh(host, f"systemctl is-active seedops-app@{port}; systemctl is-enabled seedops-app@{port}").stdout.split()
+    out = lab.ssh(host, "python3 -c \"import urllib.request as u; "
+                        f"print(u.urlopen('http://127.0.0.1:{port}/version', timeout=5).read().decode())\"").stdout
+    doc = json.loads(out) if out.strip() else {}
+    return state[0], state[1] if len(state) > 1 else None, doc.get("version"), doc.get("pid")
+
+
+def live_port(lab, host):
+    return int(lab.ssh(host, f"cat {BASE}/live-port").stdout.strip() or 0)
+
+
+def servers(lab):
+    """{server: (admin, op)} in HAProxy on lb1."""
+    found = run_module(lab, "lb1", "seedops.deploy.lb_info", {"backend": "app"})["servers"]
+    return {name: (s["admin"], s["op"]) for name, s in found.items()}
+
+
+@pytest.fixture(scope="module")
+def beside(lab, demo):
+    """The fleet on 1.0.0, moved to two instances per host (app_service_beside_ports, haproxy_beside_ports), and
+    moved back to one at the end for the tests that follow."""
+    fleet_at(lab, "1.0.0")
+    result, _recap = run_playbook("tests/integration/playbooks/beside.yml", lab.inventory, "-e", BESIDE)
+    assert result.returncode == 0, result.stdout[-4000:]
+    yield
+    result, _recap = run_playbook("tests/integration/playbooks/beside.yml", lab.inventory)
+    assert result.returncode == 0, result.stdout[-4000:]
+    for host in APPS:
+        assert lab.ssh(host, "systemctl is-active seedops-app").stdout.strip() == "active"
+        assert lab.ssh(host, f"test -e {BASE}/live-port || test -e /etc/systemd/system/seedops-app@.service").returncode != 0
+    assert set(servers(lab)) == set(APPS)
+
+
+# The tests, in the order they run. A test that needs the fleet on a given release comes where the one before left it
+# there (the rollback right after the demo; the scale-in, which leaves app3 with one release only, after every test
+# that needs a release to roll back to); the others deploy whichever release the fleet does not run
+# (fleet_at(lab, RELEASES) and other()). So the whole file needs one reset deploy, in the beside fixture.
+
+
 def test_the_main_command_deploys_v1_then_v2_to_every_app_host_behind_the_lb(lab, demo):
     # site.yml's deploy: every host went from nothing to 1.0.0 (its report, written by the deploy_report callback).
     assert {r["host"]: (r["old"], r["result"], r["runs"]) for r in demo["site_report"]["hosts"]} == {
@@ -177,10 +282,10 @@ def test_rolling_deploy_v2_under_load_fails_no_request(lab, demo):
 
 
 def test_rerunning_the_same_version_changes_nothing(lab, demo):
-    fleet_at(lab, "2.0.0")
+    start = fleet_at(lab, RELEASES)
     pids = {host: live(lab, host)[2] for host in APPS}
     # With fewer forks than hosts the plan says the stage would run in waves, and what to set.
-    result, recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=2.0.0", "--forks", "2")
+    result, recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", f"deploy_version={start}", "--forks", "2")
     assert result.returncode == 0, result.stdout[-3000:]
     assert {h: recap[h]["changed"] for h in APPS} == {h: 0 for h in APPS}
     assert ("WARNING: this run acts on 3 hosts with forks=2, so the plan, the stage and verify reach 2 hosts at a "
@@ -188,81 +293,21 @@ def test_rerunning_the_same_version_changes_nothing(lab, demo):
     assert {host: live(lab, host)[2] for host in APPS} == pids, "nothing was restarted"
 
 
-def haproxy_worker(lab):
-    """The pid of HAProxy's worker on lb1: a reload replaces it, a runtime API change does not."""
-    return lab.ssh("lb1", "pgrep -P $(systemctl show -p MainPID --value haproxy)").stdout.split()
-
-
-def test_scale_in_then_out_under_load_without_a_reload_and_without_knowing_the_version(lab, demo):
-    """The fleet shrinks and grows under load. A fleet that runs two releases is refused first, naming them, before
-    any change, when no version is given. scale_in.yml takes app3 out: drained, its service stopped and disabled,
-    its release kept, its server deleted from the running HAProxy and from its configuration with no reload. app3 is
-    then wiped back to a prepared host that never had a release, and put back in the backend by the haproxy role (as
-    site.yml runs it): it joins in maintenance and takes no traffic. deploy.yml without deploy_version reads the one
-    release the fleet runs and gives it to app3 alone, which takes traffic once healthy. 0 failed requests; app1 and
-    app2 are never touched, and HAProxy never reloads."""
-    fleet_at(lab, "2.0.0")
-    pids = {h: live(lab, h)[2] for h in ("app1", "app2")}
-    worker = haproxy_worker(lab)
-    # A mixed fleet: app3's live release link points at 1.0.0 (kept from the demo's first deploy).
-    assert lab.ssh("app3", f"sudo ln -sfn releases/1.0.0 {BASE}/current.mixed && sudo mv -T {BASE}/current.mixed "
-                           f"{BASE}/current && test -d {BASE}/releases/1.0.0").returncode == 0
-    mixed, _recap = run_playbook("playbooks/deploy.yml", lab.inventory)
-    lab.ssh("app3", f"sudo ln -sfn releases/2.0.0 {BASE}/current.mixed && sudo mv -T {BASE}/current.mixed {BASE}/current")
-    assert mixed.returncode != 0
-    assert ("No deploy_version was given, so the plan follows the release the fleet runs, but the fleet runs more "
-            "than one release: 1.0.0 on app3; 2.0.0 on app1, app2. Give the version") in flat(mixed.stdout)
-    assert {h: live(lab, h)[2] for h in ("app1", "app2")} == pids
-
-    result, _recap, load, _report = playbook_under_load(demo, lab, "playbooks/scale_in.yml", "-e", "scale_in_hosts=app3")
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert load["all"]["failed"] == 0, load["errors"]
-    assert "app3 left: its service is inactive, release 2.0.0 kept. lb1 serves from app1, app2 (2 servers in app)" in flat(
-        result.stdout)
-    assert set(haproxy_servers(lab)) == {"app1", "app2"}
-    assert "server app3 " not in lab.ssh("lb1", "cat /etc/haproxy/haproxy.cfg").stdout
-    assert haproxy_worker(lab) == worker, "the server left through the runtime API, with no reload"
-    assert lab.ssh("app3", "systemctl is-active seedops-app; systemctl is-enabled seedops-app").stdout.split() == [
-        "inactive", "disabled"]
-    assert lab.ssh("app3", f"readlink {BASE}/current").stdout.strip() == "releases/2.0.0"
-    assert answering(demo["port"]) == {"app1", "app2"}
-
-    # A new host: its unit installed and enabled (site.yml's app_service play), nothing under the base directory.
-    lab.ssh("app3", f"sudo rm -rf {BASE} && sudo systemctl enable --quiet seedops-app")
-    back, _recap = run_playbook("tests/integration/playbooks/lb.yml", lab.inventory)
-    assert back.returncode == 0, back.stdout[-3000:]
-    assert "lb1: joined app3 (in maintenance until a deploy brings them in behind its health gate); left nobody" in flat(
-        back.stdout)
-    assert haproxy_servers(lab)["app3"][0] == "maint" and haproxy_worker(lab) == worker
-    result, _recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml")
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert "No deploy_version given: the fleet runs 2.0.0 (app1, app2); new hosts that get it: app3." in flat(
-        result.stdout)
-    assert load["all"]["failed"] == 0, load["errors"]
-    assert {h: (r["old"], r["runs"], r["result"]) for h, r in rows(report).items()} == {
-        "app1": ("2.0.0", "2.0.0", "unchanged"), "app2": ("2.0.0", "2.0.0", "unchanged"),
-        "app3": (None, "2.0.0", "switched")}
-    assert {h: live(lab, h)[2] for h in ("app1", "app2")} == pids, "the serving hosts were left alone"
-    assert live(lab, "app3")[:2] == ("2.0.0", "2.0.0")
-    assert haproxy_servers(lab)["app3"][:2] == ("ready", "up") and answering(demo["port"]) == set(APPS)
-    assert haproxy_worker(lab) == worker
-
-
 def test_check_mode_of_a_new_version_changes_nothing(lab, demo):
-    fleet_at(lab, "2.0.0")
+    start = fleet_at(lab, RELEASES)
     pids = {host: live(lab, host)[2] for host in APPS}
     result, recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=3.0.0",
                                  "--check", "--diff")
     assert result.returncode == 0, result.stdout[-3000:]
     assert all(recap[h]["changed"] > 0 for h in APPS), "check mode says what would change"
     for host in APPS:
-        assert live(lab, host)[:3] == ("2.0.0", "2.0.0", pids[host]), host
+        assert live(lab, host)[:3] == (start, start, pids[host]), host
         assert lab.ssh(host, f"test -e {BASE}/releases/3.0.0").returncode != 0, "nothing was staged"
     assert answering(demo["port"]) == set(APPS), "nothing was drained"
 
 
 def test_broken_v3_canary_is_rolled_back_and_the_rollout_stops(lab, demo):
-    fleet_at(lab, "2.0.0")
+    start = fleet_at(lab, RELEASES)
     pids = {host: live(lab, host)[2] for host in APPS}
     # Even with the free strategy configured, the activate play runs linear and stops at the failure.
     # The canary is the host named in deploy_canary_hosts, not the first in the inventory.
@@ -277,11 +322,11 @@ def test_broken_v3_canary_is_rolled_back_and_the_rollout_stops(lab, demo):
     by_host = rows(report)
     canary = "app3"
     assert [h for h, r in by_host.items() if r["batch"] == 1] == [canary]
-    assert by_host[canary]["result"] == "rolled back" and by_host[canary]["runs"] == "2.0.0"
+    assert by_host[canary]["result"] == "rolled back" and by_host[canary]["runs"] == start
     assert record_state(lab, canary, "3.0.0") == "failed"
     for host in APPS:
         current, version, pid, _level = live(lab, host)
-        assert (current, version) == ("2.0.0", "2.0.0"), host
+        assert (current, version) == (start, start), host
         if host != canary:
             assert pid == pids[host], f"{host} was not touched"
             assert by_host[host]["result"] == "not reached"
@@ -303,14 +348,15 @@ def test_rollback_brings_every_host_to_the_previous_version(lab, demo):
 
 
 def test_a_host_unreachable_in_the_second_batch_stops_the_rollout(lab, demo, docker_engine):
-    fleet_at(lab, "1.0.0")
+    start = fleet_at(lab, RELEASES)
+    target = other(start)
     container = docker_engine.containers.get(f"{lab.name}-app2")
 
     def pause_app2_once_the_canary_switched():
         # One exec that returns the moment app1's current switches (polling by exec would lag under load), then
         # the pause lands while app1 restarts and waits for its health - well before batch 2 starts.
         r = docker_engine.containers.get(f"{lab.name}-app1").exec_run(
-            ["sh", "-c", f"for i in $(seq 1 2400); do [ \"$(readlink {BASE}/current)\" = releases/2.0.0 ] && exit 0; "
+            ["sh", "-c", f"for i in $(seq 1 2400); do [ \"$(readlink {BASE}/current)\" = releases/{target} ] && exit 0; "
                          "sleep 0.05; done; exit 1"])
         if r.exit_code != 0:
             raise AssertionError("the canary never switched")
@@ -320,7 +366,7 @@ def test_a_host_unreachable_in_the_second_batch_stops_the_rollout(lab, demo, doc
     slow_gate = {"url": "http://127.0.0.1:8080/healthz", "successes": 8, "interval": 0.3, "timeout": 30}
     try:
         result, recap, _load, report = playbook_under_load(
-            demo, lab, "playbooks/deploy.yml", "-e", "deploy_version=2.0.0",
+            demo, lab, "playbooks/deploy.yml", "-e", f"deploy_version={target}",
             "-e", json.dumps({"deploy_serial": [1, 2], "deploy_health": slow_gate}),
             during=pause_app2_once_the_canary_switched)
     finally:
@@ -330,19 +376,34 @@ def test_a_host_unreachable_in_the_second_batch_stops_the_rollout(lab, demo, doc
     assert result.returncode != 0
     assert recap["app2"]["unreachable"] == 1, recap
     by_host = rows(report)
-    assert (by_host["app1"]["result"], by_host["app1"]["runs"]) == ("switched", "2.0.0")
-    assert by_host["app2"]["result"] == "unreachable" and by_host["app2"]["runs"] == "unknown (was 1.0.0)"
+    assert (by_host["app1"]["result"], by_host["app1"]["runs"]) == ("switched", target)
+    assert by_host["app2"]["result"] == "unreachable" and by_host["app2"]["runs"] == f"unknown (was {start})"
     assert "failed or became unreachable in this batch" in flat(result.stdout)
     # app3 was in the same batch as app2: it finished its switch; no host is half-switched.
     for host in APPS:
         current, version, _pid, _level = live(lab, host)
         assert current == version, f"{host}: current {current} but the service runs {version}"
     assert by_host["app3"]["runs"] == live(lab, "app3")[0]
-    assert live(lab, "app2")[0] == "1.0.0", "the unreachable host was not switched"
+    assert live(lab, "app2")[0] == start, "the unreachable host was not switched"
     # Undo the halted rollout: every host back to what the fleet ran before it.
     undo, _recap = run_playbook("playbooks/rollback.yml", lab.inventory)
     assert undo.returncode == 0, undo.stdout[-3000:]
-    assert {live(lab, h)[:2] for h in APPS} == {("1.0.0", "1.0.0")}
+    assert {live(lab, h)[:2] for h in APPS} == {(start, start)}
+
+
+def test_a_drain_that_fails_stops_the_rollout_gives_the_lock_back_and_changes_nothing(lab, demo):
+    """A load balancer that refuses the canary's drain (here: no such server) stops the run before the switch, and
+    the fleet lock is given back at once, not left to expire."""
+    start = fleet_at(lab, RELEASES)
+    pids = {host: live(lab, host)[2] for host in APPS}
+    result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", f"deploy_version={other(start)}",
+                                  "-e", "deploy_lb_server=nosuch")
+    assert result.returncode != 0
+    out = flat(result)
+    assert "app1: the drain of nosuch failed: HAProxy has no server nosuch in backend app" in out, out[-2000:]
+    assert "app1 was not switched, and no load balancer drained it." in out
+    assert lock_record(lab) is None, "the lock was given back"
+    assert {host: live(lab, host)[:3:2] for host in APPS} == {host: (start, pids[host]) for host in APPS}
 
 
 def test_reconfigure_changes_the_log_level_in_place(lab, demo):
@@ -363,44 +424,93 @@ def test_reconfigure_changes_the_log_level_in_place(lab, demo):
 
 
 def test_together_switches_every_host_in_one_step_and_reports_the_skew(lab, demo):
-    fleet_at(lab, "1.0.0")
+    target = other(fleet_at(lab, RELEASES))
     result, recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml",
-                                                      "-e", "deploy_version=2.0.0", "-e", "deploy_switch=together")
+                                                      "-e", f"deploy_version={target}", "-e", "deploy_switch=together")
     assert result.returncode == 0, result.stdout[-4000:]
-    assert {live(lab, h)[:2] for h in APPS} == {("2.0.0", "2.0.0")}
+    assert {live(lab, h)[:2] for h in APPS} == {(target, target)}
     assert {r["batch"] for r in report["hosts"]} == {"all"}
     # The skew is the spread of the moments the new processes started, as each host's restart returned them.
     acted = [r["restart_times"]["acted"] for r in report["hosts"]]
     assert report["skew_s"] == round(max(acted) - min(acted), 3)
     assert f"version skew: {report['skew_s']:.3f} s" in result.stdout
-    assert set(load["versions"]) == {"1.0.0", "2.0.0"}, "the client met the old release, then the new one"
+    assert set(load["versions"]) == set(RELEASES), "the client met the old release, then the new one"
 
 
 def test_together_takes_every_host_back_when_one_fails(lab, demo):
-    fleet_at(lab, "2.0.0")
+    start = fleet_at(lab, RELEASES)
     # A health check only app1 and app2 can pass: app3 fails its gate while the others succeed.
     health = {"url": "http://127.0.0.1:8080/version", "body_regex": '"hostname":"app[12]"', "successes": 2,
               "interval": 0.25, "timeout": 5}
-    result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=1.0.0",
+    result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", f"deploy_version={other(start)}",
                                   "-e", "deploy_switch=together", "-e", json.dumps({"deploy_health": health}))
     assert result.returncode != 0
     out = flat(result.stdout)
-    assert "app3 did not become healthy in 1.0.0, so every host was switched back to the release it ran before" in out
-    assert {live(lab, h)[:2] for h in APPS} == {("2.0.0", "2.0.0")}
+    assert (f"app3 did not become healthy in {other(start)}, so every host was switched back to the release it ran "
+            "before") in out
+    assert {live(lab, h)[:2] for h in APPS} == {(start, start)}
     for host in ("app1", "app2"):
-        assert record_state(lab, host, "1.0.0") == "failed"
+        assert record_state(lab, host, other(start)) == "failed"
 
 
-def lb_state(lab, server):
-    """(admin, op) of a server in HAProxy on lb1, read by lb_info."""
-    servers = run_module(lab, "lb1", "seedops.deploy.lb_info", {"backend": "app"})["servers"]
-    return servers[server]["admin"], servers[server]["op"]
+def test_scale_in_then_out_under_load_without_a_reload_and_without_knowing_the_version(lab, demo):
+    """The fleet shrinks and grows under load. A fleet that runs two releases is refused first, naming them, before
+    any change, when no version is given. scale_in.yml takes app3 out: drained, its service stopped and disabled,
+    its release kept, its server deleted from the running HAProxy and from its configuration with no reload. app3 is
+    then wiped back to a prepared host that never had a release, and put back in the backend by the haproxy role (as
+    site.yml runs it): it joins in maintenance and takes no traffic. deploy.yml without deploy_version reads the one
+    release the fleet runs and gives it to app3 alone, which takes traffic once healthy. 0 failed requests; app1 and
+    app2 are never touched, and HAProxy never reloads."""
+    start = fleet_at(lab, RELEASES)
+    pids = {h: live(lab, h)[2] for h in ("app1", "app2")}
+    worker = haproxy_worker(lab)
+    # A mixed fleet: app3's live release link points at the other release (kept from an earlier deploy).
+    assert lab.ssh("app3", f"sudo ln -sfn releases/{other(start)} {BASE}/current.mixed && sudo mv -T {BASE}/current.mixed "
+                           f"{BASE}/current && test -d {BASE}/releases/{other(start)}").returncode == 0
+    mixed, _recap = run_playbook("playbooks/deploy.yml", lab.inventory)
+    lab.ssh("app3", f"sudo ln -sfn releases/{start} {BASE}/current.mixed && sudo mv -T {BASE}/current.mixed {BASE}/current")
+    assert mixed.returncode != 0
+    assert ("No deploy_version was given, so the plan follows the release the fleet runs, but the fleet runs more "
+            f"than one release: {other(start)} on app3; {start} on app1, app2. Give the version") in flat(mixed.stdout)
+    assert {h: live(lab, h)[2] for h in ("app1", "app2")} == pids
+
+    result, _recap, load, _report = playbook_under_load(demo, lab, "playbooks/scale_in.yml", "-e", "scale_in_hosts=app3")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert load["all"]["failed"] == 0, load["errors"]
+    assert f"app3 left: its service is inactive, release {start} kept. lb1 serves from app1, app2 (2 servers in app)" in flat(
+        result.stdout)
+    assert set(haproxy_servers(lab)) == {"app1", "app2"}
+    assert "server app3 " not in lab.ssh("lb1", "cat /etc/haproxy/haproxy.cfg").stdout
+    assert haproxy_worker(lab) == worker, "the server left through the runtime API, with no reload"
+    assert lab.ssh("app3", "systemctl is-active seedops-app; systemctl is-enabled seedops-app").stdout.split() == [
+        "inactive", "disabled"]
+    assert lab.ssh("app3", f"readlink {BASE}/current").stdout.strip() == f"releases/{start}"
+    assert answering(demo["port"]) == {"app1", "app2"}
+
+    # A new host: its unit installed and enabled (site.yml's app_service play), nothing under the base directory.
+    lab.ssh("app3", f"sudo rm -rf {BASE} && sudo systemctl enable --quiet seedops-app")
+    back, _recap = run_playbook("tests/integration/playbooks/lb.yml", lab.inventory)
+    assert back.returncode == 0, back.stdout[-3000:]
+    assert "lb1: joined app3 (in maintenance until a deploy brings them in behind its health gate); left nobody" in flat(
+        back.stdout)
+    assert haproxy_servers(lab)["app3"][0] == "maint" and haproxy_worker(lab) == worker
+    result, _recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert f"No deploy_version given: the fleet runs {start} (app1, app2); new hosts that get it: app3." in flat(
+        result.stdout)
+    assert load["all"]["failed"] == 0, load["errors"]
+    assert {h: (r["old"], r["runs"], r["result"]) for h, r in rows(report).items()} == {
+        "app1": (start, start, "unchanged"), "app2": (start, start, "unchanged"), "app3": (None, start, "switched")}
+    assert {h: live(lab, h)[2] for h in ("app1", "app2")} == pids, "the serving hosts were left alone"
+    assert live(lab, "app3")[:2] == (start, start)
+    assert haproxy_servers(lab)["app3"][:2] == ("ready", "up") and answering(demo["port"]) == set(APPS)
+    assert haproxy_worker(lab) == worker
 
 
 def test_a_host_left_drained_is_repaired_and_status_shows_the_fleet(lab, demo, tmp_path):
-    fleet_at(lab, "2.0.0")
+    start = fleet_at(lab, RELEASES)
     pids = {host: live(lab, host)[2] for host in APPS}
-    # What a run killed after its drain leaves behind: app2 serves 2.0.0 healthily but is drained in HAProxy;
+    # What a run killed after its drain leaves behind: app2 serves its release healthily but is drained in HAProxy;
     # app3 was left at weight 0.
     drained = run_module(lab, "lb1", "seedops.deploy.lb_member", {"backend": "app", "server": "app2", "state": "drain"})
     assert drained["_status"] == "CHANGED", drained
@@ -409,23 +519,23 @@ def test_a_host_left_drained_is_repaired_and_status_shows_the_fleet(lab, demo, t
     status_file = tmp_path / "fleet.json"
     result, _recap = run_playbook("playbooks/status.yml", lab.inventory, "-e", f"deploy_status_file={status_file}")
     assert result.returncode == 0, result.stdout[-3000:]
-    assert "OUT OF ROTATION" in result.stdout and "fleet: 2.0.0 on app1, app2, app3" in result.stdout
+    assert "OUT OF ROTATION" in result.stdout and f"fleet: {start} on app1, app2, app3" in result.stdout
     status = {row["host"]: row for row in json.loads(status_file.read_text())["hosts"]}
     assert {h: (r["release"], r["lb"]["admin"], r["lb"]["weight"], r["lb"]["in_rotation"], r["health"])
-            for h, r in status.items()} == {"app1": ("2.0.0", "ready", 100, True, "healthy"),
-                                            "app2": ("2.0.0", "drain", 100, False, "healthy"),
-                                            "app3": ("2.0.0", "ready", 0, False, "healthy")}
+            for h, r in status.items()} == {"app1": (start, "ready", 100, True, "healthy"),
+                                            "app2": (start, "drain", 100, False, "healthy"),
+                                            "app3": (start, "ready", 0, False, "healthy")}
     # The last deploy as the host's release records tell it (which one depends on what ran before this test).
     last = status["app1"]["last"]
-    assert last["release"] in ("1.0.0", "2.0.0") and last["result"] in ("went live", "failed"), last
+    assert last["release"] in RELEASES and last["result"] in ("went live", "failed"), last
     assert "@" in last["who"] and last["when"].startswith("20"), last
 
-    result, recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml", "-e", "deploy_version=2.0.0")
+    result, recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml", "-e", f"deploy_version={start}")
     assert result.returncode == 0, result.stdout[-4000:]
     assert load["all"]["failed"] == 0, load["errors"]
     out = flat(result.stdout)
-    assert "app2: repair in batch 1 - runs 2.0.0 healthily but is in drain in the load balancer" in out
-    assert "app3: repair in batch 2 - runs 2.0.0 healthily but is at weight 0 in the load balancer" in out
+    assert f"app2: repair in batch 1 - runs {start} healthily but is in drain in the load balancer" in out
+    assert f"app3: repair in batch 2 - runs {start} healthily but is at weight 0 in the load balancer" in out
     by_host = rows(report)
     assert {h: (r["action"], r["result"], r["rotation"]) for h, r in by_host.items()} == {
         "app1": ("unchanged", "unchanged", "ready/up"), "app2": ("repair", "repaired", "ready/up"),
@@ -437,47 +547,8 @@ def test_a_host_left_drained_is_repaired_and_status_shows_the_fleet(lab, demo, t
     assert answering(demo["port"]) == set(APPS)
 
 
-LOCK = "/var/lib/seedops-deploy/locks/seedops-app-app.json"
-
-
-def lock_record(lab):
-    out = lab.ssh("lb1", f"sudo cat {LOCK} 2>/dev/null").stdout
-    return json.loads(out) if out.strip() else None
-
-
-def test_one_deploy_at_a_time_the_second_fails_at_once_naming_the_holder_or_waits(lab, demo):
-    fleet_at(lab, "1.0.0")
-    first = {}
-    runner = threading.Thread(target=lambda: first.update(out=run_playbook(
-        "playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=2.0.0")))
-    runner.start()
-    try:
-        deadline = time.monotonic() + 120
-        while lock_record(lab) is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        holder = lock_record(lab)
-        assert holder and holder["holder"]["playbook"] == "deploy.yml" and holder["holder"]["version"] == "2.0.0", holder
-        # A second deploy while the first holds the lock: refused at once, naming the holder; it changes nothing.
-        second, recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=1.0.0")
-        assert second.returncode != 0
-        out = flat(second.stdout)
-        assert f"the fleet deploy lock {LOCK} is held by run {holder['run_id']}" in out, out[-3000:]
-        assert "playbook deploy.yml, version 2.0.0" in out and "deploy_lock_break=true" in out
-        assert all(recap[h]["changed"] == 0 for h in APPS), recap
-        # A third one that may wait goes on once the first is done (and finds nothing left to do).
-        third, recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=2.0.0",
-                                    "-e", "deploy_lock_wait=300")
-    finally:
-        runner.join(900)
-    assert first["out"][0].returncode == 0, first["out"][0].stdout[-3000:]
-    assert third.returncode == 0, third.stdout[-3000:]
-    assert all(recap[h]["changed"] == 0 for h in APPS), recap
-    assert {live(lab, h)[:2] for h in APPS} == {("2.0.0", "2.0.0")}
-    assert lock_record(lab) is None, "the last run gave the lock back"
-
-
 def test_a_dead_runs_lock_expires_and_a_live_one_is_taken_over_only_when_asked(lab, demo):
-    fleet_at(lab, "2.0.0")
+    start = fleet_at(lab, RELEASES)
 
     def hold(run_id, ttl):
         r = run_module(lab, "lb1", "seedops.deploy.fleet_lock",
@@ -487,53 +558,58 @@ def test_a_dead_runs_lock_expires_and_a_live_one_is_taken_over_only_when_asked(l
     # A lease whose run died: it expires, and the next run takes it and says so.
     hold("dead-run", 1)
     time.sleep(1.5)
-    result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=2.0.0")
+    result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", f"deploy_version={start}")
     assert result.returncode == 0, result.stdout[-3000:]
     assert "version 9" in result.stderr and "expired" in result.stderr, result.stderr[-2000:]
     assert lock_record(lab) is None
     # A live one: refused, then taken over with deploy_lock_break, which the output says.
     hold("live-run", 600)
-    refused, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=2.0.0")
+    refused, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", f"deploy_version={start}")
     assert refused.returncode != 0 and "is held by run live-run" in flat(refused.stdout)
     assert lock_record(lab)["run_id"] == "live-run", "a refused run leaves the holder's lock alone"
-    broken, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=2.0.0",
+    broken, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", f"deploy_version={start}",
                                   "-e", "deploy_lock_break=true")
     assert broken.returncode == 0, broken.stdout[-3000:]
     assert "live-run" in broken.stderr or "live-run" in broken.stdout, broken.stderr[-2000:]
     assert lock_record(lab) is None
 
 
-def haproxy_servers(lab):
-    """{server: (admin, op, weight)} of backend app, straight from HAProxy's runtime API on lb1 (no Ansible)."""
-    out = lab.ssh("lb1", "sudo python3 -c \"import socket; s = socket.socket(socket.AF_UNIX); "
-                         "s.connect('/run/haproxy/admin.sock'); s.sendall(b'show servers state app\\n'); "
-                         "print(s.makefile().read())\"").stdout
-    header, servers = None, {}
-    for line in out.splitlines():
-        if line.startswith("#"):
-            header = line[1:].split()
-        elif header and len(line.split()) >= len(header):
-            row = dict(zip(header, line.split()))
-            admin = "maint" if int(row["srv_admin_state"]) & 0x01 else "drain" if int(row["srv_admin_state"]) & 0x08 else "ready"
-            servers[row["srv_name"]] = (admin, "up" if row["srv_op_state"] == "2" else "down", int(row["srv_uweight"]))
-    return servers
-
-
-# Where a dead controller leaves a rolling deploy of 3 hosts (batches app1, app2, app3), and what the rerun must do
-# with app1. Each case deploys the other version than the one before, so no case needs a reset deploy first. (A kill
-# between batches, app1 done, is not a case of its own: a host already on the release is left "unchanged" in the
-# scale-in test, and every case here has the rerun carry on with app2 and app3.)
-KILLED = {
-    "after the drain": ("lb_member:state=drain@app1", "1.0.0", "2.0.0", "switch", "switched"),
-    "after the switch": ("release:state=active@app1", "2.0.0", "1.0.0", "finish", "finished"),
-    "during the health gate": ("staged_restart@app1/start+2", "1.0.0", "2.0.0", None, None),
-}
+def test_one_deploy_at_a_time_the_second_fails_at_once_naming_the_holder_or_waits(lab, demo):
+    start = fleet_at(lab, RELEASES)
+    target = other(start)
+    first = {}
+    runner = threading.Thread(target=lambda: first.update(out=run_playbook(
+        "playbooks/deploy.yml", lab.inventory, "-e", f"deploy_version={target}")))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 120
+        while lock_record(lab) is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        holder = lock_record(lab)
+        assert holder and holder["holder"]["playbook"] == "deploy.yml" and holder["holder"]["version"] == target, holder
+        # A second deploy while the first holds the lock: refused at once, naming the holder; it changes nothing.
+        second, recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", f"deploy_version={start}")
+        assert second.returncode != 0
+        out = flat(second.stdout)
+        assert f"the fleet deploy lock {LOCK} is held by run {holder['run_id']}" in out, out[-3000:]
+        assert f"playbook deploy.yml, version {target}" in out and "deploy_lock_break=true" in out
+        assert all(recap[h]["changed"] == 0 for h in APPS), recap
+        # A third one that may wait goes on once the first is done (and finds nothing left to do).
+        third, recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", f"deploy_version={target}",
+                                    "-e", "deploy_lock_wait=300")
+    finally:
+        runner.join(900)
+    assert first["out"][0].returncode == 0, first["out"][0].stdout[-3000:]
+    assert third.returncode == 0, third.stdout[-3000:]
+    assert all(recap[h]["changed"] == 0 for h in APPS), recap
+    assert {live(lab, h)[:2] for h in APPS} == {(target, target)}
+    assert lock_record(lab) is None, "the last run gave the lock back"
 
 
 @pytest.mark.parametrize("point", list(KILLED))
 def test_a_rerun_after_the_controller_was_killed_ends_with_every_host_on_the_release_and_in_rotation(lab, demo, point):
-    kill_at, start, target, action, result_name = KILLED[point]
-    fleet_at(lab, start)
+    kill_at, action, result_name = KILLED[point]
+    target = other(fleet_at(lab, RELEASES))
     load = load_client().Load(f"http://127.0.0.1:{demo['port']}/", RPS, 0.1, "1s", 15)
     env = {"SEEDOPS_DEPLOY_REPORT_DIR": str(demo["reports"])}
     # The killed run's health gate is long (10 successes, 0.5 s apart), so +2 s lands inside it; its lease is short.
@@ -575,7 +651,7 @@ def test_a_rerun_after_the_controller_was_killed_ends_with_every_host_on_the_rel
 
 
 def test_a_haproxy_reload_in_the_middle_of_a_rollout_keeps_the_drained_server_drained(lab, demo):
-    fleet_at(lab, "1.0.0")
+    target = other(fleet_at(lab, RELEASES))
     slow = '{"deploy_health": {"url": "http://127.0.0.1:8080/healthz", "successes": 10, "interval": 0.5, "timeout": 60}}'
     seen = {}
 
@@ -587,13 +663,13 @@ def test_a_haproxy_reload_in_the_middle_of_a_rollout_keeps_the_drained_server_dr
         seen["reload"] = lab.ssh("lb1", "sudo systemctl reload haproxy")
         seen["after"] = haproxy_servers(lab)
 
-    result, _recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml", "-e", "deploy_version=2.0.0",
+    result, _recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml", "-e", f"deploy_version={target}",
                                                        "-e", slow, during=reload_while_app1_is_drained)
     assert result.returncode == 0, result.stdout[-4000:]
     assert seen["before"]["app1"][0] == "drain" and seen["reload"].returncode == 0, seen
     assert seen["after"]["app1"][0] == "drain", f"the reload put app1 back into rotation mid-rollout: {seen}"
     assert load["all"]["failed"] == 0, load["errors"]
-    assert {h: (r["runs"], r["rotation"]) for h, r in rows(report).items()} == {h: ("2.0.0", "ready/up") for h in APPS}
+    assert {h: (r["runs"], r["rotation"]) for h, r in rows(report).items()} == {h: (target, "ready/up") for h in APPS}
     state = lab.ssh("lb1", "sudo cat /var/lib/haproxy/server-state").stdout
     assert state.startswith("1\n") and " app1 " in state, state
 
@@ -602,7 +678,8 @@ def test_a_release_that_fails_real_traffic_is_stopped_at_the_canary_and_a_good_o
     """4.0.0 answers /healthz 200 and every other request 500: the health gate lets it through, the canary's
     traffic does not; a smoke test that fails after the canary batch takes it back too. A good release passes the
     same analysis and its smoke tests, and every hook runs in order."""
-    fleet_at(lab, "2.0.0")
+    start = fleet_at(lab, RELEASES)
+    good_release = other(start)
     pids = {host: live(lab, host)[2] for host in APPS}
     # Staged with the peer fan-out: no host holds 4.0.0, two seeds fetch it from the repository, app3 from a seed.
     package = "seedops-app-4.0.0-linux-amd64.tar.gz"
@@ -630,9 +707,9 @@ def test_a_release_that_fails_real_traffic_is_stopped_at_the_canary_and_a_good_o
     assert seen["requests"] >= 3 and seen["errors"] == seen["requests"], seen
     assert "canary: FAIL after" in result.stdout and "traffic app1 (canary)" in result.stdout
     by_host = rows(report)
-    assert (by_host["app1"]["result"], by_host["app1"]["runs"]) == ("rolled back", "2.0.0"), by_host["app1"]
+    assert (by_host["app1"]["result"], by_host["app1"]["runs"]) == ("rolled back", start), by_host["app1"]
     assert {h: by_host[h]["result"] for h in ("app2", "app3")} == {"app2": "not reached", "app3": "not reached"}
-    assert {live(lab, h)[:2] for h in APPS} == {("2.0.0", "2.0.0")}
+    assert {live(lab, h)[:2] for h in APPS} == {(start, start)}
     assert {h: live(lab, h)[2] for h in ("app2", "app3")} == {h: pids[h] for h in ("app2", "app3")}
     assert record_state(lab, "app1", "4.0.0") == "failed"
     assert haproxy_servers(lab) == {h: ("ready", "up", 100) for h in APPS}
@@ -653,8 +730,8 @@ def test_a_release_that_fails_real_traffic_is_stopped_at_the_canary_and_a_good_o
     assert result.returncode != 0
     out = flat(result.stdout)
     assert "Smoke tests failed after batch 1: http://127.0.0.1:80/version: version is" in out, out[-3000:]
-    assert 'not "no-such-version"' in out and "app1 is back on 2.0.0" in out
-    assert {live(lab, h)[:2] for h in APPS} == {("2.0.0", "2.0.0")}
+    assert 'not "no-such-version"' in out and f"app1 is back on {start}" in out
+    assert {live(lab, h)[:2] for h in APPS} == {(start, start)}
     # The hooks that ran: every host before its stage; app1 before its batch, and on_failure when it stopped.
     logs = {h: lab.ssh(h, "cat /var/tmp/seedops-hooks.log").stdout.strip().split("\n") for h in APPS}
     assert logs == {"app1": ["before_stage 4.0.0", "before_activate 4.0.0", "on_failure 4.0.0"],
@@ -666,8 +743,9 @@ def test_a_release_that_fails_real_traffic_is_stopped_at_the_canary_and_a_good_o
         lab.ssh(host, "sudo rm -f /var/tmp/seedops-hooks.log")
     good = json.dumps({"deploy_smoke_checks": [{"path": "/healthz", "contains": "ok"}, {"path": "/", "status": 200}],
                        "deploy_canary_weights": [10, 50], "deploy_batch_bake": 3, "deploy_canary_min_requests": 10})
-    result, _recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml", "-e", "deploy_version=1.0.0",
-                                                       "-e", "deploy_canary_bake=6", "-e", good, "-e", hooks)
+    result, _recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml", "-e",
+                                                       f"deploy_version={good_release}", "-e", "deploy_canary_bake=6",
+                                                       "-e", good, "-e", hooks)
     assert result.returncode == 0, result.stdout[-4000:]
     assert report["canary"]["verdict"] == "pass" and not report["canary"]["early"], report["canary"]
     steps = report["canary"]["steps"]
@@ -680,10 +758,11 @@ def test_a_release_that_fails_real_traffic_is_stopped_at_the_canary_and_a_good_o
     assert "step 10.0% (weight 22, expected 9.9%): pass" in result.stdout and "batch 3: PASS after" in result.stdout
     assert haproxy_servers(lab) == {h: ("ready", "up", 100) for h in APPS}, "the canary has its own weight back"
     assert load["all"]["failed"] == 0, load["errors"]
-    assert {h: r["runs"] for h, r in rows(report).items()} == {h: "1.0.0" for h in APPS}
+    assert {h: r["runs"] for h, r in rows(report).items()} == {h: good_release for h in APPS}
     for host in APPS:
         assert lab.ssh(host, "cat /var/tmp/seedops-hooks.log").stdout.split() == [
-            "before_stage", "1.0.0", "before_activate", "1.0.0", "after_activate", "1.0.0", "after_deploy", "1.0.0"]
+            step for point in ("before_stage", "before_activate", "after_activate", "after_deploy")
+            for step in (point, good_release)]
 
 
 def test_a_platform_without_a_build_fails_before_any_change(lab, demo):
@@ -741,21 +820,6 @@ def test_a_host_that_cannot_run_the_build_stops_the_deploy_before_any_change_and
         lab.ssh("repo1", f"sudo rm -rf {publish}")
 
 
-def test_a_drain_that_fails_stops_the_rollout_gives_the_lock_back_and_changes_nothing(lab, demo):
-    """A load balancer that refuses the canary's drain (here: no such server) stops the run before the switch, and
-    the fleet lock is given back at once, not left to expire."""
-    fleet_at(lab, "1.0.0")
-    pids = {host: live(lab, host)[2] for host in APPS}
-    result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=2.0.0",
-                                  "-e", "deploy_lb_server=nosuch")
-    assert result.returncode != 0
-    out = flat(result)
-    assert "app1: the drain of nosuch failed: HAProxy has no server nosuch in backend app" in out, out[-2000:]
-    assert "app1 was not switched, and no load balancer drained it." in out
-    assert lock_record(lab) is None, "the lock was given back"
-    assert {host: live(lab, host)[:3:2] for host in APPS} == {host: ("1.0.0", pids[host]) for host in APPS}
-
-
 def test_a_version_missing_from_the_repository_fails_before_any_change(lab, demo):
     pids = {host: live(lab, host)[2] for host in APPS}
     result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=9.9.9")
@@ -780,46 +844,6 @@ def test_an_http_artifact_with_an_http_checksum_list_is_refused_before_any_chang
     assert "Nothing was changed" in out
     assert {host: live(lab, host)[2] for host in APPS} == pids
     assert lock_record(lab) is None, "refused before the lock is taken"
-
-
-# -- start beside, then flip (deploy_beside_ports) ------------------------------------------------------------------
-
-BESIDE = json.dumps({"seedops_demo_beside_ports": [8080, 8081]})
-
-
-def instance(lab, host, port):
-    """(unit state, enabled, version, pid) of the instance seedops-app@PORT on the host, read there."""
-    state = lab.ssh(host, f"systemctl is-active seedops-app@{port}; systemctl is-enabled seedops-app@{port}").stdout.split()
-    out = lab.ssh(host, "python3 -c \"import urllib.request as u; "
-                        f"print(u.urlopen('http://127.0.0.1:{port}/version', timeout=5).read().decode())\"").stdout
-    doc = json.loads(out) if out.strip() else {}
-    return state[0], state[1] if len(state) > 1 else None, doc.get("version"), doc.get("pid")
-
-
-def live_port(lab, host):
-    return int(lab.ssh(host, f"cat {BASE}/live-port").stdout.strip() or 0)
-
-
-def servers(lab):
-    """{server: (admin, op)} in HAProxy on lb1."""
-    found = run_module(lab, "lb1", "seedops.deploy.lb_info", {"backend": "app"})["servers"]
-    return {name: (s["admin"], s["op"]) for name, s in found.items()}
-
-
-@pytest.fixture(scope="module")
-def beside(lab, demo):
-    """The fleet on 1.0.0, moved to two instances per host (app_service_beside_ports, haproxy_beside_ports), and
-    moved back to one at the end for the tests that follow."""
-    fleet_at(lab, "1.0.0")
-    result, _recap = run_playbook("tests/integration/playbooks/beside.yml", lab.inventory, "-e", BESIDE)
-    assert result.returncode == 0, result.stdout[-4000:]
-    yield
-    result, _recap = run_playbook("tests/integration/playbooks/beside.yml", lab.inventory)
-    assert result.returncode == 0, result.stdout[-4000:]
-    for host in APPS:
-        assert lab.ssh(host, "systemctl is-active seedops-app").stdout.strip() == "active"
-        assert lab.ssh(host, f"test -e {BASE}/live-port || test -e /etc/systemd/system/seedops-app@.service").returncode != 0
-    assert set(servers(lab)) == set(APPS)
 
 
 def test_beside_a_rolling_deploy_flips_each_host_to_its_new_instance_and_a_broken_one_never_takes_traffic(
