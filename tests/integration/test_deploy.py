@@ -281,6 +281,54 @@ def test_rolling_deploy_v2_under_load_fails_no_request(lab, demo):
     assert len(html_files) == 2 and "<svg" in open(sorted(html_files)[-1], encoding="utf-8").read()
 
 
+def test_the_built_collection_installs_offline_and_its_site_in_check_mode_changes_nothing_after_the_main_command(
+        lab, demo, tmp_path):
+    """The collection tarball, installed offline, runs site.yml in check mode with --diff on the fleet the main
+    command just converged: every host is planned, and nothing would change. (Each role's tests prove its own real
+    rerun changes nothing; this run on the whole fleet also reports any change that roles would make to each
+    other.)"""
+    build = subprocess.run(
+        [os.path.join(VENV_BIN, "ansible-galaxy"), "collection", "build", REPO_ROOT, "--output-path", str(tmp_path)],
+        capture_output=True, text=True, cwd=tmp_path, check=False,
+    )
+    assert build.returncode == 0, build.stderr
+    (tarball,) = glob.glob(str(tmp_path / "seedops-deploy-*.tar.gz"))
+    listing = subprocess.run(["tar", "tzf", tarball], capture_output=True, text=True, check=True).stdout.split()
+    assert "playbooks/site.yml" in listing and "roles/preflight/meta/argument_specs.yml" in listing
+    assert "plugins/callback/deploy_report.py" in listing and "playbooks/deploy.yml" in listing
+    for ignored in (".lab", ".venv", "tests/output", ".git"):
+        assert not any(p == ignored or p.startswith(ignored + "/") for p in listing), ignored
+
+    collections = tmp_path / "collections"
+    # Run from a directory without ansible.cfg, with only the installed copy on the collections path.
+    env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_CONFIG"}
+    env["ANSIBLE_COLLECTIONS_PATH"] = str(collections)
+    install = subprocess.run(
+        [os.path.join(VENV_BIN, "ansible-galaxy"), "collection", "install", "--offline", "-p", str(collections), tarball],
+        capture_output=True, text=True, cwd=tmp_path, env=env, check=False,
+    )
+    assert install.returncode == 0, install.stdout + install.stderr
+    assert (collections / "ansible_collections" / "seedops" / "deploy" / "MANIFEST.json").exists()
+
+    doc = subprocess.run([os.path.join(VENV_BIN, "ansible-doc"), "-t", "filter", "-l", "seedops.deploy"],
+                         capture_output=True, text=True, cwd=tmp_path, env=env, check=False)
+    assert doc.returncode == 0, doc.stderr
+    for name in ("seedops.deploy.goarch", "seedops.deploy.goos", "seedops.deploy.platform"):
+        assert name in doc.stdout
+    modules = subprocess.run([os.path.join(VENV_BIN, "ansible-doc"), "-l", "seedops.deploy"],
+                             capture_output=True, text=True, cwd=tmp_path, env=env, check=False)
+    assert modules.returncode == 0, modules.stderr
+    role = subprocess.run([os.path.join(VENV_BIN, "ansible-doc"), "-t", "role", "seedops.deploy.preflight"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, check=False)
+    assert role.returncode == 0 and "preflight_min_disk_mb" in role.stdout, role.stderr
+
+    # The main command's settings: the release it deployed last, and the demo's shutdown timeout.
+    result, recap = run_playbook("seedops.deploy.site", lab.inventory, "--check", "--diff", "-e", "deploy_version=2.0.0",
+                                 "-e", "seedops_demo_shutdown_timeout=100ms", cwd=str(tmp_path), env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert {host: (r["failed"], r["changed"]) for host, r in recap.items()} == {h["name"]: (0, 0) for h in lab.hosts}
+
+
 def test_rerunning_the_same_version_changes_nothing(lab, demo):
     start = fleet_at(lab, RELEASES)
     pids = {host: live(lab, host)[2] for host in APPS}

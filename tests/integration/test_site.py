@@ -1,18 +1,16 @@
-"""site.yml against the lab: from a checkout, then from the built and installed collection tarball in check mode,
-which changes nothing on the fleet the first run converged. (Each role's tests prove its own real rerun changes
-nothing; a check run with --diff on the whole fleet also reports any change that roles would make to each other.)"""
+"""site.yml against the lab: from a checkout with the build step, and preflight's refusals. (The main command runs
+site.yml on the whole fleet in test_deploy, where the built and installed collection's site.yml then runs in check
+mode and changes nothing.)"""
 
-import glob
 import json
 import os
 import re
 import shlex
 import shutil
-import subprocess
 
 import pytest
 
-from conftest import REPO_ROOT, VENV_BIN, flat, run_playbook, sh
+from conftest import flat, run_playbook, sh
 
 pytestmark = pytest.mark.lab
 
@@ -23,10 +21,13 @@ V1 = ("-e", "deploy_version=1.0.1")
 
 def test_site_from_checkout_builds_then_converges_the_fleet(lab, demo_packages):
     """The main job with -e deploy_build=true: build.yml builds 1.0.1 for the platforms the app hosts report, into
-    the directory the repo host serves; the deploy checks every host against the build record, then installs it."""
+    the directory the repo host serves; the deploy checks every host against the build record, then installs it.
+    The host-preparation roles are left out (prepare_roles empty): the main command in test_deploy runs them on the
+    whole fleet, and each has its own tests."""
     built = os.path.join(demo_packages, "1.0.1")
     shutil.rmtree(built, ignore_errors=True)
-    first, recap = run_playbook("playbooks/site.yml", lab.inventory, *V1, "-e", "deploy_build=true")
+    first, recap = run_playbook("playbooks/site.yml", lab.inventory, *V1, "-e", "deploy_build=true",
+                                "-e", '{"prepare_roles": []}')
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
     assert set(recap) == {h["name"] for h in lab.hosts} | {"localhost"}
     assert all(r["failed"] == 0 and r["unreachable"] == 0 for r in recap.values()), recap
@@ -93,47 +94,3 @@ def test_preflight_rejects_a_bad_variable_by_its_argument_spec(lab):
     result = run_playbook("playbooks/site.yml", lab.inventory, "--limit", "app1", "-e", "preflight_min_cpus=many")[0]
     assert result.returncode != 0
     assert "preflight_min_cpus" in result.stdout and "cannot be converted to an int" in result.stdout
-
-
-def test_built_collection_installs_offline_and_its_site_in_check_mode_changes_nothing(lab, tmp_path):
-    build = subprocess.run(
-        [os.path.join(VENV_BIN, "ansible-galaxy"), "collection", "build", REPO_ROOT, "--output-path", str(tmp_path)],
-        capture_output=True, text=True, cwd=tmp_path, check=False,
-    )
-    assert build.returncode == 0, build.stderr
-    (tarball,) = glob.glob(str(tmp_path / "seedops-deploy-*.tar.gz"))
-    listing = subprocess.run(["tar", "tzf", tarball], capture_output=True, text=True, check=True).stdout.split()
-    assert "playbooks/site.yml" in listing and "roles/preflight/meta/argument_specs.yml" in listing
-    assert "plugins/callback/deploy_report.py" in listing and "playbooks/deploy.yml" in listing
-    for ignored in (".lab", ".venv", "tests/output", ".git"):
-        assert not any(p == ignored or p.startswith(ignored + "/") for p in listing), ignored
-
-    collections = tmp_path / "collections"
-    # Run from a directory without ansible.cfg, with only the installed copy on the collections path.
-    env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_CONFIG"}
-    env["ANSIBLE_COLLECTIONS_PATH"] = str(collections)
-    install = subprocess.run(
-        [os.path.join(VENV_BIN, "ansible-galaxy"), "collection", "install", "--offline", "-p", str(collections), tarball],
-        capture_output=True, text=True, cwd=tmp_path, env=env, check=False,
-    )
-    assert install.returncode == 0, install.stdout + install.stderr
-    assert (collections / "ansible_collections" / "seedops" / "deploy" / "MANIFEST.json").exists()
-
-    doc = subprocess.run([os.path.join(VENV_BIN, "ansible-doc"), "-t", "filter", "-l", "seedops.deploy"],
-                         capture_output=True, text=True, cwd=tmp_path, env=env, check=False)
-    assert doc.returncode == 0, doc.stderr
-    for name in ("seedops.deploy.goarch", "seedops.deploy.goos", "seedops.deploy.platform"):
-        assert name in doc.stdout
-    modules = subprocess.run([os.path.join(VENV_BIN, "ansible-doc"), "-l", "seedops.deploy"],
-                             capture_output=True, text=True, cwd=tmp_path, env=env, check=False)
-    assert modules.returncode == 0, modules.stderr
-    role = subprocess.run([os.path.join(VENV_BIN, "ansible-doc"), "-t", "role", "seedops.deploy.preflight"],
-                          capture_output=True, text=True, cwd=tmp_path, env=env, check=False)
-    assert role.returncode == 0 and "preflight_min_disk_mb" in role.stdout, role.stderr
-
-    # In check mode with --diff, on the fleet test_site_from_checkout_builds_then_converges_the_fleet converged:
-    # every host is planned, and nothing would change.
-    result, recap = run_playbook("seedops.deploy.site", lab.inventory, "--check", "--diff", *V1, cwd=str(tmp_path),
-                                 env=env)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert {host: (r["failed"], r["changed"]) for host, r in recap.items()} == {h["name"]: (0, 0) for h in lab.hosts}
