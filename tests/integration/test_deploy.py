@@ -223,12 +223,12 @@ def servers(lab):
 
 @pytest.fixture(scope="module")
 def beside(lab, demo):
-    """The fleet on 1.0.0, moved to two instances per host (app_service_beside_ports, haproxy_beside_ports), and
-    moved back to one at the end for the tests that follow."""
-    fleet_at(lab, "1.0.0")
+    """The fleet on the release it runs (1.0.0 or 2.0.0, which this yields), moved to two instances per host
+    (app_service_beside_ports, haproxy_beside_ports), and moved back to one at the end for the tests that follow."""
+    start = fleet_at(lab, RELEASES)
     result, _recap = run_playbook("tests/integration/playbooks/beside.yml", lab.inventory, "-e", BESIDE)
     assert result.returncode == 0, result.stdout[-4000:]
-    yield
+    yield start
     result, _recap = run_playbook("tests/integration/playbooks/beside.yml", lab.inventory)
     assert result.returncode == 0, result.stdout[-4000:]
     for host in APPS:
@@ -240,7 +240,8 @@ def beside(lab, demo):
 # The tests, in the order they run. A test that needs the fleet on a given release comes where the one before left it
 # there (the rollback right after the demo; the scale-in, which leaves app3 with one release only, after every test
 # that needs a release to roll back to); the others deploy whichever release the fleet does not run
-# (fleet_at(lab, RELEASES) and other()). So the whole file needs one reset deploy, in the beside fixture.
+# (fleet_at(lab, RELEASES) and other()), the beside tests from the release the fixture found. So no test needs a
+# reset deploy when the file runs whole.
 
 
 def test_the_main_command_deploys_v1_then_v2_to_every_app_host_behind_the_lb(lab, demo):
@@ -897,30 +898,31 @@ def test_an_http_artifact_with_an_http_checksum_list_is_refused_before_any_chang
 def test_beside_a_rolling_deploy_flips_each_host_to_its_new_instance_and_a_broken_one_never_takes_traffic(
         lab, demo, beside):
     # Moved in: one instance per host on 8080, the unit's port not in the environment file, two servers per host.
+    target = other(beside)
     before = {}
     for host in APPS:
         state, enabled, version, pid = instance(lab, host, 8080)
-        assert (state, enabled, version, live_port(lab, host)) == ("active", "enabled", "1.0.0", 8080)
+        assert (state, enabled, version, live_port(lab, host)) == ("active", "enabled", beside, 8080)
         assert lab.ssh(host, "systemctl is-active seedops-app").stdout.strip() == "inactive"
         assert "PORT=" not in lab.ssh(host, "sudo cat /etc/seedops-app/env").stdout
         before[host] = pid
     assert servers(lab) == {**{f"{h}-8080": ("ready", "up") for h in APPS}, **{f"{h}-8081": ("maint", "down") for h in APPS}}
 
-    result, _recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml", "-e", "deploy_version=2.0.0",
-                                                       "-e", BESIDE)
+    result, _recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml",
+                                                       "-e", f"deploy_version={target}", "-e", BESIDE)
     assert result.returncode == 0, result.stdout[-4000:]
     assert load["all"]["failed"] == 0, load
     assert "app1: switch in batch 1 (start beside on 8081, then flip)" in flat(result.stdout)
     for host in APPS:
         # The new release runs as a second process on the other port; the old one is stopped and off at boot.
         state, enabled, version, pid = instance(lab, host, 8081)
-        assert (state, enabled, version, live_port(lab, host)) == ("active", "enabled", "2.0.0", 8081)
+        assert (state, enabled, version, live_port(lab, host)) == ("active", "enabled", target, 8081)
         assert pid != before[host]
         assert instance(lab, host, 8080)[:2] == ("inactive", "disabled")
-        assert live(lab, host)[0] == "2.0.0"
+        assert live(lab, host)[0] == target
     assert servers(lab) == {**{f"{h}-8081": ("ready", "up") for h in APPS}, **{f"{h}-8080": ("maint", "down") for h in APPS}}
     for row in report["hosts"]:
-        assert (row["result"], row["new"], row["port"], row["rotation"]) == ("switched", "2.0.0", 8081, "ready/up :8081")
+        assert (row["result"], row["new"], row["port"], row["rotation"]) == ("switched", target, 8081, "ready/up :8081")
         assert row["phases"]["flip"]["end"] > row["phases"]["health"]["end"], "flipped once the new one was healthy"
         assert "drain" not in row["phases"], "no drain: the old instance served until the flip"
 
@@ -930,26 +932,27 @@ def test_beside_a_rolling_deploy_flips_each_host_to_its_new_instance_and_a_broke
     result, _recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml", "-e", "deploy_version=3.0.0",
                                                        "-e", BESIDE, "-e", json.dumps({"deploy_health": health}))
     assert result.returncode != 0
-    assert load["all"]["failed"] == 0 and set(load["versions"]) == {"2.0.0"}, load
+    assert load["all"]["failed"] == 0 and set(load["versions"]) == {target}, load
     assert "seedops-app@8080 did not become healthy" in flat(result.stdout)
     assert "Its old instance still serves it: the new one was stopped and current switched back" in flat(result.stdout)
     assert instance(lab, "app1", 8081)[::3] == ("active", pid)
     assert instance(lab, "app1", 8080)[0] == "inactive" and live_port(lab, "app1") == 8081
-    assert live(lab, "app1")[0] == "2.0.0" and record_state(lab, "app1", "3.0.0") == "failed"
+    assert live(lab, "app1")[0] == target and record_state(lab, "app1", "3.0.0") == "failed"
     assert servers(lab)["app1-8080"][0] == "maint" and servers(lab)["app1-8081"] == ("ready", "up")
-    assert {live(lab, h)[0] for h in ("app2", "app3")} == {"2.0.0"}
+    assert {live(lab, h)[0] for h in ("app2", "app3")} == {target}
 
 
 def test_beside_together_flips_every_host_at_once_a_rollback_flips_back_and_a_rerun_tidies_a_flip_cut_short(
         lab, demo, beside):
-    fleet_at(lab, "2.0.0", extra=("-e", BESIDE))
-    result, _recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml", "-e", "deploy_version=1.0.0",
+    current = fleet_at(lab, RELEASES, extra=("-e", BESIDE))
+    result, _recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml",
+                                                       "-e", f"deploy_version={other(current)}",
                                                        "-e", "deploy_switch=together", "-e", BESIDE)
     assert result.returncode == 0, result.stdout[-4000:]
     assert load["all"]["failed"] == 0, load
     ports = {host: live_port(lab, host) for host in APPS}
     for host in APPS:
-        assert instance(lab, host, ports[host])[::2] == ("active", "1.0.0")
+        assert instance(lab, host, ports[host])[::2] == ("active", other(current))
     # The skew is the spread of the moments the load balancer flipped each host, as each flip returned them.
     flipped = [row["restart_times"]["flipped"] for row in report["hosts"]]
     assert {row["batch"] for row in report["hosts"]} == {"all"} and "drain" not in report["hosts"][0]["phases"]
@@ -958,10 +961,10 @@ def test_beside_together_flips_every_host_at_once_a_rollback_flips_back_and_a_re
     # A rollback is the same flip, back to the previous release on the other port.
     result, _recap = run_playbook("playbooks/rollback.yml", lab.inventory, "-e", BESIDE)
     assert result.returncode == 0, result.stdout[-4000:]
-    assert "rollback 2.0.0 (rolling)" in flat(result.stdout) and "(start beside on" in flat(result.stdout)
+    assert f"rollback {current} (rolling)" in flat(result.stdout) and "(start beside on" in flat(result.stdout)
     for host in APPS:
         back = 8080 if ports[host] == 8081 else 8081
-        assert live_port(lab, host) == back and instance(lab, host, back)[::2] == ("active", "2.0.0")
+        assert live_port(lab, host) == back and instance(lab, host, back)[::2] == ("active", current)
         assert instance(lab, host, ports[host])[0] == "inactive"
         ports[host] = back
 
@@ -972,9 +975,9 @@ def test_beside_together_flips_every_host_at_once_a_rollback_flips_back_and_a_re
     flip = run_module(lab, "lb1", "seedops.deploy.lb_member",
                       {"backend": "app", "server": f"app2-{new}", "replaces": f"app2-{old}"})
     assert flip["_status"] == "CHANGED", flip
-    result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=2.0.0", "-e", BESIDE)
+    result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", f"deploy_version={current}", "-e", BESIDE)
     assert result.returncode == 0, result.stdout[-4000:]
-    assert f"app2: repair in batch 1 - runs 2.0.0, but a second instance (port {old}) still runs" in flat(result.stdout)
+    assert f"app2: repair in batch 1 - runs {current}, but a second instance (port {old}) still runs" in flat(result.stdout)
     assert live_port(lab, "app2") == new, "the load balancer's truth wins over the file"
     assert instance(lab, "app2", new)[0] == "active" and instance(lab, "app2", old)[:2] == ("inactive", "disabled")
     assert servers(lab)[f"app2-{new}"] == ("ready", "up") and servers(lab)[f"app2-{old}"][0] == "maint"
