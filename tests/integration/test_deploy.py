@@ -24,6 +24,8 @@ BASE = "/srv/seedops-app"
 RPS = 60
 # The two good releases the tests deploy back and forth (see fleet_at and other).
 RELEASES = ("1.0.0", "2.0.0")
+# The demo's extra setting for both its playbooks (see the demo fixture); a later run of site.yml passes it too.
+DEMO_SETTINGS = "seedops_demo_shutdown_timeout=100ms"
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,7 @@ def demo(lab, demo_packages, tmp_path_factory):
     summary = tmp_path_factory.mktemp("demo") / "load.json"
     env = {**os.environ, "SEEDOPS_DEPLOY_REPORT_DIR": str(reports)}
     result = subprocess.run([os.path.join(VENV_BIN, "python"), os.path.join(REPO_ROOT, "tests", "lab", "demo.py"),
-                             "-e", "seedops_demo_shutdown_timeout=100ms", "--json", str(summary)],
+                             "-e", DEMO_SETTINGS, "--json", str(summary)],
                             capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=1200, check=False)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     port = lab.host("lb1")["ports"]["80/tcp"]
@@ -93,9 +95,10 @@ def fleet_at(lab, version, previous=None, extra=()):
             assert result.returncode == 0, result.stdout[-3000:]
         rotation = all(servers.get(h) == ("ready", "up", 100) for h in APPS)
     state = read()
-    if there(state) and rotation:
-        return there(state)
-    version = there(state) or choices[0]
+    found = there(state)
+    if found and rotation:
+        return found
+    version = found or choices[0]
     steps = [version]
     if previous is not None and any(c != previous for c, _t in state.values()):
         steps = [previous, version]
@@ -238,10 +241,10 @@ def beside(lab, demo):
 
 
 # The tests, in the order they run. A test that needs the fleet on a given release comes where the one before left it
-# there (the rollback right after the demo; the scale-in, which leaves app3 with one release only, after every test
-# that needs a release to roll back to); the others deploy whichever release the fleet does not run
-# (fleet_at(lab, RELEASES) and other()), the beside tests from the release the fixture found. So no test needs a
-# reset deploy when the file runs whole.
+# there: the rollback while the fleet still runs the demo's 2.0.0 with 1.0.0 to go back to; the scale-in, which
+# leaves app3 with one release only, after every test that needs a release to roll back to. The others deploy
+# whichever release the fleet does not run (fleet_at(lab, RELEASES) and other()), the beside tests from the release
+# the fixture found. So no test needs a reset deploy when the file runs whole.
 
 
 def test_the_main_command_deploys_v1_then_v2_to_every_app_host_behind_the_lb(lab, demo):
@@ -325,7 +328,7 @@ def test_the_built_collection_installs_offline_and_its_site_in_check_mode_change
 
     # The main command's settings: the release it deployed last, and the demo's shutdown timeout.
     result, recap = run_playbook("seedops.deploy.site", lab.inventory, "--check", "--diff", "-e", "deploy_version=2.0.0",
-                                 "-e", "seedops_demo_shutdown_timeout=100ms", cwd=str(tmp_path), env=env)
+                                 "-e", DEMO_SETTINGS, cwd=str(tmp_path), env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert {host: (r["failed"], r["changed"]) for host, r in recap.items()} == {h["name"]: (0, 0) for h in lab.hosts}
 
