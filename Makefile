@@ -59,7 +59,9 @@ lint: venv
 integration: venv
 	$(BIN)/pytest tests/integration --durations=60
 
-test: unit sanity lint integration
+# The checks, with the lab and the Go build cache made ready beside them (tests/utils/test-all.sh), then integration.
+test: venv
+	tests/utils/test-all.sh
 
 app: venv
 	tests/fixtures/app/build.sh $(VERSION)
