@@ -4,6 +4,7 @@ reruns, check mode, every injected corruption detected with nothing left behind,
 
 import hashlib
 import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -42,10 +43,12 @@ def repo(lab, app_packages, tmp_path_factory):
         f"bad/truncated/{name}": str(work / "truncated"), "bad/truncated/SHA256SUMS": str(work / "SHA256SUMS"),
         f"bad/wrongsums/{name}": local, "bad/wrongsums/SHA256SUMS": str(work / "WRONGSUMS"),
     }
-    dirs = " ".join(sorted({f"{WEB}/{os.path.dirname(rel)}" for rel in files}))
-    assert lab.ssh("repo1", f"sudo mkdir -p {dirs}").returncode == 0
+    # Laid out here, then copied in one run (one module run per file would cost a run of ansible each).
+    tree = work / "web"
     for rel, src in files.items():
-        copy_to(lab, "repo1", src, f"{WEB}/{rel}", mode="0644")
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, tree / rel)
+    copy_to(lab, "repo1", f"{tree}/", f"{WEB}/", mode="u=rwX,g=rX,o=rX")
     big = lab.ssh("repo1", f"sudo mkdir -p {WEB}/slow && (test -s {WEB}/slow/big.bin || sudo sh -c "
                            f"'head -c {BIG_MB}M /dev/urandom > {WEB}/slow/big.bin') && sha256sum {WEB}/slow/big.bin")
     assert big.returncode == 0, big.stderr
