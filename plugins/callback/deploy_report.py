@@ -236,7 +236,7 @@ class HostRecord:
         return {"host": self.name, "old": self.old, "new": new, "runs": self.runs(), "batch": self.batch,
                 "action": self.action, "reason": self.reason, "result": self.result(),
                 "lb": self.lb, "lb_before": self.lb_before, "rotation": self.rotation(), "live": self.live,
-                "service": self.service,
+                "service": self.service, "not_at_boot": _service.findings(self.service, self.live)["not_at_boot"],
                 "stage_s": self.seconds("stage"), "switch_s": self.seconds("drain", "switch", "flip"),
                 "health_s": self.seconds("health"), "flip_s": self.seconds("flip"), "port": self.port, "message": self.message, "restart_times": self.times,
                 "phases": self.phases, "refetched": self.refetched}
@@ -559,6 +559,11 @@ class CallbackModule(CallbackBase):
                 out.append("%s: %s - %s" % (row["result"], row["host"], row["reason"]))
             if "(" in row["runs"] and row["result"] != "unreachable":
                 out.append("WARNING: %s runs %s" % (row["host"], row["runs"]))
+            if row["not_at_boot"]:
+                unit = (row["service"] or {}).get("name") or "its service"
+                out.append("WARNING: %s: %s is %s at boot, so it would not come back after a reboot; enable it "
+                           "(systemctl enable %s, or rerun the app_service role)" % (row["host"], unit, row["not_at_boot"],
+                                                                                     unit))
         self._display.banner("SEEDOPS.DEPLOY REPORT")
         self._display.display("\n".join(out))
 

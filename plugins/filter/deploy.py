@@ -313,6 +313,8 @@ def _health_of(info):
         words.append("runs %s, NOT RESTARTED" % seen["stale"])
     if seen["says"]:
         words.append("says %s" % seen["says"])
+    if seen["not_at_boot"]:
+        words.append("%s AT BOOT" % seen["not_at_boot"].upper())
     return ", ".join(words)
 
 

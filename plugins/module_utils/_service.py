@@ -26,6 +26,10 @@ from ansible.module_utils.urls import open_url
 DELETED = " (deleted)"
 # The properties read from systemd, one `systemctl show` call.
 PROPERTIES = ("ActiveState", "SubState", "MainPID", "ExecMainStartTimestamp", "LoadState")
+# What `systemctl is-enabled` says of a unit that systemd will not start at boot: it would not come back after a
+# reboot. (Not the UnitFileState property: the manager keeps that from when it loaded the unit, and links changed
+# with --no-reload since then, as a flip changes them, are not in it; is-enabled reads the links.)
+NOT_AT_BOOT = ("disabled", "masked", "masked-runtime")
 VERSION_BODY_LIMIT = 4096
 
 
@@ -102,7 +106,8 @@ def findings(service, live):
     """What release_info's `service` says that the live release `live` does not - the one reading of it that the
     plan, the status table and the deploy report share: {down: its state when it is known and not active, stale:
     the release its process runs when that is not `live`, unhealthy: whether its probe failed, says: the version
-    it reports when that is not the release it runs}."""
+    it reports when that is not the release it runs, not_at_boot: its unit file state when systemd will not start it at
+    boot (disabled, masked)}."""
     service = service or {}
     release = service.get("release")
     reports = service.get("reports")
@@ -111,6 +116,7 @@ def findings(service, live):
         "stale": release if release and release != live else None,
         "unhealthy": service.get("healthy") is False,
         "says": reports if reports and reports != (release or live) else None,
+        "not_at_boot": service.get("boot") if service.get("boot") in NOT_AT_BOOT else None,
     }
 
 
@@ -136,14 +142,15 @@ def reported_version(url, timeout=5.0, validate_certs=True):
 
 
 def service_state(run, systemctl, unit, releases_dir, version_url=None, proc="/proc", records=None, clock=time.time):
-    """What `unit` runs now: {name, state, sub, pid, since, release, seen_by, reports, error}.
+    """What `unit` runs now: {name, state, sub, pid, since, boot, release, seen_by, reports, error}.
 
     `run(argv) -> (rc, stdout, stderr)`. `release` is the release its main process was started from (None when it
     does not run or that cannot be told), `seen_by` how it was told (exe, cwd or start time, the latter from
-    `records`, the release records); `reports` the version the service itself answers at `version_url`.
+    `records`, the release records); `reports` the version the service itself answers at `version_url`; `boot` what
+    `systemctl is-enabled` says of it (enabled, disabled, static, masked, ...).
     """
     rc, out, err = run([systemctl, "show", "--property=" + ",".join(PROPERTIES), unit])
-    state = {"name": unit, "state": None, "sub": None, "pid": None, "since": None, "release": None,
+    state = {"name": unit, "state": None, "sub": None, "pid": None, "since": None, "boot": None, "release": None,
              "seen_by": None, "reports": None, "error": None}
     if rc != 0:
         state["error"] = (out + err).strip() or "systemctl show %s failed" % unit
@@ -156,8 +163,9 @@ def service_state(run, systemctl, unit, releases_dir, version_url=None, proc="/p
         pid = int(props.get("MainPID") or 0)
     except ValueError:
         pid = 0
+    _rc, enabled, _err = run([systemctl, "is-enabled", unit])
     state.update(state=props.get("ActiveState"), sub=props.get("SubState"), pid=pid or None,
-                 since=props.get("ExecMainStartTimestamp") or None)
+                 since=props.get("ExecMainStartTimestamp") or None, boot=(enabled.split() or [None])[0])
     if pid:
         state["release"], state["seen_by"] = release_of_process(releases_dir, pid, proc)
         if state["release"] is None and records:

@@ -156,6 +156,11 @@ service:
     since:
       description: When its main process started (systemd's ExecMainStartTimestamp), or null.
       type: str
+    boot:
+      description:
+        - Whether systemd starts it at boot, as C(systemctl is-enabled) says - V(enabled), V(disabled), V(static),
+          V(masked), ... - or null. A V(disabled) or V(masked) unit would not come back after a reboot.
+      type: str
     release:
       description:
         - The release its main process was started from, or null when it does not run or runs from elsewhere.
@@ -183,6 +188,7 @@ service:
     state: active
     pid: 4242
     since: "Tue 2026-12-01 20:00:00 UTC"
+    boot: enabled
     release: "2.0.0"
     seen_by: exe
     reports: "2.0.0"

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import REPO_ROOT, VENV_BIN, answering, flat, load_client, run_module, run_playbook
+from conftest import REPO_ROOT, VENV_BIN, answering, flat, load_client, run_module, run_playbook, sh
 
 pytestmark = pytest.mark.lab
 
@@ -565,18 +565,26 @@ def test_a_host_left_drained_is_repaired_and_status_shows_the_fleet(lab, demo, t
     start = fleet_at(lab, RELEASES)
     pids = {host: live(lab, host)[2] for host in APPS}
     # What a run killed after its drain leaves behind: app2 serves its release healthily but is drained in HAProxy;
-    # app3 was left at weight 0.
+    # app3 was left at weight 0. And someone disabled app1's service at boot: it runs, but would not after a reboot.
     drained = run_module(lab, "lb1", "seedops.deploy.lb_member", {"backend": "app", "server": "app2", "state": "drain"})
     assert drained["_status"] == "CHANGED", drained
     weightless = run_module(lab, "lb1", "seedops.deploy.lb_member", {"backend": "app", "server": "app3", "weight": 0})
     assert weightless["_status"] == "CHANGED", weightless
+    try:
+        sh(lab, "app1", "sudo systemctl disable --quiet seedops-app")
+        repaired_and_said(lab, demo, tmp_path, start, pids)
+    finally:
+        sh(lab, "app1", "sudo systemctl enable --quiet seedops-app")
+
+
+def repaired_and_said(lab, demo, tmp_path, start, pids):
     status_file = tmp_path / "fleet.json"
     result, _recap = run_playbook("playbooks/status.yml", lab.inventory, "-e", f"deploy_status_file={status_file}")
     assert result.returncode == 0, result.stdout[-3000:]
     assert "OUT OF ROTATION" in result.stdout and f"fleet: {start} on app1, app2, app3" in result.stdout
     status = {row["host"]: row for row in json.loads(status_file.read_text())["hosts"]}
     assert {h: (r["release"], r["lb"]["admin"], r["lb"]["weight"], r["lb"]["in_rotation"], r["health"])
-            for h, r in status.items()} == {"app1": (start, "ready", 100, True, "healthy"),
+            for h, r in status.items()} == {"app1": (start, "ready", 100, True, "healthy, DISABLED AT BOOT"),
                                             "app2": (start, "drain", 100, False, "healthy"),
                                             "app3": (start, "ready", 0, False, "healthy")}
     # The last deploy as the host's release records tell it (which one depends on what ran before this test).
@@ -594,7 +602,12 @@ def test_a_host_left_drained_is_repaired_and_status_shows_the_fleet(lab, demo, t
     assert {h: (r["action"], r["result"], r["rotation"]) for h, r in by_host.items()} == {
         "app1": ("unchanged", "unchanged", "ready/up"), "app2": ("repair", "repaired", "ready/up"),
         "app3": ("repair", "repaired", "ready/up")}
-    assert "repaired: app2" in result.stdout and "repaired: app3" in result.stdout and "WARNING" not in result.stdout
+    assert "repaired: app2" in result.stdout and "repaired: app3" in result.stdout
+    # The deploy leaves the boot setting to the app_service role, and says what it measured.
+    warnings = [line for line in result.stdout.splitlines() if "WARNING" in line]
+    assert warnings == ["WARNING: app1: seedops-app is disabled at boot, so it would not come back after a reboot; "
+                        "enable it (systemctl enable seedops-app, or rerun the app_service role)"], warnings
+    assert by_host["app1"]["not_at_boot"] == "disabled" and by_host["app2"]["not_at_boot"] is None
     assert lb_state(lab, "app2") == ("ready", "up")
     assert run_module(lab, "lb1", "seedops.deploy.lb_info", {"backend": "app"})["servers"]["app3"]["weight"] == 100
     assert {host: live(lab, host)[2] for host in APPS} == pids, "a repair restarts nothing"

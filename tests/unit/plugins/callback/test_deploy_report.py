@@ -222,8 +222,9 @@ def test_a_repaired_host_and_one_left_out_of_rotation_are_said(callback, tmp_pat
 def test_a_finished_host_and_what_the_services_really_run(callback, tmp_path, capsys):
     """runs now is the service's measured release; a service that was not restarted, is down or says another
     version is a warning."""
-    def svc(release, state="active", reports=None):
-        return {"name": "app", "state": state, "release": release, "healthy": state == "active", "reports": reports}
+    def svc(release, state="active", reports=None, boot="enabled"):
+        return {"name": "app", "state": state, "release": release, "healthy": state == "active", "reports": reports,
+                "boot": boot}
     entries = [{"host": h, "current": "2.0.0", "service": svc("2.0.0")} for h in ("app2", "app3", "app4")]
     entries.insert(0, {"host": "app1", "current": "2.0.0", "service": svc("1.0.0")})
     deploy_plan = deploy_filters.deploy_plan(entries, "2.0.0")
@@ -231,7 +232,7 @@ def test_a_finished_host_and_what_the_services_really_run(callback, tmp_path, ca
     run(callback, "app1", "ansible.builtin.set_fact", {"ansible_facts": {"deploy_plan": deploy_plan}})
     run(callback, "app1", "seedops.deploy.staged_restart", {"changed": True, "release": "2.0.0"})
     verified = {"app1": svc("2.0.0", reports="2.0.0"), "app2": svc("1.0.0"), "app3": svc(None, "failed"),
-                "app4": svc("2.0.0", reports="2.0.0-dirty")}
+                "app4": svc("2.0.0", reports="2.0.0-dirty", boot="disabled")}
     for host, service in verified.items():
         run(callback, host, "ansible.builtin.set_fact", {"ansible_facts": {"deploy_verified": {
             "release": service["release"] or "2.0.0", "live": "2.0.0", "service": service}}})
@@ -241,9 +242,13 @@ def test_a_finished_host_and_what_the_services_really_run(callback, tmp_path, ca
     assert "WARNING: app2 runs 1.0.0 (live link says 2.0.0: not restarted)" in out
     assert "WARNING: app3 runs 2.0.0 (service failed)" in out
     assert "WARNING: app4 runs 2.0.0 (it says 2.0.0-dirty)" in out
-    assert "WARNING: app1" not in out
+    assert ("WARNING: app4: app is disabled at boot, so it would not come back after a reboot; enable it (systemctl "
+            "enable app, or rerun the app_service role)") in out
+    assert "WARNING: app1" not in out and out.count("at boot") == 1
     rows = {row["host"]: row for row in json.loads((tmp_path / "latest.json").read_text())["hosts"]}
     assert (rows["app1"]["result"], rows["app1"]["runs"], rows["app1"]["service"]["reports"]) == ("finished", "2.0.0", "2.0.0")
+    assert {host: row["not_at_boot"] for host, row in rows.items()} == {
+        "app1": None, "app2": None, "app3": None, "app4": "disabled"}
 
 
 def test_the_canary_verdict_and_the_traffic_that_decided_it(callback, tmp_path, capsys):

@@ -255,10 +255,10 @@ def test_fleet_status_says_what_each_service_runs_and_whether_it_is_healthy():
                                                        "healthy": True, "reports": None}, **service))
     status = plugin.fleet_status({"app1": info({}), "app2": info({"release": "1.0"}), "app3": info({"healthy": False}),
                                   "app4": info({"state": "failed", "release": None}), "app5": info({"reports": "2.1"}),
-                                  "app6": _info("2.0")})
+                                  "app6": _info("2.0"), "app7": info({"boot": "disabled"})})
     health = {r["host"]: r["health"] for r in status["hosts"]}
     assert health == {"app1": "healthy", "app2": "healthy, runs 1.0, NOT RESTARTED", "app3": "UNHEALTHY",
-                      "app4": "failed", "app5": "healthy, says 2.1", "app6": None}
+                      "app4": "failed", "app5": "healthy, says 2.1", "app6": None, "app7": "healthy, DISABLED AT BOOT"}
     assert status["table"][0].split() == ["host", "live", "previous", "service", "lb", "(admin/health,", "weight)",
                                           "last", "deploy"]
     # A service that runs beside itself: the port of the live instance, and its server's state.

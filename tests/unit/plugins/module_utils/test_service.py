@@ -72,11 +72,14 @@ SHOW = "ActiveState=active\nSubState=running\nMainPID=10\nExecMainStartTimestamp
        "LoadState=loaded\n"
 
 
-def fake_run(rc, out, err=""):
+def fake_run(rc, out, err="", enabled="enabled\n"):
+    """systemctl: `show` answers (rc, out, err); `is-enabled` answers `enabled` (exit 1 unless it says enabled)."""
     calls = []
 
     def run(argv):
         calls.append(argv)
+        if argv[1] == "is-enabled":
+            return (0 if enabled.strip() == "enabled" else 1), enabled, ""
         return rc, out, err
     run.calls = calls
     return run
@@ -87,20 +90,25 @@ def test_service_state_measures_the_release_of_the_main_process(tree):
     process(10, releases + "/1.0.0/bin/app", "/")
     run = fake_run(0, SHOW)
     state = _service.service_state(run, "/bin/systemctl", "app", releases, proc=proc)
-    assert run.calls == [["/bin/systemctl", "show", "--property=" + ",".join(_service.PROPERTIES), "app"]]
+    assert run.calls == [["/bin/systemctl", "show", "--property=" + ",".join(_service.PROPERTIES), "app"],
+                         ["/bin/systemctl", "is-enabled", "app"]]
     assert state == {"name": "app", "state": "active", "sub": "running", "pid": 10,
-                     "since": "Tue 2026-12-01 20:00:00 UTC", "release": "1.0.0", "seen_by": "exe", "reports": None,
-                     "error": None}
+                     "since": "Tue 2026-12-01 20:00:00 UTC", "boot": "enabled", "release": "1.0.0", "seen_by": "exe",
+                     "reports": None, "error": None}
 
 
 def test_service_state_of_a_stopped_missing_or_unreadable_unit(tree):
     releases, proc, _process = tree
-    stopped = _service.service_state(fake_run(0, "ActiveState=failed\nSubState=failed\nMainPID=0\nLoadState=loaded"),
-                                     "systemctl", "app", releases, proc=proc)
-    assert (stopped["state"], stopped["pid"], stopped["release"], stopped["error"]) == ("failed", None, None, None)
-    missing = _service.service_state(fake_run(0, "ActiveState=inactive\nMainPID=0\nLoadState=not-found"),
+    stopped = _service.service_state(fake_run(0, "ActiveState=failed\nSubState=failed\nMainPID=0\nLoadState=loaded",
+                                              enabled="disabled\n"), "systemctl", "app", releases, proc=proc)
+    assert (stopped["state"], stopped["pid"], stopped["release"], stopped["error"], stopped["boot"]) == (
+        "failed", None, None, None, "disabled")
+    missing = _service.service_state(fake_run(0, "ActiveState=inactive\nMainPID=0\nLoadState=not-found", enabled=""),
                                      "systemctl", "nope", releases, proc=proc)
-    assert missing["state"] == "not-found" and "no unit nope" in missing["error"]
+    assert missing["state"] == "not-found" and "no unit nope" in missing["error"] and missing["boot"] is None
+    masked = _service.service_state(fake_run(0, "ActiveState=inactive\nMainPID=0\nLoadState=masked", enabled="masked\n"),
+                                    "systemctl", "app", releases, proc=proc)
+    assert (masked["state"], masked["boot"]) == ("inactive", "masked")
     broken = _service.service_state(fake_run(1, "", "Failed to connect to bus"), "systemctl", "app", releases, proc=proc)
     assert broken["state"] is None and broken["error"] == "Failed to connect to bus"
 
@@ -178,10 +186,15 @@ def test_without_the_process_links_the_start_time_tells(tree):
 
 
 def test_findings_say_what_the_service_shows_that_the_live_release_does_not():
-    service = {"state": "active", "release": "1.0.0", "healthy": False, "reports": "1.0.0-dirty"}
+    service = {"state": "active", "release": "1.0.0", "healthy": False, "reports": "1.0.0-dirty", "boot": "masked"}
     assert _service.findings(service, "2.0.0") == {"down": None, "stale": "1.0.0", "unhealthy": True,
-                                                   "says": "1.0.0-dirty"}
-    assert _service.findings({"state": "failed"}, "2.0.0") == {"down": "failed", "stale": None, "unhealthy": False,
-                                                               "says": None}
+                                                   "says": "1.0.0-dirty", "not_at_boot": "masked"}
+    assert _service.findings({"state": "failed", "boot": "enabled"}, "2.0.0") == {
+        "down": "failed", "stale": None, "unhealthy": False, "says": None, "not_at_boot": None}
     assert _service.findings({"state": "active", "release": "2.0.0", "reports": "2.0.0"}, "2.0.0")["says"] is None
-    assert _service.findings(None, "2.0.0") == {"down": None, "stale": None, "unhealthy": False, "says": None}
+    # Units that start at boot, or that something else starts: nothing to say.
+    for boot in ("enabled", "enabled-runtime", "static", "indirect", "generated", None):
+        assert _service.findings({"state": "active", "boot": boot}, "2.0.0")["not_at_boot"] is None, boot
+    assert _service.findings({"state": "active", "boot": "disabled"}, "2.0.0")["not_at_boot"] == "disabled"
+    assert _service.findings(None, "2.0.0") == {"down": None, "stale": None, "unhealthy": False, "says": None,
+                                                "not_at_boot": None}
