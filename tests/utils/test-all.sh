@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # `make test`: unit, sanity and lint, then integration against the lab. The checks are single-threaded, so they
-# use the machine's cores side by side, together with the set-up the integration tests need:
-#   - sanity runs in the background while unit and lint run in the foreground (its output follows theirs);
-#   - the lab comes up (on a fresh machine: the Docker engine, the debootstrapped base image, the host image);
-#   - the Go build cache gets the standard library for the platforms the sample service's packages are built for
-#     (tests/fixtures/app/build.sh, with its flags), so the integration fixtures' builds only compile the service.
-# The last two are idempotent and the integration tests would do them anyway: a failure there is reported, and the
-# tests meet (and name) the problem again. A failing check stops the run before integration, once every background
-# job has ended (nothing is left running behind it).
+# share the machine's cores with each other and with the set-up the integration tests need:
+#   - the lab comes up in the background from the start (on a fresh machine: the Docker engine, the debootstrapped
+#     base image, the host image - mostly downloads and unpacking);
+#   - unit runs first, in the foreground, beside nothing else (some of its tests run real servers against short
+#     deadlines and should not compete with compilers for the CPU);
+#   - then lint runs in the foreground, and beside it sanity and the Go build cache's warm-up (the standard library
+#     for the platforms the sample service's packages are built for, with tests/fixtures/app/build.sh's flags, so
+#     the integration fixtures' builds only compile the service); sanity's output follows lint's.
+# The lab and the Go cache are idempotent and the integration tests would make them anyway: a failure there is
+# reported, and the tests meet (and name) the problem again. A failing check stops the run before integration, once
+# every background job has ended (nothing is left running behind it).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -54,11 +57,11 @@ cleanup() {
 trap cleanup EXIT
 
 in_background setup lab "$bin/python" tests/lab/lab.py up
-in_background setup go-cache tests/fixtures/app/build.sh -o "$logs/go-cache" 0.0.0-cache
-# sanity.sh itself, not `make sanity`: make's venv step would run bootstrap.sh a second time beside unit's.
+make --no-print-directory unit
+# sanity.sh itself, not `make sanity`: make's venv step would run bootstrap.sh a second time beside lint's.
 in_background check sanity tests/utils/sanity.sh
-
-make --no-print-directory unit lint
+in_background setup go-cache tests/fixtures/app/build.sh -o "$logs/go-cache" 0.0.0-cache
+make --no-print-directory lint
 
 wait_background
 if [ ${#failed_checks[@]} -gt 0 ]; then

@@ -79,8 +79,10 @@ def test_check_healthy_and_not(base):
     url, port = base
     report, problem = _health.check(params(url=url + "/ok", successes=2, interval=0.01, timeout=2))
     assert problem is None and report["healthy"] and report["attempts"] == 2
+    # How many probes fit in the deadline depends on how busy the machine is (the retries are counted on a fake
+    # clock above): one at least, and the message says how many.
     report, problem = _health.check(params(url=url + "/down", successes=1, interval=0.02, timeout=0.2))
-    assert not report["healthy"] and report["attempts"] >= 2
+    assert not report["healthy"] and report["attempts"] >= 1
     assert problem.startswith(url + "/down is not healthy: 0 of 1 consecutive successes after")
     last = "; ".join(["HTTP 503 'draining'"] * min(3, report["attempts"]))
     assert problem.endswith("(%d probes); last: %s" % (report["attempts"], last))
