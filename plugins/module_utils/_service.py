@@ -29,7 +29,7 @@ PROPERTIES = ("ActiveState", "SubState", "MainPID", "ExecMainStartTimestamp", "L
 # What `systemctl is-enabled` says of a unit that systemd will not start at boot: it would not come back after a
 # reboot. (Not the UnitFileState property: the manager keeps that from when it loaded the unit, and links changed
 # with --no-reload since then, as a flip changes them, are not in it; is-enabled reads the links.)
-NOT_AT_BOOT = ("disabled", "masked", "masked-runtime")
+NOT_AT_BOOT = ("disabled", "masked", "masked-runtime", "linked", "linked-runtime")
 VERSION_BODY_LIMIT = 4096
 
 
@@ -106,8 +106,8 @@ def findings(service, live):
     """What release_info's `service` says that the live release `live` does not - the one reading of it that the
     plan, the status table and the deploy report share: {down: its state when it is known and not active, stale:
     the release its process runs when that is not `live`, unhealthy: whether its probe failed, says: the version
-    it reports when that is not the release it runs, not_at_boot: its unit file state when systemd will not start it at
-    boot (disabled, masked)}."""
+    it reports when that is not the release it runs, not_at_boot: what `systemctl is-enabled` said when systemd will
+    not start it at boot (disabled, masked, linked)}."""
     service = service or {}
     release = service.get("release")
     reports = service.get("reports")

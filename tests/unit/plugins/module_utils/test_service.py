@@ -195,6 +195,7 @@ def test_findings_say_what_the_service_shows_that_the_live_release_does_not():
     # Units that start at boot, or that something else starts: nothing to say.
     for boot in ("enabled", "enabled-runtime", "static", "indirect", "generated", None):
         assert _service.findings({"state": "active", "boot": boot}, "2.0.0")["not_at_boot"] is None, boot
-    assert _service.findings({"state": "active", "boot": "disabled"}, "2.0.0")["not_at_boot"] == "disabled"
+    for boot in ("disabled", "masked", "linked"):
+        assert _service.findings({"state": "active", "boot": boot}, "2.0.0")["not_at_boot"] == boot
     assert _service.findings(None, "2.0.0") == {"down": None, "stale": None, "unhealthy": False, "says": None,
                                                 "not_at_boot": None}
