@@ -366,10 +366,16 @@ class CallbackModule(CallbackBase):
                         for number, hosts in enumerate(plan.get("batches") or [], 1)]
 
     def on_fleet_lock(self, rec, event):
-        """The fleet lock's holder as the lock host recorded it: who deploys (user, controller, job id)."""
+        """The fleet lock's holder as the lock host recorded it: who deploys (user, controller, job id). The first
+        take says who; a later renewal by the same run only adds what was not known then (the version, when the
+        plan followed the fleet's release)."""
         holder = event.res.get("holder")
-        if self.deployer is None and not event.failed and event.res.get("held") and isinstance(holder, dict):
+        if event.failed or not event.res.get("held") or not isinstance(holder, dict):
+            return
+        if self.deployer is None:
             self.deployer = dict(holder, run_id=event.res.get("run_id"))
+        elif self.deployer.get("run_id") == event.res.get("run_id"):
+            self.deployer = dict(holder, **self.deployer)
 
     def on_traffic_check(self, rec, event):
         """A batch's bake (the canary's, or a later batch's with deploy_batch_bake): the verdict, its reasons, each

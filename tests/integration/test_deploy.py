@@ -555,6 +555,8 @@ def test_scale_in_then_out_under_load_without_a_reload_and_without_knowing_the_v
     assert load["all"]["failed"] == 0, load["errors"]
     assert {h: (r["old"], r["runs"], r["result"]) for h, r in rows(report).items()} == {
         "app1": (start, start, "unchanged"), "app2": (start, start, "unchanged"), "app3": (None, start, "switched")}
+    # The lock's holder named the release once the plan had read it from the fleet, and the report says so.
+    assert (report["deployed_by"]["playbook"], report["deployed_by"]["version"]) == ("deploy.yml", start), report["deployed_by"]
     assert {h: live(lab, h)[2] for h in ("app1", "app2")} == pids, "the serving hosts were left alone"
     assert live(lab, "app3")[:2] == (start, start)
     assert haproxy_servers(lab)["app3"][:2] == ("ready", "up") and answering(demo["port"]) == set(APPS)

@@ -309,12 +309,16 @@ def test_the_report_says_who_deployed_from_the_fleet_lock(callback, tmp_path, ca
     run(callback, "app1", "seedops.deploy.fleet_lock", {"held": True, "holder": holder, "run_id": "R1"}, state="held")
     plan(callback, ["app1"], "1.0.0", "2.0.0")
     batch(callback, "app1", "1.0.0", "2.0.0")
-    # A later renewal by another holder record does not change who deployed.
-    run(callback, "app1", "seedops.deploy.fleet_lock", {"held": True, "holder": {"user": "bob"}, "run_id": "R1"})
+    # A later renewal by another holder record does not change who deployed; it adds what was not known (the version
+    # a plan that followed the fleet found). Another run's lock says nothing about this one.
+    run(callback, "app1", "seedops.deploy.fleet_lock", {"held": True, "holder": {"user": "bob", "version": "2.0.0"},
+                                                        "run_id": "R1"})
+    run(callback, "app1", "seedops.deploy.fleet_lock", {"held": True, "holder": {"job_id": 7}, "run_id": "R2"})
     callback.v2_playbook_on_stats(Stats())
-    assert "deployed by: user ana, controller ops1 as deploy, job 42, playbook deploy.yml, run_id R1" in capsys.readouterr().out
+    assert ("deployed by: user ana, controller ops1 as deploy, job 42, playbook deploy.yml, version 2.0.0, run_id R1"
+            in capsys.readouterr().out)
     doc = json.loads((tmp_path / "latest.json").read_text())
-    assert doc["deployed_by"]["user"] == "ana" and doc["deployed_by"]["run_id"] == "R1"
+    assert (doc["deployed_by"]["user"], doc["deployed_by"]["version"], doc["deployed_by"]["run_id"]) == ("ana", "2.0.0", "R1")
 
 
 def test_a_lock_alone_is_no_deploy(callback, tmp_path, capsys):
