@@ -159,7 +159,7 @@ service:
     boot:
       description:
         - Whether systemd starts it at boot, as C(systemctl is-enabled) says - V(enabled), V(disabled), V(static),
-          V(masked), ... - or null. A V(disabled) or V(masked) unit would not come back after a reboot.
+          V(masked), ... - or null. A V(disabled), V(masked) or V(linked) unit would not come back after a reboot.
       type: str
     release:
       description:
