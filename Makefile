@@ -56,8 +56,9 @@ lint: venv
 	$(BIN)/ansible-lint --offline
 	$(BIN)/antsibull-changelog lint
 
+# Two streams at once, each on a lab of its own (tests/utils/integration.sh; INTEGRATION_STREAMS=1 for one).
 integration: venv
-	$(BIN)/pytest tests/integration --durations=60
+	tests/utils/integration.sh
 
 # The checks, with the lab and the Go build cache made ready beside them (tests/utils/test-all.sh), then integration.
 test: venv

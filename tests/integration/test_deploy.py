@@ -42,7 +42,7 @@ def demo(lab, demo_packages, tmp_path_factory):
     summary = tmp_path_factory.mktemp("demo") / "load.json"
     env = {**os.environ, "SEEDOPS_DEPLOY_REPORT_DIR": str(reports)}
     result = subprocess.run([os.path.join(VENV_BIN, "python"), os.path.join(REPO_ROOT, "tests", "lab", "demo.py"),
-                             "-e", DEMO_SETTINGS, "--json", str(summary)],
+                             "--lab", lab.name, "-e", DEMO_SETTINGS, "--json", str(summary)],
                             capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=1200, check=False)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     port = lab.host("lb1")["ports"]["80/tcp"]

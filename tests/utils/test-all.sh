@@ -56,7 +56,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-in_background setup lab "$bin/python" tests/lab/lab.py up
+# Both labs the integration streams use (tests/utils/integration.sh), one after the other: they share the host image.
+in_background setup lab bash -c "'$bin/python' tests/lab/lab.py up && SEEDOPS_LAB_BASE_PORT=\${SEEDOPS_LAB2_BASE_PORT:-42400} \
+  '$bin/python' tests/lab/lab.py --name seedops-lab2 up"
 make --no-print-directory unit
 # sanity.sh itself, not `make sanity`: make's venv step would run bootstrap.sh a second time beside lint's.
 in_background check sanity tests/utils/sanity.sh
