@@ -21,7 +21,7 @@ help:
 	@echo "make unit         pytest unit tests and the sample service's go test"
 	@echo "make sanity       ansible-test sanity on a temporary ansible_collections/ tree"
 	@echo "make lint         ansible-lint and antsibull-changelog lint"
-	@echo "make integration  integration tests against the lab"
+	@echo "make integration  integration tests, two workers on two labs (INTEGRATION_WORKERS=1: one)"
 	@echo "make lab-up       bring the lab up (LAB_APPS=$(LAB_APPS) app hosts); lab-status; lab-down"
 	@echo "make app          build the sample service packages (VERSION=$(VERSION)) into tests/fixtures/app/dist/"
 	@echo "make build        ansible-galaxy collection build"
@@ -36,6 +36,7 @@ lab-up: venv
 
 lab-down: venv
 	$(LAB) down
+	$(LAB) --name seedops-lab2 down
 
 lab-status: venv
 	$(LAB) status
@@ -56,9 +57,12 @@ lint: venv
 	$(BIN)/ansible-lint --offline
 	$(BIN)/antsibull-changelog lint
 
-# Two streams at once, each on a lab of its own (tests/utils/integration.sh; INTEGRATION_STREAMS=1 for one).
+# Two pytest-xdist workers, each on a lab of its own (seedops-lab, seedops-lab2), each given whole test files as it
+# frees up, the one with the most tests (test_deploy.py) first (tests/integration/conftest.py).
+# INTEGRATION_WORKERS=1 runs every file in one process on one lab.
+INTEGRATION_WORKERS ?= 2
 integration: venv
-	tests/utils/integration.sh
+	$(BIN)/pytest tests/integration --durations=60 $(if $(filter 1,$(INTEGRATION_WORKERS)),,-n $(INTEGRATION_WORKERS) --dist loadfile)
 
 # The checks, with the lab and the Go build cache made ready beside them (tests/utils/test-all.sh), then integration.
 test: venv

@@ -25,6 +25,22 @@ RECAP = re.compile(
 )
 
 
+def _lab_of_this_worker() -> None:
+    """Under pytest-xdist (`make integration` runs two workers, each given whole files), each worker needs a lab of
+    its own: worker gw0 keeps the default lab (or SEEDOPS_LAB_NAME, SEEDOPS_LAB_BASE_PORT), worker gwN takes that name
+    with N+1 appended and its published ports 1000 x N higher (seedops-lab2 from 43200). Set in the environment, so
+    every lab.py, demo.py and playbook this worker starts uses the same lab."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not re.fullmatch(r"gw[1-9][0-9]*", worker):
+        return
+    n = int(worker[2:])
+    os.environ["SEEDOPS_LAB_NAME"] = f"{os.environ.get('SEEDOPS_LAB_NAME', 'seedops-lab')}{n + 1}"
+    os.environ["SEEDOPS_LAB_BASE_PORT"] = str(int(os.environ.get("SEEDOPS_LAB_BASE_PORT", "42200")) + 1000 * n)
+
+
+_lab_of_this_worker()
+
+
 def lab_cmd(*args: str, env: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
     """Run tests/lab/lab.py with this interpreter; stdout and stderr captured as text."""
     result = subprocess.run(

@@ -56,9 +56,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Both labs the integration streams use (tests/utils/integration.sh), one after the other: they share the host image.
-in_background setup lab bash -c "'$bin/python' tests/lab/lab.py up && SEEDOPS_LAB_BASE_PORT=\${SEEDOPS_LAB2_BASE_PORT:-42400} \
-  '$bin/python' tests/lab/lab.py --name seedops-lab2 up"
+# Both labs `make integration`'s two workers use (tests/integration/conftest.py: the second worker's lab is
+# seedops-lab2 with its ports 1000 higher), one after the other: they share the host image.
+lab1=${SEEDOPS_LAB_NAME:-seedops-lab} port1=${SEEDOPS_LAB_BASE_PORT:-42200}
+in_background setup lab bash -c "'$bin/python' tests/lab/lab.py --name '$lab1' up --base-port $port1 \
+  && '$bin/python' tests/lab/lab.py --name '${lab1}2' up --base-port $((port1 + 1000))"
 make --no-print-directory unit
 # sanity.sh itself, not `make sanity`: make's venv step would run bootstrap.sh a second time beside lint's.
 in_background check sanity tests/utils/sanity.sh
