@@ -310,7 +310,7 @@ def test_the_built_collection_installs_offline_and_its_site_in_check_mode_change
     listing = subprocess.run(["tar", "tzf", tarball], capture_output=True, text=True, check=True).stdout.split()
     assert "playbooks/site.yml" in listing and "roles/preflight/meta/argument_specs.yml" in listing
     assert "plugins/callback/deploy_report.py" in listing and "playbooks/deploy.yml" in listing
-    for ignored in (".lab", ".venv", "tests/output", ".git"):
+    for ignored in (".lab", ".venv", "tests", "benchmarks", ".git"):
         assert not any(p == ignored or p.startswith(ignored + "/") for p in listing), ignored
 
     collections = tmp_path / "collections"
