@@ -13,7 +13,7 @@ LAB_APPS ?= 3
 INVENTORY ?= .lab/seedops-lab/inventory.yml
 VERSION ?= 1.0.0
 
-.PHONY: help venv lab-up lab-down lab-status site test unit go-test sanity lint integration app build bench clean
+.PHONY: help venv lab-up lab-down lab-status site test unit go-test sanity lint compat integration app build bench clean
 
 help:
 	@echo "make site         lab up, site.yml (deploys 1.0.0), then a rolling deploy of 2.0.0 under load, with the report"
@@ -21,6 +21,7 @@ help:
 	@echo "make unit         pytest unit tests and the sample service's go test"
 	@echo "make sanity       ansible-test sanity on a temporary ansible_collections/ tree"
 	@echo "make lint         ansible-lint and antsibull-changelog lint"
+	@echo "make compat       unit tests and sanity under the older ansible-core releases the collection supports"
 	@echo "make integration  integration tests, two workers on two labs (INTEGRATION_WORKERS=1: one)"
 	@echo "make lab-up       bring the lab up (LAB_APPS=$(LAB_APPS) app hosts); lab-status; lab-down"
 	@echo "make app          build the sample service packages (VERSION=$(VERSION)) into tests/fixtures/app/dist/"
@@ -56,6 +57,10 @@ sanity: venv
 lint: venv
 	$(BIN)/ansible-lint --offline
 	$(BIN)/antsibull-changelog lint
+
+# Unit tests and sanity under the older ansible-core releases meta/runtime.yml supports (tests/utils/compat.sh).
+compat: venv
+	tests/utils/compat.sh
 
 # Two pytest-xdist workers, each on a lab of its own (seedops-lab, seedops-lab2), each given whole test files as it
 # frees up, the one with the most tests (test_deploy.py) first (tests/integration/conftest.py).

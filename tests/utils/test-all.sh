@@ -4,13 +4,15 @@
 #   - the lab comes up in the background from the start (on a fresh machine: the Docker engine, the debootstrapped
 #     base image, the host image - mostly downloads and unpacking);
 #   - unit runs first, in the foreground, beside nothing else (some of its tests run real servers against short
-#     deadlines and should not compete with compilers for the CPU);
+#     deadlines and should not compete with compilers for the CPU), then the same unit tests under the older
+#     ansible-core releases the collection supports (tests/utils/compat.sh);
 #   - then lint runs in the foreground, and beside it sanity and the Go build cache's warm-up (the standard library
 #     for the platforms the sample service's packages are built for, with tests/fixtures/app/build.sh's flags, so
 #     the integration fixtures' builds only compile the service); sanity's output follows lint's.
 # The lab and the Go cache are idempotent and the integration tests would make them anyway: a failure there is
 # reported, and the tests meet (and name) the problem again. A failing check stops the run before integration, once
-# every background job has ended (nothing is left running behind it).
+# every background job has ended (nothing is left running behind it). Then integration, with sanity under the older
+# ansible-core releases beside it.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -62,6 +64,9 @@ lab1=${SEEDOPS_LAB_NAME:-seedops-lab} port1=${SEEDOPS_LAB_BASE_PORT:-42200}
 in_background setup lab bash -c "'$bin/python' tests/lab/lab.py --name '$lab1' up --base-port $port1 \
   && '$bin/python' tests/lab/lab.py --name '${lab1}2' up --base-port $((port1 + 1000))"
 make --no-print-directory unit
+# The unit tests under the older ansible-core releases (make compat; their environments made first), also with only
+# the lab beside them: some run real servers against short deadlines.
+tests/utils/compat.sh venvs unit
 # sanity.sh itself, not `make sanity`: make's venv step would run bootstrap.sh a second time beside lint's.
 in_background check sanity tests/utils/sanity.sh
 in_background setup go-cache tests/fixtures/app/build.sh -o "$logs/go-cache" 0.0.0-cache
@@ -72,4 +77,14 @@ if [ ${#failed_checks[@]} -gt 0 ]; then
   echo "test-all: failed: ${failed_checks[*]}" >&2
   exit 1
 fi
-make --no-print-directory integration
+# Sanity under the older ansible-core releases (make compat) runs beside integration, at a lower priority: the
+# integration tests' drains and health gates come first. Its output and result follow integration's.
+in_background check compat-sanity nice -n 10 tests/utils/compat.sh sanity
+integration_rc=0
+make --no-print-directory integration || integration_rc=$?
+wait_background
+[ "$integration_rc" -eq 0 ] || failed_checks+=("integration (exit $integration_rc)")
+if [ ${#failed_checks[@]} -gt 0 ]; then
+  echo "test-all: failed: ${failed_checks[*]}" >&2
+  exit 1
+fi

@@ -32,7 +32,7 @@ def test_run_hands_the_module_deployed_by():
     task = mock.MagicMock(args={"path": "/srv/app", "release_id": "1.0"}, async_val=0, check_mode=False)
     connection = mock.MagicMock()
     connection._shell.tmpdir = "/tmp/remote"
-    plugin = action.ActionModule(task, connection, mock.MagicMock(), mock.MagicMock(), mock.MagicMock())
+    plugin = action.ActionModule(task, connection, mock.MagicMock(), mock.MagicMock(), mock.MagicMock(), None)
     with mock.patch.object(plugin, "_execute_module", return_value={"changed": True, "current": "1.0"}) as execute:
         result = plugin.run(task_vars={"awx_job_id": 5})
     assert result == {"changed": True, "current": "1.0"}

@@ -13,8 +13,7 @@ import pytest
 import yaml
 
 import httptest
-
-from ansible.module_utils.testing import patch_module_args
+from fakes import patch_module_args
 
 from ansible_collections.seedops.deploy.plugins.doc_fragments.url import ModuleDocFragment
 from ansible_collections.seedops.deploy.plugins.modules import artifact

@@ -6,7 +6,7 @@ from unittest import mock
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
+from fakes import patch_module_args
 
 from ansible_collections.seedops.deploy.plugins.action import fleet_lock as action
 from ansible_collections.seedops.deploy.plugins.modules import fleet_lock
@@ -141,7 +141,7 @@ def plugin_for(args):
     task = mock.MagicMock(args=args, async_val=0, check_mode=False)
     connection = mock.MagicMock()
     connection._shell.tmpdir = "/tmp/remote"
-    return task, action.ActionModule(task, connection, mock.MagicMock(), mock.MagicMock(), mock.MagicMock())
+    return task, action.ActionModule(task, connection, mock.MagicMock(), mock.MagicMock(), mock.MagicMock(), None)
 
 
 def test_run_hands_the_module_the_holder():

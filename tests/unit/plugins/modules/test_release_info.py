@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
+from fakes import patch_module_args
 
 from ansible_collections.seedops.deploy.plugins.module_utils import _hostfit
 from ansible_collections.seedops.deploy.plugins.module_utils import _releases

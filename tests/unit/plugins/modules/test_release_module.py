@@ -9,7 +9,7 @@ from unittest import mock
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
+from fakes import patch_module_args
 
 from ansible_collections.seedops.deploy.plugins.modules import release
 

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# `make compat`: the unit tests and `ansible-test sanity` under each older ansible-core the collection supports
+# (meta/runtime.yml's requires_ansible; requirements.txt pins the newest, which `make unit` and `make sanity` use).
+# Each release gets a virtual environment of its own, .venv-compat/VERSION, with that ansible-core and the unit
+# tests' other requirements as requirements.txt pins them (made again when either changes). pytest-ansible is left
+# out (it refuses some of these releases): the unit tests find the collection through PYTHONPATH instead, on a
+# temporary ansible_collections/seedops/deploy link to the checkout.
+#   tests/utils/compat.sh [STEP...]       every release in COMPAT_CORES; the steps: venvs, unit, sanity (default all
+#                                         three; `make test` makes the environments first, runs the unit tests
+#                                         before integration and sanity beside it)
+#   COMPAT_CORES="2.18.19" tests/utils/compat.sh
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+cores=${COMPAT_CORES:-2.17.14 2.18.19}
+python=${PYTHON:-python3}
+pins=$(grep -E '^(pytest|requests|docker|passlib)==' requirements.txt)
+
+tree=$(mktemp -d)
+trap 'rm -rf "$tree"' EXIT
+mkdir -p "$tree/ansible_collections/seedops"
+ln -s "$root" "$tree/ansible_collections/seedops/deploy"
+
+steps=${*:-venvs unit sanity}
+failed=()
+for core in $cores; do
+  venv=.venv-compat/$core
+  want=$(printf 'ansible-core==%s\n%s\n' "$core" "$pins")
+  if [ ! -x "$venv/bin/ansible-test" ] || [ "$(cat "$venv/.requirements" 2>/dev/null)" != "$want" ]; then
+    echo "compat: making $venv"
+    rm -rf "$venv"
+    "$python" -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --upgrade pip
+    # shellcheck disable=SC2086  # one requirement per word
+    "$venv/bin/python" -m pip install -q $want
+    echo "$want" > "$venv/.requirements"
+  fi
+  case " $steps " in *" unit "*)
+    echo "compat: ansible-core $core: unit tests"
+    if ! PYTHONPATH="$tree" ANSIBLE_COLLECTIONS_PATH="$tree" "$venv/bin/pytest" -q -o addopts=-ra -p no:cacheprovider \
+         tests/unit; then
+      failed+=("unit tests on ansible-core $core")
+    fi
+  esac
+  case " $steps " in *" sanity "*)
+    echo "compat: ansible-core $core: sanity"
+    if ! ANSIBLE_TEST="$root/$venv/bin/ansible-test" tests/utils/sanity.sh; then
+      failed+=("sanity on ansible-core $core")
+    fi
+  esac
+done
+if [ ${#failed[@]} -gt 0 ]; then
+  printf 'compat: failed: %s\n' "${failed[@]}" >&2
+  exit 1
+fi
+echo "compat: $steps: passed on ansible-core $cores"
