@@ -4,8 +4,8 @@
 #   - the lab comes up in the background from the start (on a fresh machine: the Docker engine, the debootstrapped
 #     base image, the host image - mostly downloads and unpacking);
 #   - unit runs first, in the foreground, beside nothing else (some of its tests run real servers against short
-#     deadlines and should not compete with compilers for the CPU), then the same unit tests under the older
-#     ansible-core releases the collection supports (tests/utils/compat.sh);
+#     deadlines and should not compete with compilers for the CPU), and beside it the same unit tests under the older
+#     ansible-core releases the collection supports (tests/utils/compat.sh), which also wait more than they compute;
 #   - then lint runs in the foreground, and beside it sanity and the Go build cache's warm-up (the standard library
 #     for the platforms the sample service's packages are built for, with tests/fixtures/app/build.sh's flags, so
 #     the integration fixtures' builds only compile the service); sanity's output follows lint's.
@@ -30,10 +30,15 @@ in_background() {  # KIND NAME COMMAND...: run COMMAND in the background, its ou
   echo "test-all: $name runs in the background (pid $!)"
 }
 
-wait_background() {  # wait for every background job and print its output; a check's failure is remembered
-  local entry pid kind name rc
+wait_background() {  # [NAME]: wait for that background job (default: every one) and print its output; a check's
+                     # failure is remembered
+  local only=${1:-} entry pid kind name rc left=()
   for entry in "${jobs_running[@]}"; do
     IFS=: read -r pid kind name <<<"$entry"
+    if [ -n "$only" ] && [ "$name" != "$only" ]; then
+      left+=("$entry")
+      continue
+    fi
     rc=0
     wait "$pid" || rc=$?
     if [ "$kind" = check ]; then
@@ -47,7 +52,7 @@ wait_background() {  # wait for every background job and print its output; a che
       tail -n 30 "$logs/$name.log" | sed 's/^/  /'
     fi
   done
-  jobs_running=()
+  jobs_running=("${left[@]}")
 }
 
 cleanup() {
@@ -63,10 +68,12 @@ trap cleanup EXIT
 lab1=${SEEDOPS_LAB_NAME:-seedops-lab} port1=${SEEDOPS_LAB_BASE_PORT:-42200}
 in_background setup lab bash -c "'$bin/python' tests/lab/lab.py --name '$lab1' up --base-port $port1 \
   && '$bin/python' tests/lab/lab.py --name '${lab1}2' up --base-port $((port1 + 1000))"
+# The unit tests under the older ansible-core releases (make compat; their environments made first) run beside the
+# first ones, and lint starts once they are done: like them, they mostly wait on real servers with short deadlines,
+# and should not compete with compilers for the CPU.
+in_background check compat-unit tests/utils/compat.sh venvs unit
 make --no-print-directory unit
-# The unit tests under the older ansible-core releases (make compat; their environments made first), also with only
-# the lab beside them: some run real servers against short deadlines.
-tests/utils/compat.sh venvs unit
+wait_background compat-unit
 # sanity.sh itself, not `make sanity`: make's venv step would run bootstrap.sh a second time beside lint's.
 in_background check sanity tests/utils/sanity.sh
 in_background setup go-cache tests/fixtures/app/build.sh -o "$logs/go-cache" 0.0.0-cache

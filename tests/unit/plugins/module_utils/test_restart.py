@@ -63,6 +63,20 @@ class FakeSystemctl:
         return [argv[1] if argv[0] == "systemctl" else argv[0] for argv in self.calls]
 
 
+@pytest.fixture(autouse=True)
+def health_deadline_in_probes(monkeypatch):
+    """The health gate's deadline counted on a fake clock that moves only by the interval between probes: the probes
+    still go to the real server below, but a busy machine (slow answers) neither fails a healthy release nor makes an
+    unhealthy one take longer. test_health covers the deadline on the real clock."""
+    real = _health.wait_healthy
+
+    def counted(probe, successes=3, interval=1.0, timeout=60.0, keep=10, clock=None, sleep=None):
+        fake = fakes.Clock()
+        return real(probe, successes, interval, timeout, keep, clock=fake, sleep=fake.sleep)
+
+    monkeypatch.setattr(_health, "wait_healthy", counted)
+
+
 @pytest.fixture(scope="module")
 def health_url():
     app = App()
@@ -106,7 +120,7 @@ def releases(tmp_path):
 
 def params(url, **kw):
     health = {name: spec.get("default") for name, spec in _health.ARGUMENT_SPEC.items()}
-    health.update(url=url, successes=2, interval=0.02, timeout=0.6)
+    health.update(url=url, successes=2, interval=0.2, timeout=0.6)
     health.update(kw.pop("health", {}))
     p = {"service": "app", "mode": "restart", "daemon_reload": False, "health": health, "path": None,
          "rollback": True, "rollback_to": None, "lock_timeout": 2}
@@ -284,7 +298,7 @@ def module_run(capsys, args):
 def module_args(health_url, releases, **kw):
     url, _app = health_url
     return dict({"service": "app", "path": releases.base,
-                 "health": {"url": url, "successes": 2, "interval": 0.02, "timeout": 0.6}}, **kw)
+                 "health": {"url": url, "successes": 2, "interval": 0.2, "timeout": 0.6}}, **kw)
 
 
 def test_module_restarts_behind_the_health_gate(health_url, releases, host, capsys):
