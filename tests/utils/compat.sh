@@ -6,8 +6,8 @@
 # out (it refuses some of these releases): the unit tests find the collection through PYTHONPATH instead, on a
 # temporary ansible_collections/seedops/deploy link to the checkout.
 #   tests/utils/compat.sh [STEP...]       every release in COMPAT_CORES; the steps: venvs, unit, sanity (default all
-#                                         three; `make test` makes the environments first, runs the unit tests
-#                                         before integration and sanity beside it)
+#                                         three; `make test` runs venvs and unit beside its own unit tests, and
+#                                         sanity beside integration)
 #   COMPAT_CORES="2.18.19" tests/utils/compat.sh
 #   COMPAT_SANITY_SKIP="pylint pep8" ...  sanity without those tests
 set -euo pipefail

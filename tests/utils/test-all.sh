@@ -55,6 +55,13 @@ wait_background() {  # [NAME]: wait for that background job (default: every one)
   jobs_running=("${left[@]}")
 }
 
+stop_if_a_check_failed() {
+  if [ ${#failed_checks[@]} -gt 0 ]; then
+    echo "test-all: failed: ${failed_checks[*]}" >&2
+    exit 1
+  fi
+}
+
 cleanup() {
   local rc=$?
   [ ${#jobs_running[@]} -eq 0 ] || wait_background
@@ -80,10 +87,7 @@ in_background setup go-cache tests/fixtures/app/build.sh -o "$logs/go-cache" 0.0
 make --no-print-directory lint
 
 wait_background
-if [ ${#failed_checks[@]} -gt 0 ]; then
-  echo "test-all: failed: ${failed_checks[*]}" >&2
-  exit 1
-fi
+stop_if_a_check_failed
 # Sanity under the older ansible-core releases (make compat) runs beside integration, at a lower priority: the
 # integration tests' drains and health gates come first. Its output and result follow integration's. It leaves out
 # the style linters, which the newest release's sanity above runs (pylint, pep8, yamllint, shellcheck, pslint) and
@@ -95,7 +99,4 @@ integration_rc=0
 make --no-print-directory integration || integration_rc=$?
 wait_background
 [ "$integration_rc" -eq 0 ] || failed_checks+=("integration (exit $integration_rc)")
-if [ ${#failed_checks[@]} -gt 0 ]; then
-  echo "test-all: failed: ${failed_checks[*]}" >&2
-  exit 1
-fi
+stop_if_a_check_failed
