@@ -121,11 +121,17 @@ def window(summary, name):
     return f"{w['failed']}/{w['sent']} failed, p50 {w['p50_ms']} ms, p99 {w['p99_ms']} ms"
 
 
-def suite_deploy(state_dir, lab_name, hosts, repeat, report_dir, big_mb=128):
-    runner = Runner(state_dir, lab_name, report_dir)
+def build_sample_packages():
+    """The sample service's 1.0.0 and 2.0.0 packages (tests/fixtures/app/dist), which site.yml publishes on the repo
+    host; a fresh checkout has none."""
     for version in ("1.0.0", "2.0.0"):
         subprocess.run([os.path.join(REPO_ROOT, "tests", "fixtures", "app", "build.sh"), version], check=True,
                        stdout=subprocess.DEVNULL)
+
+
+def suite_deploy(state_dir, lab_name, hosts, repeat, report_dir, big_mb=128):
+    runner = Runner(state_dir, lab_name, report_dir)
+    build_sample_packages()
     runner.playbook("playbooks/site.yml", "-e", "deploy_version=1.0.0")
     dist = os.path.join(REPO_ROOT, "tests", "fixtures", "app", "dist")
     big_version, big_sums, big_bytes = publish_big(runner, os.path.join(os.path.dirname(report_dir), "big"), big_mb)

@@ -20,7 +20,7 @@ import statistics
 import threading
 import time
 
-from deploy_bench import Runner, forget, load_client
+from deploy_bench import Runner, build_sample_packages, forget, load_client
 
 SUMS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "fixtures", "app", "dist",
                     "2.0.0", "SHA256SUMS")
@@ -133,6 +133,7 @@ def _return(runner):
 def suite_scale(lab_up, lab_name, sizes, report_dir):
     """`lab_up(name, apps)` brings the lab to a size and returns its state directory."""
     per_size = []
+    build_sample_packages()
     for size in sizes:
         state = lab_up(lab_name, size)
         runner = Runner(state, lab_name, report_dir)
