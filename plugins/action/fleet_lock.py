@@ -15,8 +15,6 @@ from ansible.module_utils.common.validation import check_type_dict
 
 from ansible_collections.seedops.deploy.plugins.plugin_utils._controller import ModuleAction, controller_user, deployed_by
 
-LAUNCHED_BY_VARS = ("awx_user_name", "tower_user_name")
-
 
 def lock_holder(given, task_vars, hostname=socket.gethostname, user=controller_user, environ=None):
     """The holder option with the controller's host and user, the job id (AWX/Tower variables, else the job's
@@ -27,11 +25,7 @@ def lock_holder(given, task_vars, hostname=socket.gethostname, user=controller_u
             given = check_type_dict(given)
         except TypeError as exc:
             raise AnsibleActionFail("holder must be a dict: %s" % exc)
-    who = deployed_by(given, task_vars, hostname, user, environ=os.environ if environ is None else environ)
-    launched_by = next((task_vars[name] for name in LAUNCHED_BY_VARS if task_vars.get(name)), None)
-    if launched_by is not None:
-        who.setdefault("user", str(launched_by))
-    return who
+    return deployed_by(given, task_vars, hostname, user, environ=os.environ if environ is None else environ)
 
 
 class ActionModule(ModuleAction):

@@ -293,7 +293,7 @@ def _last_deploy(info):
     if not events:
         return None
     when, release, result, by = max(events, key=lambda e: e[0])
-    who = "%s@%s" % (by.get("controller_user") or by.get("remote_user") or "?", by.get("controller") or "?")
+    who = "%s@%s" % (by.get("user") or by.get("controller_user") or by.get("remote_user") or "?", by.get("controller") or "?")
     if by.get("job_id") or by.get("awx_job_id"):
         who += " (job %s)" % (by.get("job_id") or by.get("awx_job_id"))
     return {"release": release, "result": result, "when": when, "who": who}

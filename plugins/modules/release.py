@@ -119,7 +119,8 @@ options:
   deployed_by:
     description:
       - Who deployed, recorded with the release. The action plugin fills in the controller host, the controller
-        user and the AWX/Tower job id (C(awx_job_id) or C(tower_job_id)); the module adds the remote user.
+        user, the AWX/Tower job id (C(awx_job_id) or C(tower_job_id)) and the user who launched that job
+        (C(user), from C(awx_user_name) or C(tower_user_name)); the module adds the remote user.
     type: dict
     default: {}
 attributes:
@@ -131,7 +132,7 @@ attributes:
     details: The diff shows the release staged, C(current) before and after, a state a rollback changes and the releases pruned.
   action:
     support: full
-    details: The action plugin records the controller host, user and AWX/Tower job id in O(deployed_by).
+    details: The action plugin records the controller host and user, and the AWX/Tower job id and user, in O(deployed_by).
 extends_documentation_fragment:
   - seedops.deploy.attributes
   - seedops.deploy.attributes.action

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 import socket
 
 from ansible.plugins.action import ActionBase
@@ -14,6 +15,18 @@ from ansible.plugins.action import ActionBase
 # from the environment) the job's environment.
 JOB_ID_VARS = ("awx_job_id", "tower_job_id")
 JOB_ID_ENV = ("JOB_ID", "AWX_JOB_ID")
+# The AWX/Tower user who launched the job.
+LAUNCHED_BY_VARS = ("awx_user_name", "tower_user_name")
+
+
+def report_dir(configured, environ):
+    """Where the deploy_report callback writes: the configured directory; else, in an ansible-runner or AWX job,
+    deploy-reports in the job's artifacts directory (AWX_ISOLATED_DATA_DIR, set by ansible-runner), which ansible-runner
+    keeps after the run; else ./deploy-reports."""
+    if configured:
+        return configured
+    artifacts = environ.get("AWX_ISOLATED_DATA_DIR")
+    return os.path.join(artifacts, "deploy-reports") if artifacts else os.path.join(".", "deploy-reports")
 
 
 def controller_user():
@@ -24,9 +37,9 @@ def controller_user():
 
 
 def deployed_by(given, task_vars, hostname=socket.gethostname, user=controller_user, environ=None):
-    """`given` (who deployed, from the task) with the controller's host, user and job id added; what the
-    task gives itself wins. The job id comes from the AWX/Tower variables, else, when `environ` is
-    given (os.environ), from the variables AWX sets in the job's environment."""
+    """`given` (who deployed, from the task) with the controller's host, user, job id and the user who launched an
+    AWX/Tower job added; what the task gives itself wins. The job id comes from the AWX/Tower variables, else, when
+    `environ` is given (os.environ), from the variables AWX sets in the job's environment."""
     who = dict(given or {})
     who.setdefault("controller", hostname())
     who.setdefault("controller_user", user())
@@ -35,6 +48,9 @@ def deployed_by(given, task_vars, hostname=socket.gethostname, user=controller_u
         job_id = next((environ[name] for name in JOB_ID_ENV if environ.get(name)), None)
     if job_id is not None:
         who.setdefault("job_id", str(job_id))
+    launched_by = next((task_vars[name] for name in LAUNCHED_BY_VARS if task_vars.get(name)), None)
+    if launched_by is not None:
+        who.setdefault("user", str(launched_by))
     return who
 
 

@@ -169,3 +169,9 @@ def test_a_holder_given_as_a_string_is_read_like_the_module_reads_it():
     assert action.lock_holder("playbook=deploy.yml", {}, lambda: "c", lambda: "u", environ={})["playbook"] == "deploy.yml"
     with pytest.raises(action.AnsibleActionFail, match="holder must be a dict"):
         action.lock_holder("just words", {}, lambda: "c", lambda: "u", environ={})
+
+
+def test_a_release_record_names_the_awx_user_who_launched_the_job_as_the_lock_does():
+    who = _controller.deployed_by({}, {"awx_job_id": 42, "awx_user_name": "alice"}, lambda: "c", lambda: "u")
+    assert who == {"controller": "c", "controller_user": "u", "job_id": "42", "user": "alice"}
+    assert _controller.deployed_by({"user": "bob"}, {"tower_user_name": "alice"}, lambda: "c", lambda: "u")["user"] == "bob"
