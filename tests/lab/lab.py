@@ -299,6 +299,42 @@ def write_atomic(path: str, data: str | bytes, mode: int = 0o644) -> None:
         raise
 
 
+RESERVED_PORTS = "/proc/sys/net/ipv4/ip_local_reserved_ports"
+
+
+def merge_port_ranges(current: str, low: int, high: int) -> str:
+    """The kernel's reserved ports (`ip_local_reserved_ports`: "a,b-c,...") with low-high added."""
+    spans = [(low, high)]
+    for part in current.replace("\n", "").split(","):
+        part = part.strip()
+        if part:
+            first, _, last = part.partition("-")
+            spans.append((int(first), int(last or first)))
+    merged = []
+    for first, last in sorted(spans):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return ",".join(f"{a}-{b}" if a != b else str(a) for a, b in merged)
+
+
+def reserve_ports(low: int, high: int, path: str = RESERVED_PORTS) -> bool:
+    """Keep the kernel from handing out low-high as the local port of an outgoing connection: the lab's published
+    ports lie inside the usual ephemeral range (32768-60999), so an SSH or HTTP client of an earlier run could hold
+    one when the lab grows, and Docker could not publish it. Needs root; returns whether the range is reserved."""
+    try:
+        with open(path, encoding="ascii") as f:
+            current = f.read()
+        wanted = merge_port_ranges(current, low, high)
+        if wanted != current.strip():
+            with open(path, "w", encoding="ascii") as f:
+                f.write(wanted)
+    except OSError:
+        return False
+    return True
+
+
 def port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -736,6 +772,11 @@ class Lab:
         hosts = plan_hosts(self.name, apps, base_port, arm64)
         with self.locked():
             client = connect()
+            # Every port this lab could publish at its largest, so growing it later finds them free too.
+            every = [p for h in plan_hosts(self.name, MAX_APPS, base_port, MAX_ARM64) for p in h.ports.values()]
+            if not reserve_ports(min(every), max(every)):
+                say(f"could not reserve ports {min(every)}-{max(every)} for the lab ({RESERVED_PORTS}); a client's "
+                    "connection may hold one of them when the lab grows")
             self.check_ports(client, hosts)
             base = ensure_base_image(client, pull, mirror)
             images = {"amd64": ensure_host_image(client, base, verbose)}

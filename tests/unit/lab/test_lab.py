@@ -209,3 +209,14 @@ def test_explicit_docker_host_that_does_not_answer(monkeypatch, capsys, tmp_path
     err = capsys.readouterr().err
     assert "no Docker engine answers at DOCKER_HOST=unix://" in err
     assert not (tmp_path / "state").exists(), "a failed up must leave nothing behind"
+
+
+def test_the_labs_ports_are_added_to_the_kernels_reserved_ports_without_losing_any(tmp_path):
+    assert lab.merge_port_ranges("", 42200, 42299) == "42200-42299"
+    assert lab.merge_port_ranges("8080,42250-42400\n", 42200, 42299) == "8080,42200-42400"
+    assert lab.merge_port_ranges("43200-43299", 42200, 42299) == "42200-42299,43200-43299"
+    assert lab.merge_port_ranges("42300", 42200, 42299) == "42200-42300"
+    reserved = tmp_path / "ip_local_reserved_ports"
+    reserved.write_text("8080\n")
+    assert lab.reserve_ports(42200, 42299, str(reserved)) and reserved.read_text() == "8080,42200-42299"
+    assert not lab.reserve_ports(42200, 42299, str(tmp_path / "missing" / "file"))
