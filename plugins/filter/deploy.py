@@ -289,7 +289,9 @@ def _last_deploy(info):
     for record in info.get("releases") or []:
         for key, result in (("activated", "went live"), ("failed", "failed")):
             if record.get(key):
-                events.append((record[key], record.get("id"), result, record.get("deployed_by") or {}))
+                # Who switched (activated_by, failed_by), else who staged the release (records from before 0.1.0).
+                by = record.get(key + "_by") or record.get("deployed_by") or {}
+                events.append((record[key], record.get("id"), result, by))
     if not events:
         return None
     when, release, result, by = max(events, key=lambda e: e[0])

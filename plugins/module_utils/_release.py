@@ -238,7 +238,7 @@ class Releaser:
             self.switch(records, current, release_id, leaving_state="previous")
 
     def switch(self, records, current, target, leaving_state):
-        rel.activate(self.layout, records, current, target, leaving_state)
+        rel.activate(self.layout, records, current, target, leaving_state, by=self.deployed_by())
         self.result["switched"] = True
 
     def roll_back(self, release_id, records, current):
@@ -268,6 +268,7 @@ class Releaser:
         if not self.check:
             record["state"] = "failed"
             record["failed"] = rel.now_iso()
+            record["failed_by"] = self.deployed_by()
             rel.save_record(self.layout, record)
 
     def rollback_target(self, records, current):

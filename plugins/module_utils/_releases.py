@@ -6,7 +6,8 @@
 On the host, per application base directory::
 
     releases/<id>/        unpacked, never modified after staging
-    releases/<id>.json    the record: id, digest, source, state, created, activated, seq, deployed_by
+    releases/<id>.json    the record: id, digest, source, state, created, activated, seq, deployed_by,
+                          activated_by, failed_by
     shared/               persistent paths linked into every release
     current -> releases/<id>
     .lock                 the deploy lock (see _lock.py)
@@ -214,21 +215,26 @@ def switch_current(layout, release_id):
     fsync_dir(layout.base)
 
 
-def activate(layout, records, current, target, leaving_state="previous"):
+def activate(layout, records, current, target, leaving_state="previous", by=None):
     """Make `target` live: its record becomes active with the next activation number, current is
     switched, and the release that was live becomes `leaving_state` (previous, or failed on a
-    rollback; a failed release stays failed). A corrupt record is never written over: a corrupt
-    target is refused before anything changes, and a corrupt record of the release that was live is
-    left as it is."""
+    rollback; a failed release stays failed). `by` (who switched: controller, users, AWX job) goes
+    into the records as activated_by (and failed_by), beside deployed_by, which says who staged the
+    release. A corrupt record is never written over: a corrupt target is refused before anything
+    changes, and a corrupt record of the release that was live is left as it is."""
     record = records[target]
     refuse_corrupt(record, "switch to")
     record.update(state="active", activated=now_iso(), seq=next_seq(records))
+    if by:
+        record["activated_by"] = by
     save_record(layout, record)
     switch_current(layout, target)
     if current and current in records and current != target and records[current].get("state") != "corrupt":
         old = records[current]
         if leaving_state == "failed":
             old["failed"] = now_iso()
+            if by:
+                old["failed_by"] = by
         if leaving_state == "failed" or old.get("state") != "failed":
             old["state"] = leaving_state
         old["deactivated"] = now_iso()

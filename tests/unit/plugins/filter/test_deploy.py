@@ -231,6 +231,13 @@ def _info(current, previous=None, by=None, **times):
     return {"current": current, "rollback_target": previous, "releases": releases, "lock": None}
 
 
+def test_the_last_deploy_names_who_switched_not_who_staged():
+    info = _info("2.0")
+    info["releases"][0]["activated_by"] = {"controller": "awx", "user": "alice", "job_id": "7"}
+    (row,) = plugin.fleet_status({"app1": info})["hosts"]
+    assert row["last"]["who"] == "alice@awx (job 7)"
+
+
 def test_fleet_status_prints_every_host_its_rotation_and_last_deploy():
     up = {"admin": "ready", "op": "up", "weight": 1, "in_rotation": True}
     lb = [{"app1": up, "app2": dict(up, admin="drain", in_rotation=False)}]

@@ -250,6 +250,20 @@ def test_roll_back_whatever_is_live_or_to_a_given_release(base, art):
     assert record(base, "v3")["state"] == "failed"
 
 
+def test_the_records_say_who_switched_apart_from_who_staged(base, art):
+    run(base, release_id="v1", src=art["v1"][0], state="active", deployed_by={"job_id": "1", "user": "bob"})
+    run(base, release_id="v2", src=art["v2"][0], state="staged", deployed_by={"job_id": "2", "user": "bob"})
+    run(base, release_id="v2", state="active", deployed_by={"job_id": "3", "user": "alice"})
+    v2 = record(base, "v2")
+    assert (v2["deployed_by"]["job_id"], v2["activated_by"]["job_id"], v2["activated_by"]["user"]) == ("2", "3", "alice")
+    run(base, release_id="v2", state="rolled_back", deployed_by={"job_id": "4", "user": "carol"})
+    v1, v2 = record(base, "v1"), record(base, "v2")
+    assert (v1["activated_by"]["job_id"], v2["failed_by"]["job_id"]) == ("4", "4")
+    run(base, release_id="v3", src=art["v3"][0], state="staged", deployed_by={"job_id": "5"})
+    run(base, release_id="v3", state="rolled_back", deployed_by={"job_id": "6"})
+    assert record(base, "v3")["failed_by"]["job_id"] == "6"
+
+
 def test_a_release_rolled_back_before_is_only_marked_failed(base, art):
     live(base, art, "v1", "v2")
     run(base, release_id="v3", src=art["v3"][0], state="staged")
