@@ -308,7 +308,7 @@ def merge_port_ranges(current: str, low: int, high: int) -> str:
     for part in current.replace("\n", "").split(","):
         part = part.strip()
         if part:
-            first, _, last = part.partition("-")
+            first, _dash, last = part.partition("-")
             spans.append((int(first), int(last or first)))
     merged = []
     for first, last in sorted(spans):
