@@ -35,9 +35,14 @@ requirements:
   - enabled in callbacks_enabled
 options:
   report_dir:
-    description: Directory the JSON and HTML files are written to (created when missing).
+    description:
+      - Directory the JSON and HTML files are written to (created when missing).
+      - When not set, C(deploy-reports) in the job's artifacts directory when the run is an ansible-runner or AWX job
+        (E(AWX_ISOLATED_DATA_DIR), which ansible-runner sets), else C(./deploy-reports).
+      - At the start of every playbook the callback puts the path of the JSON file it will write in the controller's
+        environment as E(SEEDOPS_DEPLOY_REPORT_FILE), so that the deploy role's C(set_stats) can name it for the next
+        job of an AWX workflow.
     type: path
-    default: ./deploy-reports
     env:
       - name: SEEDOPS_DEPLOY_REPORT_DIR
     ini:
@@ -80,6 +85,9 @@ from ansible.plugins.callback import CallbackBase
 from ansible_collections.seedops.deploy.plugins.module_utils import _lease
 from ansible_collections.seedops.deploy.plugins.module_utils import _releases
 from ansible_collections.seedops.deploy.plugins.module_utils import _service
+from ansible_collections.seedops.deploy.plugins.plugin_utils import _controller
+
+REPORT_FILE_ENV = "SEEDOPS_DEPLOY_REPORT_FILE"
 
 WATCHED = {
     "seedops.deploy.artifact": "artifact",
@@ -271,6 +279,7 @@ class CallbackModule(CallbackBase):
         self.batch = None
         self.playbook = None
         self.started = time.time()
+        self.base = None  # the report's path without extension (report_base)
         self.seen = False
         self.deployed = False  # a release module ran (or the deploy plan): artifact or lb_member alone is no deploy
         self.planned = False
@@ -290,6 +299,20 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_start(self, playbook):
         self.playbook = os.path.basename(getattr(playbook, "_file_name", "") or "")
         self.started = time.time()
+        self.base = None
+        if self.get_option("write_files"):
+            # The forks that run the playbook's tasks inherit it: the deploy role's set_stats reads it.
+            os.environ[REPORT_FILE_ENV] = os.path.abspath(self.report_base()) + ".json"
+        else:
+            os.environ.pop(REPORT_FILE_ENV, None)
+
+    def report_base(self):
+        """The report's files without their extension: the same for the whole run, fixed when it starts."""
+        if not self.base:
+            directory = _controller.report_dir(self.get_option("report_dir"), os.environ)
+            stamp = datetime.datetime.fromtimestamp(self.started, datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            self.base = os.path.join(directory, "deploy-%s-%d" % (stamp, os.getpid()))
+        return self.base
 
     def v2_playbook_on_play_start(self, play):
         name = play.get_name().strip()
@@ -604,11 +627,10 @@ class CallbackModule(CallbackBase):
         return "-" if value is None else "%.2f" % value
 
     def write_files(self, doc):
-        directory = self.get_option("report_dir")
+        base = self.report_base()
+        directory = os.path.dirname(base)
         try:
             os.makedirs(directory, exist_ok=True)
-            stamp = datetime.datetime.fromtimestamp(self.started, datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-            base = os.path.join(directory, "deploy-%s-%d" % (stamp, os.getpid()))
             for ext, text in (("json", json.dumps(doc, indent=2, sort_keys=True) + "\n"), ("html", self.render_html(doc))):
                 _releases.write_text_atomic("%s.%s" % (base, ext), text)
                 _releases.write_text_atomic(os.path.join(directory, "latest.%s" % ext), text)

@@ -85,13 +85,20 @@ ACTIONS = ("switch", "restart", "repair", "unchanged")
 DEFAULT_SERIAL = (1, "34%", "100%")
 
 
+def serial_entries(serial):
+    """Ansible `serial` entries from a list, one number or percentage, or a comma-separated text such as
+    '1, 34%, 100%' (what an AWX survey's text answer gives), for a play's `serial` and for batch_sizes."""
+    if isinstance(serial, str):
+        return [entry.strip() for entry in serial.split(",") if entry.strip()]
+    if isinstance(serial, (list, tuple)):
+        return list(serial)
+    return [] if serial is None else [serial]
+
+
 def batch_sizes(serial, count):
     """Split `count` hosts into batches the way Ansible's `serial` does (numbers, percentages of `count`,
     the last entry repeating; 0 or an empty list means one batch of every host). Returns the sizes."""
-    if serial in (None, "", []):
-        serial = [0]
-    if not isinstance(serial, (list, tuple)):
-        serial = [serial]
+    serial = serial_entries(serial) or [0]
     sizes, left, index = [], count, 0
     while left > 0:
         try:
@@ -235,6 +242,7 @@ def deploy_plan(hosts, release, serial=DEFAULT_SERIAL, canary=None, switch="roll
     if switch not in ("rolling", "together"):
         raise AnsibleFilterError(f"deploy_plan: deploy_switch must be rolling or together, not {switch!r}")
     canary = list(canary or [])
+    serial = serial_entries(serial)
     by_name = {h["host"]: h for h in hosts}
     planned = {}
     for name in _order(hosts, canary):
@@ -448,10 +456,39 @@ def fleet_release(currents):
     return {"release": release, "serving": serving, "new": new, "problem": problem}
 
 
+def deploy_stats(verified, plan, report=None):
+    """What a deploy, rollback or reconfigure run leaves for the next job of an AWX workflow (set_stats), from what the
+    verify step measured: `verified` maps each host of the run to its deploy_verified fact (None where verify did not
+    read it), `plan` is deploy_plan, `report` the deploy report's JSON file (or None)."""
+    if not isinstance(verified, dict):
+        raise AnsibleFilterError("deploy_stats: expected a mapping of host to its deploy_verified fact, got %s"
+                                 % type(verified).__name__)
+    if not isinstance(plan, dict):
+        raise AnsibleFilterError("deploy_stats: expected deploy_plan as its argument, got %s" % type(plan).__name__)
+    release = plan.get("release")
+    runs, unhealthy, out, unverified = {}, [], [], []
+    for host, seen in verified.items():
+        if not isinstance(seen, dict):
+            unverified.append(host)
+            continue
+        runs.setdefault(str(seen.get("release") or "nothing"), []).append(host)
+        problems = _service.findings(seen.get("service"), seen.get("live"))
+        if problems["down"] or problems["unhealthy"]:
+            unhealthy.append(host)
+        if isinstance(seen.get("lb"), dict) and not seen["lb"].get("in_rotation"):
+            out.append(host)
+    on_release = runs.get(str(release), []) if release else []
+    complete = bool(verified) and len(on_release) == len(verified) and not (unhealthy or out)
+    return {"mode": plan.get("mode") or "deploy", "release": release, "hosts": list(verified), "runs": runs,
+            "unhealthy": unhealthy, "out_of_rotation": out, "unverified": unverified,
+            "result": "complete" if complete else "incomplete", "report": report or None}
+
+
 class FilterModule:
     """seedops.deploy deploy-planning filters."""
 
     def filters(self):
         return {"checksum_for": checksum_for, "fleet_rollback": fleet_rollback, "deploy_plan": deploy_plan,
                 "rotation_of": rotation_of, "fleet_status": fleet_status, "smoke_failures": smoke_failures,
-                "fanout_waves": fanout_waves, "fleet_release": fleet_release}
+                "fanout_waves": fanout_waves, "fleet_release": fleet_release, "deploy_stats": deploy_stats,
+                "serial_entries": serial_entries}

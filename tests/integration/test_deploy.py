@@ -6,14 +6,17 @@ Each test brings the fleet to the state it starts from (fleet_at, log_level_at),
 fleet is there already, so any test passes alone (pytest tests/integration/test_deploy.py::NAME) and
 in the full run."""
 
+import copy
 import glob
 import json
 import os
+import shutil
 import subprocess
 import threading
 import time
 
 import pytest
+import yaml
 
 from conftest import REPO_ROOT, VENV_BIN, answering, flat, load_client, run_module, run_playbook, sh
 
@@ -673,6 +676,101 @@ def test_one_deploy_at_a_time_the_second_fails_at_once_naming_the_holder_or_wait
     assert all(recap[h]["changed"] == 0 for h in APPS), recap
     assert {live(lab, h)[:2] for h in APPS} == {(target, target)}
     assert lock_record(lab) is None, "the last run gave the lock back"
+
+
+# What AWX gives every job of the "Deploy" job template (awx_meta_vars; tower_* too), as extra vars and environment.
+AWX_JOB = {"awx_job_id": 4242, "awx_user_name": "alice", "awx_job_template_name": "Deploy", "awx_job_launch_type": "manual",
+           "tower_job_id": 4242, "tower_user_name": "alice", "tower_job_template_name": "Deploy"}
+
+
+def awx_job(lab, root, ident, extravars, inventory=None, wait=True):
+    """Run awx/project/deploy.yml the way AWX runs a job: ansible-runner with a private data directory of its own (the
+    example project copied in, its ansible.cfg in force), the survey's defaults plus the answers in `extravars`, the
+    job's variables and environment. The collection comes from the checkout's .venv/collections, where a project sync
+    or an execution environment would have installed it. Returns the ansible_runner Runner (or (thread, runner))."""
+    import ansible_runner  # pylint: disable=import-outside-toplevel
+
+    data = root / f"job-{ident}"
+    shutil.copytree(os.path.join(REPO_ROOT, "awx", "project"), data / "project")
+    with open(os.path.join(REPO_ROOT, "awx", "surveys", "deploy.json"), encoding="utf-8") as f:
+        answers = {q["variable"]: q["default"] for q in json.load(f)["spec"]}
+    env = {"PATH": VENV_BIN + os.pathsep + os.environ["PATH"], "JOB_ID": str(ident),
+           "ANSIBLE_CONFIG": str(data / "project" / "ansible.cfg"),
+           "ANSIBLE_COLLECTIONS_PATH": os.path.join(REPO_ROOT, ".venv", "collections")}
+    kwargs = {"private_data_dir": str(data), "playbook": "deploy.yml", "inventory": inventory or lab.inventory,
+              "extravars": {**answers, **AWX_JOB, "awx_job_id": ident, "tower_job_id": ident, **extravars},
+              "envvars": env, "ident": str(ident), "quiet": True}
+    return ansible_runner.run(**kwargs) if wait else ansible_runner.run_async(**kwargs)
+
+
+def job_stats(job):
+    """What the job's set_stats left for the next node of an AWX workflow, as AWX reads it (the stats event)."""
+    (stats,) = [e for e in job.events if e["event"] == "playbook_on_stats"]
+    return stats["event_data"].get("artifact_data") or {}
+
+
+def test_an_awx_job_run_by_ansible_runner_deploys_under_load_and_leaves_its_report_and_stats(lab, demo, tmp_path):
+    start = fleet_at(lab, RELEASES)
+    target = other(start)
+    load = load_client().Load(f"http://127.0.0.1:{demo['port']}/", RPS, 0.1, "1s", 15)
+    # The survey's answers as AWX passes them: text and numbers, the batches as one text.
+    answers = {"deploy_version": target, "deploy_serial": "1, 100%"}
+    job, summary = load.around(lambda: awx_job(lab, tmp_path, 4242, answers))
+    stdout = job.stdout.read()
+    assert (job.status, job.rc) == ("successful", 0), stdout[-4000:]
+    assert summary["all"]["failed"] == 0, summary["errors"]
+    assert "DEPLOY REPORT (deploy.yml" in stdout, "the report's table is in the job's output: " + stdout[-2000:]
+    # The stats: what verify measured, and where the report is - in the job's artifacts directory.
+    stats = job_stats(job)["seedops_deploy"]
+    assert stats["release"] == target and stats["result"] == "complete", stats
+    assert stats["runs"] == {target: APPS} and stats["hosts"] == APPS, stats
+    assert stats["report"].startswith(os.path.join(job.config.artifact_dir, "deploy-reports") + os.sep), stats
+    with open(stats["report"], encoding="utf-8") as f:
+        report = json.load(f)
+    assert {r["host"]: (r["result"], r["batch"]) for r in report["hosts"]} == {
+        "app1": ("switched", 1), "app2": ("switched", 2), "app3": ("switched", 2)}, "the survey's batches: 1, 100%"
+    assert (report["deployed_by"]["job_id"], report["deployed_by"]["user"]) == ("4242", "alice")
+    # The hosts' release records name the job that switched them, and the user who launched it (the release itself
+    # was staged by an earlier run: deployed_by keeps that one).
+    infos = run_module(lab, "app", "seedops.deploy.release_info", {"path": BASE}, hosts=APPS)
+    for host in APPS:
+        (record,) = [r for r in infos[host]["releases"] if r["id"] == target]
+        assert (record["activated_by"]["job_id"], record["activated_by"]["user"]) == ("4242", "alice"), record
+    assert {live(lab, h)[:2] for h in APPS} == {(target, target)}
+
+
+def test_a_sliced_awx_deploy_job_is_refused_in_every_slice_before_any_change(lab, demo, tmp_path):
+    """AWX job slicing: one job per slice, all at once, each with every Nth host by name (app1, app3, repo1 and app2,
+    lb1 here), under a workflow job named after the job template. Each slice is refused before it changes anything."""
+    start = fleet_at(lab, RELEASES)
+    with open(lab.inventory, encoding="utf-8") as f:
+        full = yaml.safe_load(f)
+    names = sorted(h for group in full["all"]["children"].values() for h in (group.get("hosts") or {}))
+    jobs = []
+    for number in (1, 2):
+        mine = set(names[number - 1::2])
+        inventory = copy.deepcopy(full)
+        for group in inventory["all"]["children"].values():
+            group["hosts"] = {h: v for h, v in (group.get("hosts") or {}).items() if h in mine}
+        folder = tmp_path / f"slice{number}"
+        folder.mkdir()
+        (folder / "inventory.yml").write_text(yaml.safe_dump(inventory))
+        os.symlink(os.path.join(REPO_ROOT, "tests", "lab", "group_vars"), folder / "group_vars")
+        sliced = {"deploy_version": other(start), "awx_workflow_job_id": 4300, "awx_workflow_job_name": "Deploy",
+                  "tower_workflow_job_id": 4300, "tower_workflow_job_name": "Deploy"}
+        jobs.append(awx_job(lab, tmp_path, 4300 + number, sliced, inventory=str(folder / "inventory.yml"), wait=False))
+    for thread, _job in jobs:
+        thread.join(600)
+    for _thread, job in jobs:
+        assert job.status == "failed", job.stdout.read()[-3000:]
+        failed = [flat(e["event_data"]["res"].get("msg", "")) for e in job.events if e["event"] == "runner_on_failed"]
+        assert failed and all(m.startswith('This job is one slice of the AWX job template "Deploy", which has job '
+                                           "slicing on (workflow job 4300)") and "Nothing was changed." in m
+                              for m in failed), failed
+        assert not any(job.stats["changed"].values()), job.stats
+    assert {live(lab, h)[:2] for h in APPS} == {(start, start)}
+    assert {server: state[:2] for server, state in haproxy_servers(lab).items()} == {h: ("ready", "up") for h in APPS}
+    assert lock_record(lab) is None, "no slice took the lock"
 
 
 @pytest.mark.parametrize("point", list(KILLED))

@@ -442,3 +442,36 @@ def test_the_timeline_of_a_hundred_hosts_is_in_batch_order_with_thin_rows(callba
     assert labels[10:12] == ["app11  (batch 2)", "app12  (batch 3)"] and len(labels) == 100
     # One line between batch 1 and 2, one between 2 and 3.
     assert svg.count('stroke="#a0aec0"') == 2
+
+
+class Playbook:
+    _file_name = "/somewhere/deploy.yml"
+
+
+def test_the_report_file_is_named_at_the_start_and_published_for_set_stats(callback, tmp_path, monkeypatch):
+    monkeypatch.setenv(plugin.REPORT_FILE_ENV, "restored to absent after the test")
+    callback.v2_playbook_on_start(Playbook())
+    named = os.environ[plugin.REPORT_FILE_ENV]
+    assert os.path.dirname(named) == str(tmp_path) and named.endswith(".json")
+    plan(callback, ["app1"], "1.0.0", "2.0.0")
+    run(callback, "app1", "seedops.deploy.release", {"changed": True, "current": "2.0.0", "previous": "1.0.0"})
+    callback.v2_playbook_on_stats(Stats())
+    assert json.loads(open(named, encoding="utf-8").read())["playbook"] == "deploy.yml"
+
+
+def test_no_report_file_is_published_when_files_are_off(callback, monkeypatch):
+    monkeypatch.setenv(plugin.REPORT_FILE_ENV, "/left/over/from/before.json")
+    monkeypatch.setattr(callback, "get_option", {"report_dir": None, "write_files": False}.get)
+    callback.v2_playbook_on_start(Playbook())
+    assert plugin.REPORT_FILE_ENV not in os.environ
+
+
+def test_an_ansible_runner_job_gets_its_report_in_the_job_artifacts(callback, tmp_path, monkeypatch):
+    monkeypatch.setenv("AWX_ISOLATED_DATA_DIR", str(tmp_path / "artifacts" / "42"))
+    monkeypatch.setenv(plugin.REPORT_FILE_ENV, "restored to absent after the test")
+    monkeypatch.setattr(callback, "get_option", {"report_dir": None, "write_files": True}.get)
+    callback.v2_playbook_on_start(Playbook())
+    assert os.environ[plugin.REPORT_FILE_ENV].startswith(str(tmp_path / "artifacts" / "42" / "deploy-reports") + "/")
+    monkeypatch.setattr(callback, "get_option", {"report_dir": "/configured", "write_files": True}.get)
+    callback.v2_playbook_on_start(Playbook())
+    assert os.environ[plugin.REPORT_FILE_ENV].startswith("/configured/")

@@ -384,3 +384,56 @@ def test_fleet_release_has_nothing_to_follow_on_a_fleet_where_nothing_is_live():
 def test_fleet_release_refuses_what_is_not_a_mapping():
     with pytest.raises(AnsibleFilterError, match="expected a mapping of host to its live release"):
         plugin.fleet_release(["app1"])
+
+
+def _verified(release, state="active", healthy=True, in_rotation=True, lb=True):
+    return {"release": release, "live": release, "service": {"state": state, "healthy": healthy, "release": release},
+            "lb": {"admin": "ready", "in_rotation": in_rotation} if lb else None}
+
+
+def test_deploy_stats_is_complete_when_every_host_runs_the_release_healthy_and_in_rotation():
+    got = plugin.deploy_stats({"app1": _verified("2.0.0"), "app2": _verified("2.0.0")},
+                              {"release": "2.0.0", "mode": "deploy"}, report="/r/deploy-1.json")
+    assert got == {"mode": "deploy", "release": "2.0.0", "hosts": ["app1", "app2"], "runs": {"2.0.0": ["app1", "app2"]},
+                   "unhealthy": [], "out_of_rotation": [], "unverified": [], "result": "complete",
+                   "report": "/r/deploy-1.json"}
+
+
+def test_deploy_stats_says_what_was_measured_not_what_was_planned():
+    got = plugin.deploy_stats({"app1": _verified("2.0.0"), "app2": _verified("1.0.0"),
+                               "app3": _verified("2.0.0", state="failed"), "app4": _verified("2.0.0", in_rotation=False),
+                               "app5": None},
+                              {"release": "2.0.0", "mode": "deploy"})
+    assert got["runs"] == {"2.0.0": ["app1", "app3", "app4"], "1.0.0": ["app2"]}
+    assert (got["unhealthy"], got["out_of_rotation"], got["unverified"]) == (["app3"], ["app4"], ["app5"])
+    assert got["result"] == "incomplete" and got["report"] is None
+
+
+def test_deploy_stats_without_load_balancers_and_with_nothing_running():
+    got = plugin.deploy_stats({"app1": _verified("1.0.0", lb=False), "app2": {"release": None, "live": None}},
+                              {"release": "1.0.0", "mode": "rollback"})
+    assert got["runs"] == {"1.0.0": ["app1"], "nothing": ["app2"]} and got["mode"] == "rollback"
+    assert got["out_of_rotation"] == [] and got["result"] == "incomplete"
+
+
+def test_deploy_stats_refuses_what_is_not_a_mapping_and_a_plan():
+    with pytest.raises(AnsibleFilterError, match="expected a mapping of host to its deploy_verified fact"):
+        plugin.deploy_stats(["app1"], {})
+    with pytest.raises(AnsibleFilterError, match="expected deploy_plan"):
+        plugin.deploy_stats({}, None)
+
+
+def test_a_survey_answer_gives_the_same_batches_as_the_list():
+    assert plugin.serial_entries("1, 34%,100% ") == ["1", "34%", "100%"]
+    assert plugin.serial_entries([1, "34%"]) == [1, "34%"] and plugin.serial_entries(2) == [2]
+    assert plugin.serial_entries(None) == [] and plugin.serial_entries("") == []
+    assert plugin.batch_sizes("1, 34%, 100%", 10) == plugin.batch_sizes([1, "34%", "100%"], 10) == [1, 3, 6]
+    with pytest.raises(AnsibleFilterError, match="serial entry 'x' is neither a number nor a percentage"):
+        plugin.batch_sizes("1, x", 4)
+
+
+def test_named_canary_hosts_take_the_first_batch_of_a_survey_serial_too():
+    hosts = [{"host": f"app{i}", "current": "1.0"} for i in range(1, 6)]
+    as_text = plugin.deploy_plan(hosts, "2.0", serial="1, 2, 100%", canary=["app3"])
+    assert as_text["batches"] == plugin.deploy_plan(hosts, "2.0", serial=[1, 2, "100%"], canary=["app3"])["batches"]
+    assert as_text["batches"] == [["app3"], ["app1", "app2"], ["app4", "app5"]]
