@@ -297,7 +297,7 @@ def _last_deploy(info):
     for record in info.get("releases") or []:
         for key, result in (("activated", "went live"), ("failed", "failed")):
             if record.get(key):
-                # Who switched (activated_by, failed_by), else who staged the release (records from before 0.1.0).
+                # Who switched (activated_by, failed_by), else who staged the release (records written before activated_by).
                 by = record.get(key + "_by") or record.get("deployed_by") or {}
                 events.append((record[key], record.get("id"), result, by))
     if not events:
@@ -457,7 +457,7 @@ def fleet_release(currents):
 
 
 def deploy_stats(verified, plan, report=None):
-    """What a deploy, rollback or reconfigure run leaves for the next job of an AWX workflow (set_stats), from what the
+    """What a deploy or rollback run leaves for the next job of an AWX workflow (set_stats), from what the
     verify step measured: `verified` maps each host of the run to its deploy_verified fact (None where verify did not
     read it), `plan` is deploy_plan, `report` the deploy report's JSON file (or None)."""
     if not isinstance(verified, dict):
