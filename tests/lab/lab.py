@@ -691,10 +691,16 @@ class Lab:
 
     @staticmethod
     def wait_booted(container, timeout: int = 90) -> None:
-        # Until systemd has its private socket, systemctl says "Failed to connect to bus".
+        # Until systemd listens on its private socket, systemctl says "Failed to connect to bus". The socket's file is
+        # not enough: a container that dockerd restarted at its own start once had the file and still refused the
+        # connection for a while (ENOENT). So ask again until systemd answers with a state, within the timeout.
         script = (
-            f"for i in $(seq 1 {timeout * 10}); do [ -S /run/systemd/private ] && break; sleep 0.1; done; "
-            f"timeout {timeout} systemctl is-system-running --wait"
+            f"end=$(( $(date +%s) + {timeout} )); "
+            "while :; do "
+            f"out=$(timeout {timeout} systemctl is-system-running --wait 2>&1); code=$?; "
+            'case "$out" in *"Failed to connect to bus"*) [ "$(date +%s)" -lt "$end" ] || break; sleep 0.2;; '
+            "*) break;; esac; "
+            'done; echo "$out"; exit $code'
         )
         started = time.monotonic()
         code, out = container.exec_run(["sh", "-c", script])
