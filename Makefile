@@ -13,7 +13,7 @@ LAB_APPS ?= 3
 INVENTORY ?= .lab/seedops-lab/inventory.yml
 VERSION ?= 1.0.0
 
-.PHONY: help venv lab-up lab-down lab-status site test unit go-test sanity lint compat integration app build bench clean
+.PHONY: help venv lab-up lab-down lab-status site test unit go-test sanity lint compat integration app build ee bench clean
 
 help:
 	@echo "make site         lab up, site.yml (deploys 1.0.0), then a rolling deploy of 2.0.0 under load, with the report"
@@ -26,6 +26,7 @@ help:
 	@echo "make lab-up       bring the lab up (LAB_APPS=$(LAB_APPS) app hosts); lab-status; lab-down"
 	@echo "make app          build the sample service packages (VERSION=$(VERSION)) into tests/fixtures/app/dist/"
 	@echo "make build        ansible-galaxy collection build"
+	@echo "make ee           the execution environment for AWX (awx/ee/, ansible-builder) in the lab's Docker engine"
 	@echo "make bench        benchmarks side by side with the alternatives (JSON in benchmarks/results/)"
 	@echo "make venv         install Debian packages (as root) and the Python environment; other targets do it"
 
@@ -78,6 +79,10 @@ app: venv
 
 build: venv
 	$(BIN)/ansible-galaxy collection build --force .
+
+# ansible-builder on the lab's Debian image, no registry (tests/lab/ee.py); prints the image's name.
+ee: venv
+	$(BIN)/python tests/lab/ee.py build
 
 clean:
 	rm -rf tests/output tests/fixtures/app/dist seedops-deploy-*.tar.gz .pytest_cache

@@ -567,9 +567,18 @@ def ensure_host_image(client, base, verbose: bool, arch: str = "amd64"):
     with contextlib.suppress(docker.errors.ImageNotFound):
         return client.images.get(tag)
     say(f"building the host image {tag} (systemd, sshd, python3, sudo){' for arm64' if arch != 'amd64' else ''}")
+    image = build_image(client, IMAGE_CONTEXT, tag, args, verbose, "the host image")
+    if arch == "amd64":
+        image.tag(HOST_IMAGE_REPO, "latest")
+    return image
+
+
+def build_image(client, context: str, tag: str, args: dict, verbose: bool, what: str):
+    """Build the Dockerfile in `context` as `tag` with the build arguments `args`; returns the image. A failed build
+    raises LabError naming `what`, with the build's last lines."""
     errors = []
     log_tail = []
-    for chunk in client.api.build(path=IMAGE_CONTEXT, tag=tag, rm=True, forcerm=True, decode=True, buildargs=args):
+    for chunk in client.api.build(path=context, tag=tag, rm=True, forcerm=True, decode=True, buildargs=args):
         if "error" in chunk:
             errors.append(chunk["error"].strip())
         text = chunk.get("stream", "").rstrip()
@@ -578,9 +587,7 @@ def ensure_host_image(client, base, verbose: bool, arch: str = "amd64"):
             if verbose:
                 print(text, flush=True)
     if errors:
-        raise LabError("building the host image failed: " + "; ".join(errors) + "\n" + "\n".join(log_tail))
-    if arch == "amd64":
-        client.images.get(tag).tag(HOST_IMAGE_REPO, "latest")
+        raise LabError(f"building {what} failed: " + "; ".join(errors) + "\n" + "\n".join(log_tail))
     return client.images.get(tag)
 
 

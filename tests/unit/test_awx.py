@@ -88,3 +88,36 @@ def test_a_slice_is_refused_before_the_role_reads_any_setting(name):
     assert first["ansible.builtin.include_role"] == {"name": "seedops.deploy.deploy", "tasks_from": "refuse_slice"}
     with open(os.path.join(ROOT, "roles", "deploy", "tasks", "lock.yml"), encoding="utf-8") as handle:
         assert handle.read().count("ansible.builtin.include_tasks: refuse_slice.yml") == 1
+
+
+def requirement_pins():
+    """requirements.txt's exact pins: name -> version."""
+    with open(os.path.join(ROOT, "requirements.txt"), encoding="utf-8") as handle:
+        return dict(line.strip().split("==") for line in handle if "==" in line and not line.startswith("#"))
+
+
+def test_the_execution_environment_is_valid_for_ansible_builder_and_installs_what_the_tests_run():
+    from ansible_builder.user_definition import UserDefinition  # pylint: disable=import-outside-toplevel
+
+    path = os.path.join(ROOT, "awx", "ee", "execution-environment.yml")
+    definition = UserDefinition(path)
+    definition.validate()
+    pins = requirement_pins()
+    assert definition.version == 3
+    assert definition.ansible_core_ref == f"ansible-core=={pins['ansible-core']}"
+    assert definition.ansible_runner_ref == f"ansible-runner=={pins['ansible-runner']}"
+    # The collection's tarball, named as `ansible-galaxy collection build` names this version.
+    galaxy = load_yaml("galaxy.yml")
+    tarball = f"{galaxy['namespace']}-{galaxy['name']}-{galaxy['version']}.tar.gz"
+    assert [f["src"] for f in definition.raw["additional_build_files"]] == [tarball]
+    assert definition.raw["dependencies"]["galaxy"]["collections"] == [
+        {"name": f"collections/{tarball}", "type": "file"}]
+    assert definition.raw["options"]["tags"] == [f"seedops/deploy-ee:{galaxy['version']}"]
+
+
+def test_the_collection_declares_its_python_packages_for_execution_environments():
+    meta = load_yaml("meta", "execution-environment.yml")
+    with open(os.path.join(ROOT, meta["dependencies"]["python"]), encoding="utf-8") as handle:
+        packages = [line.split(">=")[0].strip() for line in handle if line.strip() and not line.startswith("#")]
+    assert packages == ["passlib"]
+    assert "passlib" in requirement_pins(), "the tests run with what an execution environment gets"
