@@ -130,6 +130,16 @@ def lab() -> LabInfo:
     return load_lab(name)
 
 
+@pytest.fixture(scope="session")
+def execution_environment() -> str:
+    """The collection's execution environment image (awx/ee/execution-environment.yml, built by tests/lab/ee.py with
+    ansible-builder on the lab's Debian image; seconds when `make test` built it in the background already)."""
+    result = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "tests", "lab", "ee.py"), "build"],
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=1200, check=False)
+    assert result.returncode == 0, f"building the execution environment failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout.strip().splitlines()[-1]
+
+
 def run_playbook(playbook: str, inventory: str, *args: str, cwd: str = REPO_ROOT, env: dict | None = None,
                  kill_at: str | None = None):
     """ansible-playbook from the project's environment; returns (result, {host: recap counts}).

@@ -683,23 +683,44 @@ AWX_JOB = {"awx_job_id": 4242, "awx_user_name": "alice", "awx_job_template_name"
            "tower_job_id": 4242, "tower_user_name": "alice", "tower_job_template_name": "Deploy"}
 
 
-def awx_job(lab, root, ident, extravars, inventory=None, wait=True):
+def awx_job(lab, root, ident, extravars, inventory=None, wait=True, image=None):
     """Run awx/project/deploy.yml the way AWX runs a job: ansible-runner with a private data directory of its own (the
     example project copied in, its ansible.cfg in force), the survey's defaults plus the answers in `extravars`, the
-    job's variables and environment. The collection comes from the checkout's .venv/collections, where a project sync
-    or an execution environment would have installed it. Returns the ansible_runner Runner (or (thread, runner))."""
+    job's variables and environment. With `image`, inside that execution environment, as AWX does: the job's
+    inventory and the lab's known hosts in the data directory, the SSH key given to ssh-agent as a machine credential
+    is, the collection the image's own. Without, the collection comes from the checkout's .venv/collections.
+    Returns the ansible_runner Runner (or (thread, runner))."""
     import ansible_runner  # pylint: disable=import-outside-toplevel
 
     data = root / f"job-{ident}"
     shutil.copytree(os.path.join(REPO_ROOT, "awx", "project"), data / "project")
     with open(os.path.join(REPO_ROOT, "awx", "surveys", "deploy.json"), encoding="utf-8") as f:
         answers = {q["variable"]: q["default"] for q in json.load(f)["spec"]}
-    env = {"PATH": VENV_BIN + os.pathsep + os.environ["PATH"], "JOB_ID": str(ident),
-           "ANSIBLE_CONFIG": str(data / "project" / "ansible.cfg"),
-           "ANSIBLE_COLLECTIONS_PATH": os.path.join(REPO_ROOT, ".venv", "collections")}
-    kwargs = {"private_data_dir": str(data), "playbook": "deploy.yml", "inventory": inventory or lab.inventory,
+    kwargs = {"private_data_dir": str(data), "playbook": "deploy.yml",
               "extravars": {**answers, **AWX_JOB, "awx_job_id": ident, "tower_job_id": ident, **extravars},
-              "envvars": env, "ident": str(ident), "quiet": True}
+              "ident": str(ident), "quiet": True}
+    if image:
+        with open(inventory or lab.inventory, encoding="utf-8") as f:
+            hosts = yaml.safe_load(f)
+        settings = hosts["all"]["vars"]
+        settings.pop("ansible_ssh_private_key_file")
+        # The key is ssh-agent's, which IdentitiesOnly would leave unused.
+        settings["ansible_ssh_common_args"] = settings["ansible_ssh_common_args"].replace(
+            os.path.join(lab.state_dir, "known_hosts"), "/runner/known_hosts").replace(" -o IdentitiesOnly=yes", "")
+        assert "/runner/known_hosts" in settings["ansible_ssh_common_args"], settings
+        shutil.copytree(os.path.join(REPO_ROOT, "tests", "lab", "group_vars"), data / "inventory" / "group_vars")
+        (data / "inventory" / "hosts.yml").write_text(yaml.safe_dump(hosts))
+        shutil.copy(os.path.join(lab.state_dir, "known_hosts"), data / "known_hosts")
+        with open(os.path.join(lab.state_dir, "id_ed25519"), encoding="utf-8") as f:
+            kwargs["ssh_key"] = f.read()
+        # The lab's hosts are reached on 127.0.0.1: the job's container shares the machine's network.
+        kwargs.update(process_isolation=True, process_isolation_executable="docker", container_image=image,
+                      container_options=["--network=host"], envvars={"JOB_ID": str(ident)})
+    else:
+        kwargs.update(inventory=inventory or lab.inventory, envvars={
+            "PATH": VENV_BIN + os.pathsep + os.environ["PATH"], "JOB_ID": str(ident),
+            "ANSIBLE_CONFIG": str(data / "project" / "ansible.cfg"),
+            "ANSIBLE_COLLECTIONS_PATH": os.path.join(REPO_ROOT, ".venv", "collections")})
     return ansible_runner.run(**kwargs) if wait else ansible_runner.run_async(**kwargs)
 
 
@@ -709,23 +730,31 @@ def job_stats(job):
     return stats["event_data"].get("artifact_data") or {}
 
 
-def test_an_awx_job_run_by_ansible_runner_deploys_under_load_and_leaves_its_report_and_stats(lab, demo, tmp_path):
+def test_an_awx_job_in_the_execution_environment_deploys_under_load_and_leaves_its_report_and_stats(
+        lab, demo, execution_environment, tmp_path):
+    """The issue's "done when": a job with the deploy survey's answers, run by ansible-runner inside the collection's
+    execution environment (the image ansible-builder made from awx/ee/execution-environment.yml)."""
     start = fleet_at(lab, RELEASES)
     target = other(start)
     load = load_client().Load(f"http://127.0.0.1:{demo['port']}/", RPS, 0.1, "1s", 15)
     # The survey's answers as AWX passes them: text and numbers, the batches as one text.
     answers = {"deploy_version": target, "deploy_serial": "1, 100%"}
-    job, summary = load.around(lambda: awx_job(lab, tmp_path, 4242, answers))
+    job, summary = load.around(lambda: awx_job(lab, tmp_path, 4242, answers, image=execution_environment))
     stdout = job.stdout.read()
     assert (job.status, job.rc) == ("successful", 0), stdout[-4000:]
     assert summary["all"]["failed"] == 0, summary["errors"]
     assert "DEPLOY REPORT (deploy.yml" in stdout, "the report's table is in the job's output: " + stdout[-2000:]
-    # The stats: what verify measured, and where the report is - in the job's artifacts directory.
+    # It ran inside the image: the job's command is the container engine's, with the image named.
+    assert job.config.command[:2] == ["docker", "run"] and execution_environment in job.config.command, \
+        job.config.command
+    # The stats: what verify measured, and where the report is - in the job's artifacts directory, as the job's
+    # container sees it (/runner is the private data directory).
     stats = job_stats(job)["seedops_deploy"]
     assert stats["release"] == target and stats["result"] == "complete", stats
     assert stats["runs"] == {target: APPS} and stats["hosts"] == APPS, stats
-    assert stats["report"].startswith(os.path.join(job.config.artifact_dir, "deploy-reports") + os.sep), stats
-    with open(stats["report"], encoding="utf-8") as f:
+    assert stats["report"].startswith("/runner/artifacts/4242/deploy-reports/"), stats
+    report_file = os.path.join(job.config.artifact_dir, os.path.relpath(stats["report"], "/runner/artifacts/4242"))
+    with open(report_file, encoding="utf-8") as f:
         report = json.load(f)
     assert {r["host"]: (r["result"], r["batch"]) for r in report["hosts"]} == {
         "app1": ("switched", 1), "app2": ("switched", 2), "app3": ("switched", 2)}, "the survey's batches: 1, 100%"

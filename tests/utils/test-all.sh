@@ -2,7 +2,7 @@
 # `make test`: unit, sanity and lint, then integration against the lab. The checks are single-threaded, so they
 # share the machine's cores with each other and with the set-up the integration tests need:
 #   - the lab comes up in the background from the start (on a fresh machine: the Docker engine, the debootstrapped
-#     base image, the host image - mostly downloads and unpacking);
+#     base image, the host image - mostly downloads and unpacking), and then the execution environment's image;
 #   - unit runs first, in the foreground, beside nothing else (some of its tests run real servers against short
 #     deadlines and should not compete with compilers for the CPU), and beside it the same unit tests under the older
 #     ansible-core releases the collection supports (tests/utils/compat.sh), which also wait more than they compute;
@@ -71,10 +71,13 @@ cleanup() {
 trap cleanup EXIT
 
 # Both labs `make integration`'s two workers use (tests/integration/conftest.py: the second worker's lab is
-# seedops-lab2 with its ports 1000 higher), one after the other: they share the host image.
+# seedops-lab2 with its ports 1000 higher), one after the other: they share the host image. Then the execution
+# environment the AWX test runs its job in (tests/lab/ee.py: ansible-builder on the lab's Debian image; mostly
+# downloads), whatever the labs did: it needs only the Debian image.
 lab1=${SEEDOPS_LAB_NAME:-seedops-lab} port1=${SEEDOPS_LAB_BASE_PORT:-42200}
 in_background setup lab bash -c "'$bin/python' tests/lab/lab.py --name '$lab1' up --base-port $port1 \
-  && '$bin/python' tests/lab/lab.py --name '${lab1}2' up --base-port $((port1 + 1000))"
+  && '$bin/python' tests/lab/lab.py --name '${lab1}2' up --base-port $((port1 + 1000)); labs=\$?; \
+  '$bin/python' tests/lab/ee.py build && exit \$labs"
 # The unit tests under the older ansible-core releases (make compat; their environments made first) run beside the
 # first ones, and lint starts once they are done: like them, they mostly wait on real servers with short deadlines,
 # and should not compete with compilers for the CPU.
