@@ -39,6 +39,7 @@ lab-up: venv
 lab-down: venv
 	$(LAB) down
 	$(LAB) --name seedops-lab2 down
+	$(LAB) --name seedops-mixed down
 
 lab-status: venv
 	$(LAB) status

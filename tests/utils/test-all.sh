@@ -2,7 +2,8 @@
 # `make test`: unit, sanity and lint, then integration against the lab. The checks are single-threaded, so they
 # share the machine's cores with each other and with the set-up the integration tests need:
 #   - the lab comes up in the background from the start (on a fresh machine: the Docker engine, the debootstrapped
-#     base image, the host image - mostly downloads and unpacking), and then the execution environment's image;
+#     base image, the host image - mostly downloads and unpacking), and then the execution environment's image and
+#     the mixed lab's arm64 host;
 #   - unit runs first, in the foreground, beside nothing else (some of its tests run real servers against short
 #     deadlines and should not compete with compilers for the CPU), and beside it the same unit tests under the older
 #     ansible-core releases the collection supports (tests/utils/compat.sh), which also wait more than they compute;
@@ -71,13 +72,16 @@ cleanup() {
 trap cleanup EXIT
 
 # Both labs `make integration`'s two workers use (tests/integration/conftest.py: the second worker's lab is
-# seedops-lab2 with its ports 1000 higher), one after the other: they share the host image. Then the execution
-# environment the AWX test runs its job in (tests/lab/ee.py: ansible-builder on the lab's Debian image; mostly
-# downloads), whatever the labs did: it needs only the Debian image.
+# seedops-lab2 with its ports 1000 higher), one after the other: they share the host image. Then, whatever the labs
+# did (each needs only the Debian image): the execution environment the AWX test runs its job in (tests/lab/ee.py:
+# ansible-builder; mostly downloads), and the small mixed lab of test_mixed.py with its emulated arm64 host (the
+# arm64 image: debootstrap, its second stage under emulation, about 5 minutes once).
 lab1=${SEEDOPS_LAB_NAME:-seedops-lab} port1=${SEEDOPS_LAB_BASE_PORT:-42200}
 in_background setup lab bash -c "'$bin/python' tests/lab/lab.py --name '$lab1' up --base-port $port1 \
   && '$bin/python' tests/lab/lab.py --name '${lab1}2' up --base-port $((port1 + 1000)); labs=\$?; \
-  '$bin/python' tests/lab/ee.py build && exit \$labs"
+  '$bin/python' tests/lab/ee.py build \
+  && '$bin/python' tests/lab/lab.py --name seedops-mixed up --apps 1 --arm64 1 \
+       --base-port \${SEEDOPS_MIXED_BASE_PORT:-44200} && exit \$labs"
 # The unit tests under the older ansible-core releases (make compat; their environments made first) run beside the
 # first ones, and lint starts once they are done: like them, they mostly wait on real servers with short deadlines,
 # and should not compete with compilers for the CPU.
