@@ -15,7 +15,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 cores=${COMPAT_CORES:-2.17.14 2.18.19}
 python=${PYTHON:-python3}
-pins=$(grep -E '^(pytest|requests|docker|passlib|ansible-builder)==' requirements.txt)
+pins=$(grep -E '^(pytest|requests|docker|passlib|ansible-builder|kubernetes-validate)==' requirements.txt)
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
