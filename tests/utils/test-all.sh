@@ -2,8 +2,7 @@
 # `make test`: unit, sanity and lint, then integration against the lab. The checks are single-threaded, so they
 # share the machine's cores with each other and with the set-up the integration tests need:
 #   - the lab comes up in the background from the start (on a fresh machine: the Docker engine, the debootstrapped
-#     base image, the host image - mostly downloads and unpacking), and then the execution environment's image and
-#     the mixed lab's arm64 host;
+#     base image, the host image - mostly downloads and unpacking), and then the execution environment's image;
 #   - unit runs first, in the foreground, beside nothing else (some of its tests run real servers against short
 #     deadlines and should not compete with compilers for the CPU), and beside it the same unit tests under the older
 #     ansible-core releases the collection supports (tests/utils/compat.sh), which also wait more than they compute;
@@ -13,7 +12,7 @@
 # The lab and the Go cache are idempotent and the integration tests would make them anyway: a failure there is
 # reported, and the tests meet (and name) the problem again. A failing check stops the run before integration, once
 # every background job has ended (nothing is left running behind it). Then integration, with sanity under the older
-# ansible-core releases beside it.
+# ansible-core releases and the mixed lab's arm64 host beside it.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -73,15 +72,12 @@ trap cleanup EXIT
 
 # Both labs `make integration`'s two workers use (tests/integration/conftest.py: the second worker's lab is
 # seedops-lab2 with its ports 1000 higher), one after the other: they share the host image. Then, whatever the labs
-# did (each needs only the Debian image): the execution environment the AWX test runs its job in (tests/lab/ee.py:
-# ansible-builder; mostly downloads), and the small mixed lab of test_mixed.py with its emulated arm64 host (the
-# arm64 image: debootstrap, its second stage under emulation, about 5 minutes once).
+# did (it needs only the Debian image), the execution environment the AWX test runs its job in (tests/lab/ee.py:
+# ansible-builder; mostly downloads).
 lab1=${SEEDOPS_LAB_NAME:-seedops-lab} port1=${SEEDOPS_LAB_BASE_PORT:-42200}
 in_background setup lab bash -c "'$bin/python' tests/lab/lab.py --name '$lab1' up --base-port $port1 \
   && '$bin/python' tests/lab/lab.py --name '${lab1}2' up --base-port $((port1 + 1000)); labs=\$?; \
-  '$bin/python' tests/lab/ee.py build \
-  && '$bin/python' tests/lab/lab.py --name seedops-mixed up --apps 1 --arm64 1 \
-       --base-port \${SEEDOPS_MIXED_BASE_PORT:-44200} && exit \$labs"
+  '$bin/python' tests/lab/ee.py build && exit \$labs"
 # The unit tests under the older ansible-core releases (make compat; their environments made first) run beside the
 # first ones, and lint starts once they are done: like them, they mostly wait on real servers with short deadlines,
 # and should not compete with compilers for the CPU.
@@ -102,6 +98,11 @@ stop_if_a_check_failed
 # the rest (on 2.17, with their environments made: 94 s against 33 s of CPU). `make compat` runs them all.
 COMPAT_SANITY_SKIP="pylint pep8 yamllint shellcheck pslint changelog" \
   in_background check compat-sanity nice -n 10 tests/utils/compat.sh sanity
+# The small mixed lab of test_mixed.py, with its emulated arm64 host, comes up beside integration (the arm64 image:
+# debootstrap with its second stage under emulation, about 5 minutes once). That test file has one test, so the
+# workers take it last (bigger files first), when this is long done; its own `lab.py up` would wait for it.
+in_background setup mixed-lab nice -n 10 "$bin/python" tests/lab/lab.py --name seedops-mixed up --apps 1 --arm64 1 \
+  --base-port "${SEEDOPS_MIXED_BASE_PORT:-44200}"
 integration_rc=0
 make --no-print-directory integration || integration_rc=$?
 wait_background
