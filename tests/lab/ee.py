@@ -130,7 +130,9 @@ def run_builder(work: str, name: str, verbose: bool) -> None:
     lab.say(f"building the execution environment {name} with ansible-builder")
     command = [sys.executable, "-m", "ansible_builder", "build", "--file", os.path.join(work, "execution-environment.yml"),
                "--context", os.path.join(work, "context"), "--tag", name, "--container-runtime", "docker",
-               "--verbosity", "2"]
+               "--verbosity", "2",
+               # A failed step's container would stay behind in the engine.
+               "--extra-build-cli-args=--force-rm"]
     with open(os.path.join(work, "build.log"), "w", encoding="utf-8") as log:
         done = subprocess.run(command, stdout=None if verbose else log, stderr=subprocess.STDOUT, check=False)
     if done.returncode != 0:
