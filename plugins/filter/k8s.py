@@ -139,7 +139,7 @@ def k8s_manifests(settings):
             "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
             "strategy": _strategy(settings, replicas),
             # The health gate's deadline: a rollout whose new pods are not ready in time is marked failed.
-            "progressDeadlineSeconds": max(int(math.ceil(_number(health, "timeout", 60, 1))), 1),
+            "progressDeadlineSeconds": int(math.ceil(_number(health, "timeout", 60, 1))),
             "template": {
                 "metadata": {"labels": pod_labels},
                 "spec": {

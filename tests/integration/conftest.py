@@ -245,6 +245,30 @@ def demo_packages():
     return DEMO_DIST
 
 
+# The demo's settings in the tests: a service that stops faster than its slow requests (1 s), so that only a drain
+# before each restart keeps them whole, and zero failed requests shows the drain at work.
+DEMO_SETTINGS = "seedops_demo_shutdown_timeout=100ms"
+
+
+def run_demo(lab_name: str, reports, summary, *settings: str, timeout: int = 1200) -> subprocess.CompletedProcess:
+    """tests/lab/demo.py, the README's main command (site.yml, then 2.0.0 rolling under load), on that lab with
+    DEMO_SETTINGS and `settings` as extra variables; the deploy reports go to `reports`, the load client's summary to
+    `summary`."""
+    command = [os.path.join(VENV_BIN, "python"), os.path.join(REPO_ROOT, "tests", "lab", "demo.py"), "--lab", lab_name,
+               "--json", str(summary)]
+    for setting in (DEMO_SETTINGS, *settings):
+        command += ["-e", setting]
+    return subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=timeout, check=False,
+                          env={**os.environ, "SEEDOPS_DEPLOY_REPORT_DIR": str(reports)})
+
+
+def service_version(lab: LabInfo, host: str, timeout: float = 5) -> dict:
+    """The sample service's /version answer (JSON) on port 8080, read on the host over SSH; {} when none came."""
+    out = lab.ssh(host, "python3 -c \"import urllib.request as u; "
+                        f"print(u.urlopen('http://127.0.0.1:8080/version', timeout={timeout}).read().decode())\"").stdout
+    return json.loads(out) if out.strip() else {}
+
+
 def load_client():
     """tests/lab/load.py as a module (the bounded load client)."""
     sys.path.insert(0, os.path.dirname(LAB_TOOL))

@@ -18,7 +18,8 @@ import time
 import pytest
 import yaml
 
-from conftest import REPO_ROOT, VENV_BIN, answering, flat, load_client, run_module, run_playbook, sh
+from conftest import (DEMO_SETTINGS, REPO_ROOT, VENV_BIN, answering, flat, load_client, run_demo, run_module,
+                      run_playbook, service_version, sh)
 
 pytestmark = pytest.mark.lab
 
@@ -27,8 +28,6 @@ BASE = "/srv/seedops-app"
 RPS = 60
 # The two good releases the tests deploy back and forth (see fleet_at and other).
 RELEASES = ("1.0.0", "2.0.0")
-# The demo's extra setting for both its playbooks (see the demo fixture); a later run of site.yml passes it too.
-DEMO_SETTINGS = "seedops_demo_shutdown_timeout=100ms"
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +42,7 @@ def demo(lab, demo_packages, tmp_path_factory):
                       "/etc/systemd/system/*.wants/seedops-app@*.service; sudo systemctl daemon-reload")
     reports = tmp_path_factory.mktemp("reports")
     summary = tmp_path_factory.mktemp("demo") / "load.json"
-    env = {**os.environ, "SEEDOPS_DEPLOY_REPORT_DIR": str(reports)}
-    result = subprocess.run([os.path.join(VENV_BIN, "python"), os.path.join(REPO_ROOT, "tests", "lab", "demo.py"),
-                             "--lab", lab.name, "-e", DEMO_SETTINGS, "--json", str(summary)],
-                            capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=1200, check=False)
+    result = run_demo(lab.name, reports, summary)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     port = lab.host("lb1")["ports"]["80/tcp"]
     deadline = time.monotonic() + 30
@@ -62,9 +58,7 @@ def demo(lab, demo_packages, tmp_path_factory):
 def live(lab, host):
     """(current release, the running service's version and pid, its log level) read on the host."""
     current = lab.ssh(host, f"readlink {BASE}/current").stdout.strip().rsplit("/", 1)[-1]
-    out = lab.ssh(host, "python3 -c \"import urllib.request as u; "
-                        "print(u.urlopen('http://127.0.0.1:8080/version', timeout=5).read().decode())\"").stdout
-    doc = json.loads(out) if out.strip() else {}
+    doc = service_version(lab, host)
     return current, doc.get("version"), doc.get("pid"), doc.get("log_level")
 
 

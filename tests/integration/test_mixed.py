@@ -9,19 +9,16 @@ emulated host their package installs are the slowest part of the job by far.
 
 import json
 import os
-import subprocess
 
 import pytest
 
-from conftest import REPO_ROOT, VENV_BIN, answering, lab_cmd, load_lab
+from conftest import answering, lab_cmd, load_lab, run_demo, service_version
 
 pytestmark = pytest.mark.lab
 
 NAME = "seedops-mixed"
 BASE = int(os.environ.get("SEEDOPS_MIXED_BASE_PORT", "44200"))
 HOSTS = {"app1": "linux/amd64", "arm1": "linux/arm64"}
-# As test_deploy.py's demo: a service that stops faster than its slow requests, so only a drain keeps them whole.
-SETTINGS = ("seedops_demo_shutdown_timeout=100ms", '{"prepare_roles": []}')
 
 
 @pytest.fixture(scope="module")
@@ -32,20 +29,9 @@ def mixed(docker_engine, demo_packages, tmp_path_factory):  # pylint: disable=un
     lab = load_lab(NAME)
     reports = tmp_path_factory.mktemp("mixed-reports")
     summary = reports / "load.json"
-    command = [os.path.join(VENV_BIN, "python"), os.path.join(REPO_ROOT, "tests", "lab", "demo.py"), "--lab", NAME,
-               "--json", str(summary)]
-    for setting in SETTINGS:
-        command += ["-e", setting]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=1800, check=False,
-                            env={**os.environ, "SEEDOPS_DEPLOY_REPORT_DIR": str(reports)})
+    result = run_demo(NAME, reports, summary, '{"prepare_roles": []}', timeout=1800)
     yield lab, result, summary, reports
     lab_cmd("--name", NAME, "down")
-
-
-def version(lab, host):
-    out = lab.ssh(host, "python3 -c \"import urllib.request as u; "
-                        "print(u.urlopen('http://127.0.0.1:8080/version', timeout=10).read().decode())\"").stdout
-    return json.loads(out) if out.strip() else {}
 
 
 def test_the_main_job_deploys_a_mixed_fleet_rolling_under_load_each_host_its_own_platform(mixed):
@@ -56,7 +42,8 @@ def test_the_main_job_deploys_a_mixed_fleet_rolling_under_load_each_host_its_own
     assert load["all"]["failed"] == 0 and load["all"]["sent"] > 0, load
     # What each host really runs, read on the host: 2.0.0, built for its own platform.
     assert lab.ssh("arm1", "uname -m").stdout.strip() == "aarch64"
-    assert {h: (version(lab, h).get("version"), version(lab, h).get("platform")) for h in HOSTS} == {
+    served = {h: service_version(lab, h, timeout=10) for h in HOSTS}
+    assert {h: (doc.get("version"), doc.get("platform")) for h, doc in served.items()} == {
         h: ("2.0.0", platform) for h, platform in HOSTS.items()}
     for host, platform in HOSTS.items():
         # The ELF header's e_machine (offset 18) of the binary the live release holds: 62 x86-64, 183 AArch64.
