@@ -474,7 +474,20 @@ class CallbackModule(CallbackBase):
             if res.get("release"):
                 rec.old = rec.new = rec.now = res["release"]
             return
-        rec.phase("health", event.start, event.end, event.failed and not res.get("rolled_back"))
+        health_from = event.start
+        if event.args.get("release_id") is not None:
+            # The task switched current first (the switch phase), then restarted: the host's own times split it.
+            times = res.get("times") or {}
+            restarted = "health" in res
+            split = times.get("switched", times.get("start", 0)) - times.get("start", 0) if restarted else None
+            health_from = event.start + max(0.0, min(split, event.end - event.start)) if restarted else event.end
+            rec.phase("switch", event.start, health_from, event.failed and not restarted)
+            self.assign_batch(rec)
+            if rec.new is None and not event.failed:
+                rec.new = event.args["release_id"]
+            if not restarted:
+                return
+        rec.phase("health", health_from, event.end, event.failed and not res.get("rolled_back"))
         rec.times = res.get("times")
         rec.now = res.get("release") or rec.now
         if res.get("rolled_back"):
@@ -485,6 +498,9 @@ class CallbackModule(CallbackBase):
             rec.outcome = "finished"
         elif rec.outcome is None:
             rec.outcome = "switched"
+        elif rec.outcome == "switched" and event.args.get("previous_state") == "failed":
+            # A batch taken back (a canary that failed its judgement): switched back, the new release marked failed.
+            rec.outcome = "rolled back"
 
     def assign_batch(self, rec):
         """Runs without a plan (reconfigure.yml): the batch is the count of the play's serial batches."""

@@ -83,8 +83,33 @@ def chown_tree(root, owner=None, group=None):
             os.lchown(os.path.join(dirpath, name), uid, gid)
 
 
+def with_remote_user(given):
+    """Who deployed (the task's deployed_by) with the user the module runs for on this host."""
+    who = dict(given or {})
+    who.setdefault("remote_user", os.environ.get("SUDO_USER") or getpass.getuser())
+    return who
+
+
+# The release module's defaults for what a switch to a staged release does not use (staged_restart's switch).
+SWITCH_DEFAULTS = dict(
+    state="active", src=None, digest=None, store=None, format="auto", strip_components=0, file_name=None,
+    file_mode="0755", shared=[], owner=None, group=None, mode="0755", rollback_to=None, max_size_mb=4096,
+    max_members=100000, allow_setuid=False,
+)
+
+
 class Releaser:
-    """One run of the release module over ``params`` (the module's options, defaults filled in)."""
+    """One run of the release module over ``params`` (the module's options, defaults filled in). A params key
+    the module does not have, ``leaving_state`` (previous or failed), says what the release that was live becomes
+    when state=active switches away from it (staged_restart's switch for a rollback marks it failed)."""
+
+    @classmethod
+    def switcher(cls, path, release_id, keep=None, deployed_by=None, lock_timeout=60, leaving_state="previous",
+                 check_mode=False):
+        """A Releaser that only switches current to the staged release_id (and prunes to keep): it refuses to stage."""
+        params = dict(SWITCH_DEFAULTS, path=path, release_id=release_id, keep=keep, deployed_by=deployed_by or {},
+                      lock_timeout=lock_timeout, leaving_state=leaving_state)
+        return cls(params, check_mode=check_mode)
 
     def __init__(self, params, check_mode=False):
         self.p = params
@@ -111,6 +136,10 @@ class Releaser:
             if algorithm != "sha256":
                 raise rel.ReleaseError("the store is addressed by sha256; give src for a %s digest" % algorithm)
             src = os.path.join(self.p["store"] or self.layout.store, "sha256", hexdigest)
+        if src is None and "leaving_state" in self.p:
+            raise rel.ReleaseError("release %s is not staged under %s: stage it first (seedops.deploy.release "
+                                   "state=staged, the deploy's stage step); nothing was switched"
+                                   % (self.p["release_id"], self.layout.releases))
         if src is None:
             raise rel.ReleaseError("release %s is not staged yet: give src (the artifact on the host) or digest "
                                    "(an artifact in the store)" % self.p["release_id"])
@@ -224,9 +253,7 @@ class Releaser:
         rel.fsync_dir(self.layout.releases)
 
     def deployed_by(self):
-        who = dict(self.p["deployed_by"] or {})
-        who.setdefault("remote_user", os.environ.get("SUDO_USER") or getpass.getuser())
-        return who
+        return with_remote_user(self.p["deployed_by"])
 
     # -- switching -----------------------------------------------------------------------------
 
@@ -235,7 +262,7 @@ class Releaser:
             return
         self._note("current", release_id, current)
         if not self.check:
-            self.switch(records, current, release_id, leaving_state="previous")
+            self.switch(records, current, release_id, leaving_state=self.p.get("leaving_state") or "previous")
 
     def switch(self, records, current, target, leaving_state):
         rel.activate(self.layout, records, current, target, leaving_state, by=self.deployed_by())

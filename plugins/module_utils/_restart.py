@@ -13,6 +13,7 @@ import time
 
 from ansible_collections.seedops.deploy.plugins.module_utils import _health
 from ansible_collections.seedops.deploy.plugins.module_utils import _lock
+from ansible_collections.seedops.deploy.plugins.module_utils import _release
 from ansible_collections.seedops.deploy.plugins.module_utils import _releases as rel
 
 JOURNAL_LINES = 15
@@ -62,7 +63,11 @@ def not_acted(error):
 
 class Restarter:
     """One staged restart. `params` are staged_restart's options; `check` probes until healthy (by
-    default the health check in params["health"]) and returns a _health.wait_healthy report."""
+    default the health check in params["health"]) and returns a _health.wait_healthy report.
+
+    With params["release_id"], current is first switched to that staged release (as the release module's
+    state=active does, under the same deploy lock), so a deploy's switch and restart are one module run. A switch
+    that fails restarts nothing: the result then has no "health"."""
 
     def __init__(self, params, systemd, check_mode=False, check=None, clock=time.time):
         self.p = params
@@ -72,6 +77,8 @@ class Restarter:
         self.check = check or self.wait_healthy
         self.clock = clock
         self.result = {"changed": False, "healthy": False, "rolled_back": False}
+        self.warnings = []
+        self.diff = None
 
     def wait_healthy(self):
         h = self.h
@@ -94,15 +101,22 @@ class Restarter:
                 rel.validate_release_id(p["rollback_to"])
             except rel.ReleaseError as exc:
                 self.fail("rollback_to: %s" % exc)
+        if p.get("release_id") is not None and (p["path"] is None or p["mode"] != "restart"):
+            self.fail("release_id needs path (the release base directory) and mode=restart")
         layout = rel.Layout(p["path"]) if p["path"] else None
         self.result["pid_before"] = self.systemd.main_pid(p["service"])
         if layout:
             self.result["release"] = rel.current_release(layout)
+        start = self.now()
+        if p.get("release_id") is not None:
+            self.switch()
         self.result["changed"] = True
         if self.check_mode:
             self.result["healthy"] = True
             return self.result
-        times = self.result["times"] = {"start": self.now()}
+        times = self.result["times"] = {"start": start}
+        if p.get("release_id") is not None:
+            times["switched"] = self.now()
         if p["daemon_reload"]:
             self.systemd.ctl("daemon-reload")
         rc, out = self.systemd.ctl(p["mode"], p["service"])
@@ -120,6 +134,25 @@ class Restarter:
             self.fail(problem + ". Nothing was rolled back%s." % ("" if layout else " (give path to roll back the release)"))
         return self.roll_back(layout, problem)
 
+    def switch(self):
+        """current -> release_id under the deploy lock (pruning to keep); a refusal fails before any restart."""
+        p = self.p
+        releaser = _release.Releaser.switcher(
+            p["path"], p["release_id"], keep=p.get("keep"), deployed_by=p.get("deployed_by"),
+            lock_timeout=p["lock_timeout"], leaving_state=p.get("previous_state") or "previous",
+            check_mode=self.check_mode)
+        try:
+            done = releaser.run()
+        except _release.ERRORS + (OSError,) as exc:
+            self.result.update(switched=False, pruned=[])
+            self.fail("could not switch %s to release %s: %s. Nothing was restarted: %s runs %s as before"
+                      % (p["path"], p["release_id"], exc, p["service"], self.result.get("release")))
+        finally:
+            self.warnings.extend(releaser.warnings)
+        self.diff = releaser.diff
+        self.result.update(switched=done["switched"], previous=done["previous"], pruned=done["pruned"],
+                           lock_wait=done["lock_wait"], release=done["current"])
+
     def problem(self, rc, out, report):
         """What went wrong, in one sentence, or None."""
         p = self.p
@@ -134,6 +167,11 @@ class Restarter:
             return "%s restarted during a reload (pid %s -> %s); reload must keep the process" % (p["service"], before, after)
         return None
 
+    def who(self):
+        """Who switched (failed_by of a release rolled back): the task's deployed_by, when it gave one."""
+        given = self.p.get("deployed_by")
+        return _release.with_remote_user(given) if given else None
+
     def roll_back(self, layout, problem):
         """Switch current back under the deploy lock, restart, probe again; always ends in RestartFailed."""
         p = self.p
@@ -144,7 +182,7 @@ class Restarter:
             if not target or target not in records or not records[target].get("exists") or target == current:
                 self.fail("%s. No previous healthy release to roll back to under %s; the service is left in %s"
                           % (problem, layout.releases, current))
-            rel.activate(layout, records, current, target, leaving_state="failed")
+            rel.activate(layout, records, current, target, leaving_state="failed", by=self.who())
         self.result.update(rolled_back=True, rolled_back_to=target, failed_release=current, release=target)
         rc, out = self.systemd.ctl("restart", p["service"])
         again = self.check() if rc == 0 else not_acted(out)

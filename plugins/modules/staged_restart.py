@@ -18,6 +18,9 @@ description:
     its health, and then fails with a report - the health responses seen, what was rolled back, and the final state.
   - With O(mode=reload) the service's main process must stay the same; a reload that restarts the process counts
     as a failure of the reload.
+  - With O(release_id), C(current) is first switched to that staged release, as M(seedops.deploy.release) with
+    C(state=active) does (the same deploy lock, records and O(keep)), so a deploy's switch and restart are one task
+    and one module run. A switch that is refused restarts nothing.
 options:
   service:
     description: The systemd unit, for example V(app) or V(app.service).
@@ -50,19 +53,48 @@ options:
   rollback_to:
     description: Roll back to this release instead of the previous healthy one.
     type: str
+  release_id:
+    description:
+      - Before the restart, switch C(current) under O(path) to this release, which must be staged there already
+        (see M(seedops.deploy.release)). Needs O(path) and O(mode=restart).
+      - Unchanged when it is live already; the service is restarted either way.
+    type: str
+  previous_state:
+    description:
+      - What the release that was live becomes when O(release_id) switches away from it - V(previous), a rollback
+        target, or V(failed), as a rollback leaves it (for example, going back from a release that failed later).
+    type: str
+    choices: [previous, failed]
+    default: previous
+  keep:
+    description: After the switch to O(release_id), keep this many releases that are not failed (see M(seedops.deploy.release)).
+    type: int
+  deployed_by:
+    description:
+      - Who switches, recorded as C(activated_by) of O(release_id) (and C(failed_by) of a release this task marks
+        failed). The action plugin fills in the controller host and user and the AWX/Tower job id and user, as
+        M(seedops.deploy.release) does; the module adds the remote user.
+    type: dict
+    default: {}
   lock_timeout:
-    description: Seconds to wait for the deploy lock of O(path) before a rollback.
+    description: Seconds to wait for the deploy lock of O(path) before the switch to O(release_id) or a rollback.
     type: int
     default: 60
 attributes:
   check_mode:
     support: full
-    details: In check mode nothing is restarted; the task reports that it would be.
+    details: In check mode nothing is switched or restarted; the task reports that it would be.
   diff_mode:
-    support: none
+    support: partial
+    details: With O(release_id), the diff shows C(current) before and after and the releases pruned.
+  action:
+    support: full
+    details: The action plugin records the controller host and user, and the AWX/Tower job id and user, in O(deployed_by).
 extends_documentation_fragment:
   - seedops.deploy.attributes
+  - seedops.deploy.attributes.action
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
   - seedops.deploy.health.suboptions
 seealso:
   - module: seedops.deploy.health_check
@@ -70,7 +102,18 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Restart into the new release; roll back by itself if it is not healthy
+- name: Switch to the staged release 2.0.0 and restart into it; roll back by itself if it is not healthy
+  seedops.deploy.staged_restart:
+    service: app
+    path: /srv/app
+    release_id: 2.0.0
+    keep: 5
+    health:
+      url: http://127.0.0.1:8080/healthz
+      successes: 3
+      timeout: 30
+
+- name: Restart into the release current points at
   seedops.deploy.staged_restart:
     service: app
     path: /srv/app
@@ -108,6 +151,23 @@ release:
   description: The live release after the task (when O(path) is given).
   returned: when O(path) is given
   type: str
+switched:
+  description: Whether this task switched C(current) to O(release_id).
+  returned: when O(release_id) is given
+  type: bool
+previous:
+  description: The release that was live before the switch to O(release_id).
+  returned: when O(release_id) is given and the switch was made or found done
+  type: str
+pruned:
+  description: Releases removed by O(keep).
+  returned: when O(release_id) is given
+  type: list
+  elements: str
+lock_wait:
+  description: Seconds spent waiting for the deploy lock before the switch.
+  returned: when O(release_id) is given and the switch was made or found done
+  type: float
 rolled_back:
   description: Whether the release was rolled back.
   returned: always
@@ -127,11 +187,12 @@ rollback_health:
 times:
   description:
     - Wall-clock times (seconds since the epoch, from the host's clock) of the restart or reload - V(start) when the
-      task began, V(acted) when C(systemctl) returned (the new process is running), V(end) when the health check
-      ended. M(seedops.deploy.deploy_report) uses them for the timeline and the version-skew window.
+      task began, V(switched) when C(current) pointed at O(release_id) (only with O(release_id)), V(acted) when
+      C(systemctl) returned (the new process is running), V(end) when the health check ended.
+      M(seedops.deploy.deploy_report) uses them for the timeline and the version-skew window.
   returned: unless check mode
   type: dict
-  sample: {"start": 1795791234.12, "acted": 1795791234.51, "end": 1795791235.43}
+  sample: {"start": 1795791234.12, "switched": 1795791234.2, "acted": 1795791234.51, "end": 1795791235.43}
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -154,9 +215,14 @@ def main():
             path=dict(type="path"),
             rollback=dict(type="bool", default=True),
             rollback_to=dict(type="str"),
+            release_id=dict(type="str"),
+            previous_state=dict(type="str", default="previous", choices=["previous", "failed"]),
+            keep=dict(type="int"),
+            deployed_by=dict(type="dict", default={}),
             lock_timeout=dict(type="int", default=60),
         ),
         supports_check_mode=True,
+        required_by={"release_id": ("path",), "keep": ("release_id",)},
     )
     systemd = _restart.Systemd(module.run_command, module.get_bin_path("systemctl", required=True),
                                module.get_bin_path("journalctl"))
@@ -168,11 +234,22 @@ def main():
         params["health"] = _health.at_port(params["health"], params["instance"])
     restarter = _restart.Restarter(params, systemd, check_mode=module.check_mode)
     try:
-        module.exit_json(**restarter.run())
+        result = restarter.run()
     except _restart.RestartFailed as exc:
+        warn(module, restarter)
         module.fail_json(msg=exc.msg, **exc.result)
     except (rel.ReleaseError, _lock.LockTimeout, OSError) as exc:
+        warn(module, restarter)
         module.fail_json(msg=to_native(exc), **restarter.result)
+    warn(module, restarter)
+    if module._diff and restarter.diff is not None:
+        result["diff"] = restarter.diff
+    module.exit_json(**result)
+
+
+def warn(module, restarter):
+    for warning in restarter.warnings:
+        module.warn(warning)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
-"""The release action plugin: who deployed, added on the controller, and handed to the module."""
+"""The release and staged_restart action plugins: who deployed (or switched), added on the controller, and handed to the
+module."""
 
 from unittest import mock
 
 from ansible_collections.seedops.deploy.plugins.action import release as action
+from ansible_collections.seedops.deploy.plugins.action import staged_restart as restart_action
 from ansible_collections.seedops.deploy.plugins.plugin_utils import _controller
 
 
@@ -42,3 +44,23 @@ def test_run_hands_the_module_deployed_by():
     assert kwargs["module_args"]["deployed_by"]["job_id"] == "5"
     assert kwargs["module_args"]["deployed_by"]["controller"]
     assert "deployed_by" not in task.args
+
+
+def restart_plugin(args):
+    task = mock.MagicMock(args=args, async_val=0, check_mode=False)
+    connection = mock.MagicMock()
+    connection._shell.tmpdir = "/tmp/remote"
+    return restart_action.ActionModule(task, connection, mock.MagicMock(), mock.MagicMock(), mock.MagicMock(), None)
+
+
+def test_staged_restart_hands_who_switched_to_the_module_only_when_it_switches():
+    plugin = restart_plugin({"service": "app", "path": "/srv/app", "release_id": "2.0"})
+    with mock.patch.object(plugin, "_execute_module", return_value={"changed": True}) as execute:
+        plugin.run(task_vars={"awx_job_id": 8, "awx_user_name": "alice"})
+    kwargs = execute.call_args.kwargs
+    assert kwargs["module_name"] == "seedops.deploy.staged_restart"
+    assert kwargs["module_args"]["deployed_by"]["job_id"] == "8" and kwargs["module_args"]["deployed_by"]["user"] == "alice"
+    plugin = restart_plugin({"service": "app", "health": {"port": 8080}})
+    with mock.patch.object(plugin, "_execute_module", return_value={"changed": True}) as execute:
+        plugin.run(task_vars={"awx_job_id": 8})
+    assert "deployed_by" not in execute.call_args.kwargs["module_args"]

@@ -79,14 +79,17 @@ def plan(cb, hosts, old, new, serial=(1, "34%", "100%"), restart=(), switch="rol
 
 
 def batch(cb, host, old, new, healthy=True, acted=100.0):
+    """One host's batch as activate.yml runs it: drain, then one staged_restart that switches and restarts."""
     run(cb, host, "seedops.deploy.lb_member", {"results": [{"invocation": {"module_args": {"state": "drain"}}}]})
-    run(cb, host, "seedops.deploy.release", {"release_id": new, "current": new, "previous": old}, state="active")
+    times = {"start": acted - 0.3, "switched": acted - 0.2, "acted": acted}
     if healthy:
-        run(cb, host, "seedops.deploy.staged_restart", {"release": new, "times": {"start": acted - 0.2, "acted": acted}})
+        run(cb, host, "seedops.deploy.staged_restart", {"release": new, "switched": True, "previous": old,
+                                                        "health": {"healthy": True}, "times": times}, release_id=new)
         run(cb, host, "seedops.deploy.lb_member", {"results": [{"invocation": {"module_args": {"state": "ready"}}}]})
     else:
-        run(cb, host, "seedops.deploy.staged_restart", {"release": old, "rolled_back": True, "msg": "unhealthy; rolled back"},
-            status="failed")
+        run(cb, host, "seedops.deploy.staged_restart", {"release": old, "switched": True, "health": {"healthy": False},
+                                                        "rolled_back": True, "msg": "unhealthy; rolled back"},
+            status="failed", release_id=new)
 
 
 def test_a_rollout_that_stopped_at_the_canary_is_reported_host_by_host(callback, tmp_path, capsys):
@@ -126,6 +129,40 @@ def test_batches_come_from_the_plan_and_the_skew_spans_the_new_processes(callbac
     assert {row["action"] for row in doc["hosts"]} == {"switch"}
     assert all(set(row["phases"]) == {"drain", "switch", "health", "ready"} for row in doc["hosts"])
     assert len([n for n in os.listdir(tmp_path) if n.startswith("deploy-")]) == 2
+
+
+def test_one_staged_restart_that_switches_gives_a_switch_and_a_health_phase(callback, tmp_path):
+    plan(callback, ["app1"], "1.0.0", "2.0.0", serial=[1])
+    times = {"start": 5000.0, "switched": 5000.4, "acted": 5000.6, "end": 5001.0}
+    task = Task("seedops.deploy.staged_restart")
+    callback.v2_runner_on_start(Host("app1"), task)
+    result = {"invocation": {"module_args": {"release_id": "2.0.0"}}, "release": "2.0.0", "switched": True,
+              "health": {"healthy": True}, "times": times}
+    callback.v2_runner_on_ok(Result(Host("app1"), task, result))
+    callback.v2_playbook_on_stats(Stats())
+    row = json.loads((tmp_path / "latest.json").read_text())["hosts"][0]
+    assert row["result"] == "switched" and row["runs"] == "2.0.0"
+    phases = row["phases"]
+    # The host's clock splits the one task: the switch took 0.4 s of it, the rest is the restart and its health gate.
+    switch_s = phases["switch"]["end"] - phases["switch"]["start"]
+    assert phases["switch"]["end"] == phases["health"]["start"] and 0 <= switch_s <= 0.4 + 1e-6
+    assert not phases["switch"]["failed"] and not phases["health"]["failed"]
+
+
+def test_a_refused_switch_fails_the_switch_phase_and_a_batch_taken_back_is_rolled_back(callback, tmp_path):
+    plan(callback, ["app1", "app2"], "1.0.0", "2.0.0", serial=[1, 1])
+    refused = {"switched": False, "release": "1.0.0", "msg": "could not switch /srv/app to release 2.0.0"}
+    run(callback, "app1", "seedops.deploy.staged_restart", refused, status="failed", release_id="2.0.0")
+    batch(callback, "app2", "1.0.0", "2.0.0")
+    # abort.yml: the canary's judgement failed, app2 goes back to 1.0.0 and 2.0.0 is marked failed there.
+    back = {"release": "1.0.0", "switched": True, "health": {"healthy": True},
+            "times": {"start": 1.0, "switched": 1.1, "acted": 1.2}}
+    run(callback, "app2", "seedops.deploy.staged_restart", back, release_id="1.0.0", previous_state="failed")
+    callback.v2_playbook_on_stats(Stats())
+    rows = {row["host"]: row for row in json.loads((tmp_path / "latest.json").read_text())["hosts"]}
+    assert rows["app1"]["result"] == "failed" and set(rows["app1"]["phases"]) == {"switch"}
+    assert rows["app1"]["phases"]["switch"]["failed"] and rows["app1"]["message"].startswith("could not switch")
+    assert (rows["app2"]["result"], rows["app2"]["runs"]) == ("rolled back", "1.0.0")
 
 
 def test_runs_now_is_what_verify_read_not_what_the_modules_said(callback, tmp_path):

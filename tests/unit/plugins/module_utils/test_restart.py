@@ -244,6 +244,66 @@ def test_bad_input_fails_before_anything_runs(health_url, app, releases):
     assert systemctl.calls == []
 
 
+# release_id: the switch and the restart in one run
+
+def test_switch_then_restart_into_the_release(health_url, app, releases):
+    systemctl = FakeSystemctl(app, releases.base)
+    who = {"controller": "ctl", "job_id": "7"}
+    r = restarter(health_url, systemctl, path=releases.base, release_id="2.0.0", deployed_by=who, keep=2).run()
+    assert r["healthy"] and r["switched"] and r["previous"] == "3.0.0" and r["release"] == "2.0.0"
+    assert r["times"]["start"] <= r["times"]["switched"] <= r["times"]["acted"] <= r["times"]["end"]
+    assert r["pruned"] == ["1.0.0"] and not os.path.exists(releases.release_dir("1.0.0"))
+    assert app.running == "2.0.0" and rel.current_release(releases) == "2.0.0"
+    assert record(releases, "2.0.0")["state"] == "active" and record(releases, "2.0.0")["activated_by"]["job_id"] == "7"
+    assert record(releases, "3.0.0")["state"] == "previous"
+    assert systemctl.verbs() == ["show", "restart", "show"]
+
+
+def test_a_release_already_live_is_restarted_without_a_switch(health_url, app, releases):
+    app.good = {"3.0.0"}
+    r = restarter(health_url, FakeSystemctl(app, releases.base), path=releases.base, release_id="3.0.0").run()
+    assert not r["switched"] and r["previous"] == "3.0.0" and r["release"] == "3.0.0" and r["pid_after"] == 101
+
+
+def test_a_switch_back_marks_the_release_left_failed(health_url, app, releases):
+    r = restarter(health_url, FakeSystemctl(app, releases.base), path=releases.base, release_id="2.0.0",
+                  previous_state="failed", deployed_by={"user": "alice"}).run()
+    assert r["switched"] and r["release"] == "2.0.0" and app.running == "2.0.0"
+    left = record(releases, "3.0.0")
+    assert left["state"] == "failed" and left["failed_by"]["user"] == "alice" and left["failed_by"]["remote_user"]
+
+
+def test_a_switch_that_is_refused_restarts_nothing(health_url, app, releases):
+    systemctl = FakeSystemctl(app, releases.base)
+    with pytest.raises(_restart.RestartFailed) as err:
+        restarter(health_url, systemctl, path=releases.base, release_id="4.0.0").run()
+    assert err.value.msg.startswith("could not switch %s to release 4.0.0: release 4.0.0 is not staged under " % releases.base)
+    assert "stage it first" in err.value.msg and err.value.msg.endswith("Nothing was restarted: app runs 3.0.0 as before")
+    assert not err.value.result["switched"] and "health" not in err.value.result and "times" not in err.value.result
+    assert systemctl.verbs() == ["show"] and rel.current_release(releases) == "3.0.0"
+    with pytest.raises(_restart.RestartFailed, match="release_id needs path"):
+        restarter(health_url, systemctl, release_id="2.0.0").run()
+
+
+def test_a_broken_release_switched_to_is_rolled_back_and_failed_by_names_who(health_url, app, releases):
+    app.good = {"1.0.0", "3.0.0"}
+    with pytest.raises(_restart.RestartFailed) as err:
+        restarter(health_url, FakeSystemctl(app, releases.base), path=releases.base, release_id="2.0.0",
+                  rollback_to="3.0.0", deployed_by={"job_id": "9"}).run()
+    r = err.value.result
+    assert r["switched"] and r["rolled_back"] and r["rolled_back_to"] == "3.0.0" and r["failed_release"] == "2.0.0"
+    assert r["rollback_health"]["healthy"] and rel.current_release(releases) == "3.0.0" and app.running == "3.0.0"
+    assert record(releases, "2.0.0")["state"] == "failed" and record(releases, "2.0.0")["failed_by"]["job_id"] == "9"
+
+
+def test_check_mode_switches_nothing(health_url, app, releases):
+    systemctl = FakeSystemctl(app, releases.base)
+    r = restarter(health_url, systemctl, check_mode=True, path=releases.base, release_id="2.0.0", keep=1).run()
+    assert r["changed"] and not r["switched"] and r["release"] == "2.0.0" and "times" not in r
+    assert rel.current_release(releases) == "3.0.0" and os.path.isdir(releases.release_dir("1.0.0"))
+    assert systemctl.verbs() == ["show"]
+
+
 def test_systemd_helpers():
     assert _restart.Systemd(lambda argv: (0, "\n", ""), "systemctl").main_pid("app") == 0
     assert _restart.Systemd(lambda argv: (0, "MainPID=x\n", ""), "systemctl").main_pid("app") == 0
@@ -317,6 +377,16 @@ def test_module_rolls_back_a_broken_release(health_url, releases, host, capsys):
     assert out["failed_release"] == "3.0.0" and out["rollback_health"]["healthy"]
     assert out["journal"] == ["app: health: broken build"]
     assert "the service is healthy in 2.0.0." in out["msg"] and rel.current_release(releases) == "2.0.0"
+
+
+def test_module_switches_and_restarts_in_one_run_with_a_diff(health_url, releases, host, capsys):
+    code, out = module_run(capsys, module_args(health_url, releases, release_id="2.0.0", _ansible_diff=True))
+    assert code == 0 and out["switched"] and out["release"] == "2.0.0" and out["healthy"], out
+    assert out["diff"] == {"before": {"current": "3.0.0"}, "after": {"current": "2.0.0"}}
+    assert set(out["times"]) == {"start", "switched", "acted", "end"}
+    assert (host / "running").read_text() == "2.0.0"
+    code, out = module_run(capsys, module_args(health_url, releases, keep=2))
+    assert code == 1 and "missing parameter(s) required by 'keep': release_id" in out["msg"]
 
 
 def test_module_check_mode_and_a_health_check_without_target(health_url, releases, host, capsys):
