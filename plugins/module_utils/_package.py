@@ -115,7 +115,7 @@ def _replace(dest, write):
         raise
 
 
-class _Hashing:
+class HashingSink:
     """A binary sink that hashes and counts what is written, and passes it on to `handle` (when given)."""
 
     def __init__(self, handle=None):
@@ -134,10 +134,14 @@ class _Hashing:
         if self.handle is not None:
             self.handle.flush()
 
+    def sha256(self):
+        """What was written so far, as sha256:<hex>."""
+        return "sha256:" + self.digest.hexdigest()
+
 
 def pack(src, dest, mtime=0, check_mode=False):
     """Package `src` into `dest` (in check mode only hashed, never written). Returns (changed, sha256, size)."""
-    sink = _Hashing()
+    sink = HashingSink()
     tmp = None
     if check_mode:
         write_tar_gz(src, sink, mtime)

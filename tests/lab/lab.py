@@ -99,11 +99,11 @@ def validate_name(name: str) -> str:
 
 
 def plan_hosts(name: str, apps: int, base_port: int, arm64: int = 0) -> list[HostSpec]:
-    """The fleet: lb1 and repo1 (SSH + HTTP published), app1..appN and arm1..armM (arm64, in group app; SSH
-    published).
+    """The fleet: lb1 and repo1 (SSH + HTTP published; repo1 also its image registry), app1..appN and arm1..armM
+    (arm64, in group app; SSH published).
 
     Ports: lb1 ssh base+1, repo1 ssh base+2, appK ssh base+10+K, armK ssh base+50+K, lb1 http base+80,
-    repo1 http base+81.
+    repo1 http base+81, repo1 registry (5000, TLS) base+82.
     """
     if not 1 <= apps <= MAX_APPS:
         raise LabError(f"--apps must be between 1 and {MAX_APPS}, got {apps}", 2)
@@ -113,7 +113,8 @@ def plan_hosts(name: str, apps: int, base_port: int, arm64: int = 0) -> list[Hos
         raise LabError(f"--base-port must be between 1024 and {65535 - 100}, got {base_port}", 2)
     hosts = [
         HostSpec("lb1", "lb", f"{name}-lb1", {"22/tcp": base_port + 1, "80/tcp": base_port + 80}),
-        HostSpec("repo1", "repo", f"{name}-repo1", {"22/tcp": base_port + 2, "80/tcp": base_port + 81}),
+        HostSpec("repo1", "repo", f"{name}-repo1",
+                 {"22/tcp": base_port + 2, "80/tcp": base_port + 81, "5000/tcp": base_port + 82}),
     ]
     hosts += [HostSpec(f"app{k}", "app", f"{name}-app{k}", {"22/tcp": base_port + 10 + k}) for k in range(1, apps + 1)]
     hosts += [HostSpec(f"arm{k}", "app", f"{name}-arm{k}", {"22/tcp": base_port + 50 + k}, "arm64")

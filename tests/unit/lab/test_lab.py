@@ -17,7 +17,7 @@ def test_plan_default_fleet_ports():
         ("lb1", "lb"), ("repo1", "repo"), ("app1", "app"), ("app2", "app"), ("app3", "app")]
     ports = {h.name: h.ports for h in hosts}
     assert ports["lb1"] == {"22/tcp": 42201, "80/tcp": 42280}
-    assert ports["repo1"] == {"22/tcp": 42202, "80/tcp": 42281}
+    assert ports["repo1"] == {"22/tcp": 42202, "80/tcp": 42281, "5000/tcp": 42282}
     assert ports["app3"] == {"22/tcp": 42213}
     assert hosts[2].container == "seedops-lab-app1"
     every_port = [p for h in lab.plan_hosts("x", lab.MAX_APPS, 42200) for p in h.ports.values()]
