@@ -1,12 +1,13 @@
 """The docker role on a lab host: the engine from Debian's packages with daemon.json from variables, a container
-run from a locally imported image (no registry is reachable), the docker group and the Python SDK; reruns and check
-mode change nothing; bad input fails clearly and changes nothing, a daemon.json dockerd refuses is rolled back."""
+run from a locally imported image, the docker group and the Python SDK; reruns and check mode change nothing; bad input
+fails clearly and changes nothing, a daemon.json dockerd refuses is rolled back. Then the engine, trusting the lab
+registry's CA through the role, pulls the sample service's image by digest (seedops.deploy.image_pull) and runs it."""
 
 import json
 
 import pytest
 
-from conftest import copy_to, flat, refused, run_playbook, sh
+from conftest import REGISTRY_USERS, copy_to, flat, push_image, refused, run_module, run_playbook, sh
 
 pytestmark = pytest.mark.lab
 
@@ -109,3 +110,36 @@ def test_option_dockerd_refuses_is_rolled_back(lab, docker):
     # Same file as before, engine up, no backup left behind.
     assert daemon_json_state(lab) == before
     assert json.loads(sh(lab, HOST, "sudo docker info --format '{{json .}}'"))["Driver"] == "vfs"
+
+
+def test_the_engine_pulls_the_hosts_platform_by_digest_from_the_lab_registry_and_runs_it(
+        lab, docker, registry, image_packages):
+    pushed = push_image(lab, registry, image_packages)
+    assert pushed["_status"] in ("CHANGED", "SUCCESS"), pushed
+    amd64 = next(m for m in pushed["manifests"] if m["platform"] == "linux/amd64")
+    with open(registry["ca"], encoding="utf-8") as f:
+        trust = json.dumps({"docker_registry_ca_certs": {registry["host"]: f.read()}})
+    result, recap = play(lab, "-e", trust)
+    assert result.returncode == 0 and recap[HOST]["failed"] == 0, result.stdout[-3000:]
+    ca_path = f"/etc/docker/certs.d/{registry['host']}/ca.crt"
+    args = {"registry": registry["inside"], "repository": "seedops-app", "digest": pushed["digest"], "username": "ci",
+            "password": REGISTRY_USERS[0]["password"], "ca_path": ca_path}
+    sh(lab, HOST, f"sudo docker rmi -f {amd64['config']} >/dev/null 2>&1 || true")
+    try:
+        pulled = run_module(lab, HOST, "seedops.deploy.image_pull", args)
+        assert pulled["_status"] == "CHANGED", pulled
+        want = ("linux/amd64", amd64["digest"], amd64["config"])
+        assert (pulled["platform"], pulled["manifest"], pulled["image_id"]) == want
+        # What the engine holds: the config the manifest names, pulled by the manifest's digest; and it runs.
+        inspect = json.loads(sh(lab, HOST, f"sudo docker image inspect {amd64['config']}"))[0]
+        assert inspect["Id"] == amd64["config"] and inspect["Architecture"] == "amd64"
+        assert f"{registry['host']}/seedops-app@{amd64['digest']}" in inspect["RepoDigests"]
+        assert sh(lab, HOST, f"sudo docker run --rm {amd64['config']} -version") == "2.0.0 linux/amd64"
+        again = run_module(lab, HOST, "seedops.deploy.image_pull", args)
+        assert again["_status"] == "SUCCESS" and again["image_id"] == amd64["config"], again
+        wrong = run_module(lab, HOST, "seedops.deploy.image_pull", dict(args, password="not-the-password"))
+        assert wrong["_status"] == "FAILED!" and "refused user 'ci' (HTTP 401)" in wrong["msg"], wrong
+        by_tag = run_module(lab, HOST, "seedops.deploy.image_pull", dict(args, digest="2.0.0"))
+        assert by_tag["_status"] == "FAILED!" and "resolve the tag first" in by_tag["msg"], by_tag
+    finally:
+        lab.ssh(HOST, f"sudo docker rmi -f {amd64['config']}")

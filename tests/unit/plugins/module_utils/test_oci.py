@@ -12,8 +12,12 @@ import tarfile
 import threading
 
 import pytest
+from docker import errors as docker_errors
+
+import fakes
 
 from ansible_collections.seedops.deploy.plugins.module_utils import _oci
+from ansible_collections.seedops.deploy.plugins.modules import image_pull
 
 
 def make_package(path, files, links=None, extra=None):
@@ -251,3 +255,65 @@ def test_bad_names_fail_before_any_request(registry):
         _oci.registry_from({"registry": "repo1:5000", "repository": "app", "username": None, "password": None,
                             "ca_path": None, "validate_certs": True, "timeout": 5})
     assert registry.requests == []
+
+
+# -- image_pull, end to end in this process: the registry above, an engine that is a fake of the Docker SDK ----------
+
+class FakeImages:
+    def __init__(self, held=(), stores=None):
+        self.held = set(held)
+        self.stores = stores          # the id a pull stores (None: the config digest asked for)
+        self.pulled, self.removed = [], []
+
+    def get(self, image_id):
+        if image_id not in self.held:
+            raise docker_errors.ImageNotFound("no such image: %s" % image_id)
+        return type("Image", (), {"id": image_id})()
+
+    def pull(self, name, tag=None, auth_config=None):
+        self.pulled.append((name, tag, auth_config))
+        return type("Image", (), {"id": self.stores})()
+
+    def remove(self, image_id, force=False):
+        self.removed.append(image_id)
+
+
+@pytest.fixture
+def engine(monkeypatch):
+    images = FakeImages()
+    engine_client = type("Client", (), {"images": images})()
+    monkeypatch.setattr(image_pull.docker, "from_env", lambda: engine_client)
+    return images
+
+
+def pull(capsys, registry, digest, **kw):
+    args = dict({"registry": registry.url, "repository": "app", "digest": digest, "username": "ci", "password": "s3cret",
+                 "platform": "linux/arm64"}, **kw)
+    return fakes.run_main(image_pull.main, capsys, args)
+
+
+def test_image_pull_pulls_the_platforms_manifest_by_digest_and_checks_the_stored_id(
+        tmp_path, packages, registry, engine, capsys):
+    pushed = _oci.build_and_push(client(registry), packages, "2.0.0", str(tmp_path), IMAGE)
+    arm = pushed["manifests"][1]
+    engine.stores = arm["config"]
+    code, out = pull(capsys, registry, pushed["digest"])
+    assert code == 0 and out["changed"] and out["image_id"] == arm["config"] and out["manifest"] == arm["digest"], out
+    assert engine.pulled == [(registry.url.split("://")[1] + "/app", arm["digest"], {"username": "ci", "password": "s3cret"})]
+    engine.held.add(arm["config"])
+    code, out = pull(capsys, registry, pushed["digest"])
+    assert code == 0 and not out["changed"] and len(engine.pulled) == 1
+    code, out = pull(capsys, registry, pushed["digest"], _ansible_check_mode=True, platform="linux/amd64")
+    assert code == 0 and out["changed"] and len(engine.pulled) == 1
+
+
+def test_image_pull_refuses_a_stored_image_that_is_not_the_manifests_config(tmp_path, packages, registry, engine, capsys):
+    pushed = _oci.build_and_push(client(registry), packages, "2.0.0", str(tmp_path), IMAGE)
+    engine.stores = "sha256:" + "e" * 64
+    code, out = pull(capsys, registry, pushed["digest"])
+    assert code == 1 and "the engine stored sha256:eee" in out["msg"] and "removed, refused" in out["msg"]
+    assert engine.removed == ["sha256:" + "e" * 64]
+    code, out = pull(capsys, registry, pushed["digest"], platform="linux/s390x")
+    assert code == 1 and "has no image for linux/s390x (it has linux/amd64, linux/arm64)" in out["msg"]
+    code, out = pull(capsys, registry, "2.0.0")
+    assert code == 1 and "resolve the tag first (seedops.deploy.image_info)" in out["msg"]
