@@ -6,7 +6,7 @@ import shlex
 
 import pytest
 
-from conftest import copy_to, refused, run_module, run_playbook, sh
+from conftest import copy_to, refused, run_module, run_playbook, service_version, sh
 
 pytestmark = pytest.mark.lab
 
@@ -30,8 +30,7 @@ def play(lab, *args):
 
 
 def version(lab):
-    return json.loads(sh(lab, HOST, "python3 -c \"import urllib.request as u; "
-                                    "print(u.urlopen('http://127.0.0.1:8080/version').read().decode())\""))
+    return service_version(lab, HOST)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from conftest import flat, run_playbook, sh
+from conftest import flat, run_playbook, service_version, sh
 
 pytestmark = pytest.mark.lab
 
@@ -43,8 +43,7 @@ def test_site_from_checkout_builds_then_converges_the_fleet(lab, demo_packages):
     package_sum = record["packages"][0]["sha256"]
     for host in ("app1", "app2", "app3"):
         assert sh(lab, host, "readlink /srv/seedops-app/current") == "releases/1.0.1"
-        served = json.loads(sh(lab, host, "python3 -c \"import urllib.request as u; "
-                                          "print(u.urlopen('http://127.0.0.1:8080/version', timeout=5).read().decode())\""))
+        served = service_version(lab, host)
         assert (served["version"], served["platform"]) == ("1.0.1", "linux/amd64"), served
         # The host's store holds exactly the package the build made, under its SHA-256.
         assert sh(lab, host, f"sudo sha256sum /srv/seedops-app/store/sha256/{package_sum}").split()[0] == package_sum
