@@ -456,10 +456,11 @@ def fleet_release(currents):
     return {"release": release, "serving": serving, "new": new, "problem": problem}
 
 
-def deploy_stats(verified, plan, report=None):
+def deploy_stats(verified, plan, report=None, stopped=None):
     """What a deploy or rollback run leaves for the next job of an AWX workflow (set_stats), from what the
     verify step measured: `verified` maps each host of the run to its deploy_verified fact (None where verify did not
-    read it), `plan` is deploy_plan, `report` the deploy report's JSON file (or None)."""
+    read it), `plan` is deploy_plan, `report` the deploy report's JSON file (or None). A run that stops on purpose
+    (stop.yml) gives `stopped`, its message: the result is then "stopped", whatever was measured before."""
     if not isinstance(verified, dict):
         raise AnsibleFilterError("deploy_stats: expected a mapping of host to its deploy_verified fact, got %s"
                                  % type(verified).__name__)
@@ -479,9 +480,12 @@ def deploy_stats(verified, plan, report=None):
             out.append(host)
     on_release = runs.get(str(release), []) if release else []
     complete = bool(verified) and len(on_release) == len(verified) and not (unhealthy or out)
-    return {"mode": plan.get("mode") or "deploy", "release": release, "hosts": list(verified), "runs": runs,
-            "unhealthy": unhealthy, "out_of_rotation": out, "unverified": unverified,
-            "result": "complete" if complete else "incomplete", "report": report or None}
+    stats = {"mode": plan.get("mode") or "deploy", "release": release, "hosts": list(verified), "runs": runs,
+             "unhealthy": unhealthy, "out_of_rotation": out, "unverified": unverified,
+             "result": "complete" if complete else "incomplete", "report": report or None}
+    if stopped:
+        stats.update(result="stopped", message=" ".join(str(stopped).split()))
+    return stats
 
 
 class FilterModule:

@@ -1016,11 +1016,18 @@ def test_a_host_that_cannot_run_the_build_stops_the_deploy_before_any_change_and
 
 def test_a_version_missing_from_the_repository_fails_before_any_change(lab, demo):
     pids = {host: live(lab, host)[2] for host in APPS}
-    result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=9.9.9")
+    result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=9.9.9",
+                                  env={"ANSIBLE_SHOW_CUSTOM_STATS": "1"})
     assert result.returncode != 0
     out = flat(result.stdout)
     assert "Cannot fetch the checksum list of seedops-app 9.9.9:" in out and "9.9.9/SHA256SUMS answered:" in out
     assert "404" in out and "Nothing was changed" in out
+    # An AWX workflow's failure path learns that the run stopped, and why (set_stats seedops_deploy), and nothing it
+    # did not measure.
+    stats = flat(result.stdout.split("CUSTOM STATS:", 1)[-1])
+    assert "seedops_deploy" in stats and "result: stopped" in stats and "release: 9.9.9" in stats, stats
+    assert "message: 'Cannot fetch the checksum list of seedops-app 9.9.9" in stats, stats
+    assert "runs: {}" in stats and "unverified: - app1 - app2 - app3" in stats, stats
     assert {host: live(lab, host)[2] for host in APPS} == pids
     for host in APPS:
         assert lab.ssh(host, f"test -e {BASE}/releases/9.9.9").returncode != 0

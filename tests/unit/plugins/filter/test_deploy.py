@@ -416,6 +416,14 @@ def test_deploy_stats_without_load_balancers_and_with_nothing_running():
     assert got["out_of_rotation"] == [] and got["result"] == "incomplete"
 
 
+def test_deploy_stats_of_a_run_that_stopped_keeps_what_was_measured_and_says_why():
+    got = plugin.deploy_stats({"app1": _verified("2.0.0"), "app2": None, "app3": None},
+                              {"release": "2.0.0", "mode": "deploy"}, stopped="app2: the drain\n  failed.")
+    assert (got["result"], got["message"]) == ("stopped", "app2: the drain failed.")
+    assert got["runs"] == {"2.0.0": ["app1"]} and got["unverified"] == ["app2", "app3"]
+    assert "message" not in plugin.deploy_stats({}, {"release": "2.0.0"})
+
+
 def test_deploy_stats_refuses_what_is_not_a_mapping_and_a_plan():
     with pytest.raises(AnsibleFilterError, match="expected a mapping of host to its deploy_verified fact"):
         plugin.deploy_stats(["app1"], {})
