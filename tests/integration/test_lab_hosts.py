@@ -52,7 +52,8 @@ def test_ports_are_published_on_loopback_only(lab):
         for inner, binds in bindings.items():
             for b in binds:
                 assert b["HostIp"] == "127.0.0.1", (h["name"], inner, b)
-        expected = {"22/tcp"} | ({"80/tcp"} if h["group"] in ("lb", "repo") else set())
+        expected = ({"22/tcp"} | ({"80/tcp"} if h["group"] in ("lb", "repo") else set())
+                    | ({"5000/tcp"} if h["group"] == "repo" else set()))
         assert set(bindings) == expected
 
 
