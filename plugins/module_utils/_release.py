@@ -15,6 +15,7 @@ import getpass
 import grp
 import os
 import pwd
+import re
 import shutil
 import time
 
@@ -29,6 +30,12 @@ from ansible_collections.seedops.deploy.plugins.module_utils import _releases as
 ERRORS = (rel.ReleaseError, _archive.ArchiveError, _lock.LockTimeout)
 
 _UNSET = object()
+
+# A container release (option image): the image the engine runs, by digest - <registry host[:port]>/<repository>@sha256:...
+IMAGE_REFERENCE = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+@sha256:[0-9a-f]{64}$")
+# The file of a container release that names its image, as systemd's EnvironmentFile= reads it (the app_service
+# role's unit for app_service_runtime: container).
+IMAGE_FILE = "image.env"
 
 
 def parse_digest(value):
@@ -94,7 +101,7 @@ def with_remote_user(given):
 SWITCH_DEFAULTS = dict(
     state="active", src=None, digest=None, store=None, format="auto", strip_components=0, file_name=None,
     file_mode="0755", shared=[], owner=None, group=None, mode="0755", rollback_to=None, max_size_mb=4096,
-    max_members=100000, allow_setuid=False,
+    max_members=100000, allow_setuid=False, image=None,
 )
 
 
@@ -159,6 +166,8 @@ class Releaser:
             # The artifact may not be on the host yet: in check mode an earlier transfer only said it would be.
             self._note("staged", release_id)
             return {"id": release_id, "state": "staged", "source": self.p["src"]}
+        if self.p.get("image"):
+            return self.stage_image(release_id, existing)
         src, algorithm, expected = self.source()
         self._note("staged", release_id)
         info = self.unpack_into_place(release_id, src, algorithm, expected)
@@ -166,6 +175,44 @@ class Releaser:
         self.save_new(record)
         self.result["staged"] = True
         self.result["unpack"] = info
+        return record
+
+    def stage_image(self, release_id, existing):
+        """A container release: a directory that names the image (IMAGE_FILE), which the engine holds already."""
+        image = self.p["image"]
+        self._note("staged", release_id)
+        staging = os.path.join(self.layout.releases, ".staging-%s-%d" % (release_id, os.getpid()))
+        os.mkdir(staging, 0o700)
+        try:
+            self.finish_tree(staging)
+            # Written after the tree's owner is set, so it stays the module's (root's): the unit reads it as root.
+            path = os.path.join(staging, IMAGE_FILE)
+            with open(path, "w") as f:
+                f.write("SEEDOPS_IMAGE=%s\n" % image)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(path, 0o644)
+            self.move_into_releases(staging, release_id)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        record = {
+            "id": release_id,
+            "digest": self.expected_digest_of_source(),
+            "source": image,
+            "format": "image",
+            "image": image,
+            "state": "failed" if existing is not None and existing.get("state") == "failed" else "staged",
+            "created": rel.now_iso(),
+            "activated": None,
+            "seq": None,
+            "size": 0,
+            "source_size": 0,
+            "members": 1,
+            "deployed_by": self.deployed_by(),
+        }
+        self.save_new(record)
+        self.result["staged"] = True
         return record
 
     def refuse_other_artifact(self, release_id, existing):
@@ -345,6 +392,22 @@ class Releaser:
             raise rel.ReleaseError("keep must be 1 or more (the live release is always kept), got %d" % self.p["keep"])
         if self.p["strip_components"] < 0:
             raise rel.ReleaseError("strip_components must be 0 or more")
+        self.validate_image()
+
+    def validate_image(self):
+        image = self.p.get("image")
+        if image is None:
+            return
+        if not IMAGE_REFERENCE.match(image):
+            raise rel.ReleaseError(
+                "image must be what the engine holds, by digest: <registry host[:port]>/<repository>@sha256:<64 hex "
+                "digits> (seedops.deploy.image_pull returns it as reference), got %r. Nothing was staged" % image)
+        if self.p["src"] is not None:
+            raise rel.ReleaseError("give image (a container release) or src (an artifact to unpack), not both")
+        algorithm, hexdigest = parse_digest(self.p["digest"])
+        if not hexdigest or algorithm != "sha256":
+            raise rel.ReleaseError("a container release needs digest: the image index's digest (sha256:<hex>), which "
+                                   "names the release for every platform; got %r" % self.p["digest"])
 
     def run(self):
         self.validate()

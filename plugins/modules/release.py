@@ -116,6 +116,15 @@ options:
     description: Allow setuid and setgid bits in the archive.
     type: bool
     default: false
+  image:
+    description:
+      - A container release instead of an artifact - the image the host's engine holds and the service runs, by
+        digest, V(<registry host[:port]>/<repository>@sha256:<hex>), as M(seedops.deploy.image_pull) returns it.
+      - The release directory then holds one file, C(image.env) (C(SEEDOPS_IMAGE=<image>), owned by the user the
+        module runs as, mode 0644), which the C(seedops.deploy.app_service) role's unit for
+        C(app_service_runtime=container) reads; its record's C(format) is V(image). O(digest) is required - the
+        image index's digest, which names the release for every platform - and O(src) is not allowed.
+    type: str
   deployed_by:
     description:
       - Who deployed, recorded with the release. The action plugin fills in the controller host, the controller
@@ -255,6 +264,7 @@ ARGUMENT_SPEC = dict(
     max_members=dict(type="int", default=100000),
     allow_setuid=dict(type="bool", default=False),
     deployed_by=dict(type="dict", default={}),
+    image=dict(type="str"),
 )
 
 

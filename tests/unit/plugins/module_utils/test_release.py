@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import stat
 import tarfile
 
@@ -467,3 +468,46 @@ def test_host_releases_names_the_lock_holder(base, art):
     live(base, art, "v1")
     with _lock.DeployLock(str(base / ".lock"), "a running deploy", timeout=1):
         assert _release.host_releases(str(base))["lock"]["owner"] == "a running deploy"
+
+
+# -- container releases (option image) ------------------------------------------------------------------------------
+
+INDEX = "sha256:" + "1" * 64
+IMAGE = "repo1.example.com:5000/team/seedops-app@sha256:" + "2" * 64
+
+
+def test_a_container_release_is_a_directory_naming_its_image_and_switches_like_any_other(base, art):
+    path, hexdigest = art["v1"]
+    run(base, release_id="v1", src=path, digest="sha256:" + hexdigest)
+    staged = run(base, release_id="c1", state="staged", image=IMAGE, digest=INDEX)
+    assert staged.result["staged"] and staged.result["record"]["format"] == "image"
+    directory = os.path.join(str(base), "releases", "c1")
+    assert os.listdir(directory) == ["image.env"]
+    with open(os.path.join(directory, "image.env")) as f:
+        assert f.read() == "SEEDOPS_IMAGE=%s\n" % IMAGE
+    assert stat.S_IMODE(os.stat(os.path.join(directory, "image.env")).st_mode) == 0o644
+    saved = record(base, "c1")
+    assert (saved["digest"], saved["image"], saved["state"]) == (INDEX, IMAGE, "staged")
+    assert current(base) == "v1" and hidden(base) == []
+    # Staged again with the same index: nothing to do. Another index under the same id is refused.
+    assert not run(base, release_id="c1", state="staged", image=IMAGE, digest=INDEX).result["changed"]
+    with pytest.raises(rel.ReleaseError, match="already staged with " + INDEX):
+        run(base, release_id="c1", state="staged", image=IMAGE, digest="sha256:" + "3" * 64)
+    # The switch and the rollback do not care what kind a release is.
+    run(base, release_id="c1")
+    assert current(base) == "c1"
+    run(base, release_id="c1", state="rolled_back")
+    assert current(base) == "v1" and record(base, "c1")["state"] == "failed"
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"image": "seedops-app:2.0.0", "digest": INDEX}, "image must be what the engine holds, by digest"),
+    ({"image": IMAGE + "; rm -rf /", "digest": INDEX}, "image must be what the engine holds, by digest"),
+    ({"image": IMAGE}, "a container release needs digest: the image index's digest"),
+    ({"image": IMAGE, "digest": "sha512:" + "1" * 128}, "a container release needs digest"),
+    ({"image": IMAGE, "digest": INDEX, "src": "/tmp/x.tar.gz"}, "give image (a container release) or src"),
+])
+def test_a_container_release_with_bad_options_stages_nothing(base, options, message):
+    with pytest.raises(rel.ReleaseError, match=re.escape(message)):
+        run(base, release_id="c1", state="staged", **options)
+    assert not os.path.exists(os.path.join(str(base), "releases", "c1"))
