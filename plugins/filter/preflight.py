@@ -11,6 +11,8 @@ from ansible.errors import AnsibleFilterError
 
 _PROCESS = re.compile(r'\("(?P<name>[^"]*)",pid=(?P<pid>\d+)')
 _UNIT = re.compile(r'\bcgroup:\S*/(?P<unit>[^/\s]+\.service)\b')
+# A Docker container's cgroup: /docker/<id> (the cgroupfs driver) or .../docker-<id>.scope (the systemd driver).
+_CONTAINER = re.compile(r'\bcgroup:\S*/docker[/-](?P<id>[0-9a-f]{64})(?:\.scope)?(?=\s|$)')
 
 
 def _port_specs(wanted):
@@ -53,15 +55,37 @@ def listeners(ss_output):
             continue
         processes = [(m["name"], int(m["pid"])) for m in _PROCESS.finditer(line)]
         unit = _UNIT.search(line)
+        container = _CONTAINER.search(line)
         found.append({"proto": fields[0], "address": address, "port": int(port), "processes": processes,
-                      "unit": unit["unit"] if unit else ""})
+                      "unit": unit["unit"] if unit else "", "container": container["id"] if container else ""})
     return found
 
 
-def busy_ports(ss_output, wanted):
-    """Messages for each wanted port that something listens on, unless its unit or every process is allowed."""
+def _containers(docker_ps):
+    """`docker ps --no-trunc --format '{{.ID}} {{.Names}}'` -> {id: name}."""
+    if not isinstance(docker_ps, str):
+        raise AnsibleFilterError(f"busy_ports: containers must be the text of docker ps, got {type(docker_ps).__name__}")
+    names = {}
+    for line in docker_ps.splitlines():
+        fields = line.split()
+        if len(fields) == 2:
+            names[fields[0]] = fields[1]
+    return names
+
+
+def _container_allowed(name, allow):
+    """A container of an allowed service: its name, or <name>-<port> (app_service_runtime container, one per port)."""
+    base, _sep, port = name.rpartition("-")
+    return name in allow or (port.isdigit() and base in allow)
+
+
+def busy_ports(ss_output, wanted, containers=""):
+    """Messages for each wanted port that something listens on, unless its unit or every process is allowed, or it
+    is a Docker container of an allowed service (`containers`: the text of `docker ps --no-trunc --format
+    '{{.ID}} {{.Names}}'`; the container's processes are in the engine's cgroup, not in a unit's)."""
     problems = []
     taken = listeners(ss_output)
+    names_of = _containers(containers)
     for spec in _port_specs(wanted):
         users = []
         for entry in taken:
@@ -73,9 +97,15 @@ def busy_ports(ss_output, wanted):
                 continue
             if names and all(name in spec["allow"] for name in names):
                 continue
+            container = names_of.get(entry["container"], "") if entry["container"] else ""
+            if container and _container_allowed(container, spec["allow"]):
+                continue
             described = ", ".join(f"{name} (pid {pid})" for name, pid in entry["processes"])
             if unit:
                 described = f"{described} of {unit}" if described else f"a process of {unit}"
+            elif entry["container"]:
+                what = f"container {container}" if container else f"container {entry['container'][:12]}"
+                described = f"{described} of {what}" if described else f"a process of {what}"
             described = described or "an unknown process"
             users.append(f"{described} on {entry['address']}")
         if users:
