@@ -3,9 +3,7 @@ lab commands and playbooks against it."""
 
 from __future__ import annotations
 
-import datetime
 import hashlib
-import ipaddress
 import json
 import os
 import re
@@ -296,57 +294,20 @@ def answering(port, n=24):
 REGISTRY_USERS = [{"name": "ci", "password": "lab-ci-secret"}]
 
 
-def lab_ca(directory, names, addresses):
-    """A CA and a server certificate it signed for names and addresses (PEM files in directory); the CA's path."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "seedops lab CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
-          .not_valid_after(now + datetime.timedelta(days=7))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    sans = [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=7))
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    os.makedirs(directory, exist_ok=True)
-    pem = serialization.Encoding.PEM
-    paths = {"ca": os.path.join(directory, "ca.crt"), "cert": os.path.join(directory, "tls.crt"),
-             "key": os.path.join(directory, "tls.key")}
-    with open(paths["ca"], "wb") as f:
-        f.write(ca.public_bytes(pem))
-    with open(paths["cert"], "wb") as f:
-        f.write(cert.public_bytes(pem))
-    with open(paths["key"], "wb") as f:
-        f.write(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    return paths
-
-
 @pytest.fixture(scope="module")
 def registry(lab, tmp_path_factory):
     """The image registry on repo1 (playbooks/registry.yml) with a lab CA made for this file: its URL from the
     controller (outside, the published port) and from the lab network (inside), the CA file and the vars file."""
     repo = lab.host("repo1")
-    pki = lab_ca(str(tmp_path_factory.mktemp("pki")), ["repo1"], [repo["address"], "127.0.0.1"])
-    with open(pki["cert"], encoding="utf-8") as cert, open(pki["key"], encoding="utf-8") as key:
-        settings = {"registry_tls_cert": cert.read(), "registry_tls_key": key.read(), "registry_users": REGISTRY_USERS}
-    extra = str(tmp_path_factory.mktemp("vars") / "registry.json")
-    with open(extra, "w", encoding="utf-8") as f:
-        json.dump(settings, f)
+    sys.path.insert(0, os.path.dirname(LAB_TOOL))
+    import registry as lab_registry  # pylint: disable=import-outside-toplevel
+
+    made = lab_registry.registry_vars(str(tmp_path_factory.mktemp("registry")), repo["address"], REGISTRY_USERS)
+    extra = made["vars"]
     result, recap = run_playbook("playbooks/registry.yml", lab.inventory, "-e", f"@{extra}")
     assert result.returncode == 0 and recap["repo1"]["failed"] == 0, result.stdout[-3000:]
     return {"outside": f"https://127.0.0.1:{repo['ports']['5000/tcp']}", "inside": f"https://{repo['address']}:5000",
-            "host": f"{repo['address']}:5000", "ca": pki["ca"], "vars": extra}
+            "host": f"{repo['address']}:5000", "address": repo["address"], "ca": made["ca"], "vars": extra}
 
 
 @pytest.fixture(scope="session")

@@ -12,14 +12,15 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 
 import pytest
 import yaml
 
-from conftest import (DEMO_SETTINGS, REPO_ROOT, VENV_BIN, answering, flat, load_client, run_demo, run_module,
-                      run_playbook, service_version, sh)
+from conftest import (DEMO_SETTINGS, REGISTRY_USERS, REPO_ROOT, VENV_BIN, answering, flat, load_client, push_image,
+                      run_demo, run_module, run_playbook, service_version, sh)
 
 pytestmark = pytest.mark.lab
 
@@ -1133,3 +1134,139 @@ def test_beside_together_flips_every_host_at_once_a_rollback_flips_back_and_a_re
     assert live_port(lab, "app2") == new, "the load balancer's truth wins over the file"
     assert instance(lab, "app2", new)[0] == "active" and instance(lab, "app2", old)[:2] == ("inactive", "disabled")
     assert servers(lab)[f"app2-{new}"] == ("ready", "up") and servers(lab)[f"app2-{old}"][0] == "maint"
+
+
+# -- container releases (deploy_kind: container) -----------------------------------------------------------------------
+# The fleet moves from packages to images of the sample service in repo1's registry and back. The images are other
+# versions than the packages (a release id names one artifact), built for amd64, the app hosts' platform.
+IMAGES = {"5.0.0": [], "6.0.0": [], "7.0.0": ["--broken"]}
+
+
+def container_at(lab):
+    """(current release, the version the service answers, the image of its running container) on each app host."""
+    found = {}
+    for host in APPS:
+        image = lab.ssh(host, "sudo docker inspect --format '{{.Config.Image}}' seedops-app").stdout.strip()
+        found[host] = (live(lab, host)[0], live(lab, host)[1], image or None)
+    return found
+
+
+@pytest.fixture(scope="module")
+def containers(lab, demo, registry, tmp_path_factory):
+    """The fleet on a package release (1.0.0 or 2.0.0), images 5.0.0, 6.0.0 and a broken 7.0.0 in the registry, the
+    Docker engine on every app host and the service's container unit (tests/integration/playbooks/container.yml);
+    yields the extra variables a container deploy takes. Afterwards the fleet goes back to the package release it
+    ran and to the native unit, for the tests that follow."""
+    start = fleet_at(lab, RELEASES)
+    out = tmp_path_factory.mktemp("images")
+    build = os.path.join(REPO_ROOT, "tests", "fixtures", "app", "build.sh")
+    packages = {}
+    for version, extra in IMAGES.items():
+        subprocess.run([build, "-o", str(out / version), "-p", "linux/amd64", *extra, version], check=True,
+                       capture_output=True)
+        packages[version] = [{"platform": "linux/amd64",
+                              "path": str(out / version / f"seedops-app-{version}-linux-amd64.tar.gz")}]
+        pushed = push_image(lab, registry, packages[version], tag=version)
+        assert pushed["_status"] in ("CHANGED", "SUCCESS"), pushed
+    extra = tmp_path_factory.mktemp("container-vars") / "container.json"
+    sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "lab"))
+    import registry as lab_registry  # pylint: disable=import-outside-toplevel
+
+    settings = lab_registry.container_vars(str(extra), registry["address"], registry["ca"], REGISTRY_USERS[0])
+    result, _recap = run_playbook("tests/integration/playbooks/container.yml", lab.inventory, "-e", f"@{extra}")
+    assert result.returncode == 0, result.stdout[-4000:]
+    yield {"extra": ("-e", f"@{extra}"), "start": start, "packages": packages, "settings": settings,
+           "registry": registry}
+    # Back to the package release (the container unit runs a package release's program), then the native unit.
+    result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", f"deploy_version={start}")
+    assert result.returncode == 0, result.stdout[-4000:]
+    result, _recap = run_playbook("tests/integration/playbooks/container.yml", lab.inventory)
+    assert result.returncode == 0, result.stdout[-4000:]
+    for host in APPS:
+        assert live(lab, host)[:2] == (start, start)
+        assert lab.ssh(host, "sudo docker ps --quiet").stdout.strip() == ""
+        assert "User=seedops-app" in lab.ssh(host, "cat /etc/systemd/system/seedops-app.service").stdout
+
+
+def test_a_rolling_container_deploy_under_load_moves_the_fleet_to_images_then_a_moved_tag_changes_nothing(
+        lab, demo, containers):
+    # From packages to the image 5.0.0: each host drained, switched and restarted as a container, under load.
+    result, _recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml", "-e", "deploy_version=5.0.0",
+                                                       *containers["extra"])
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert load["all"]["failed"] == 0, load
+    index = json.loads(lab.ssh("app1", "sudo cat /srv/seedops-app/releases/5.0.0.json").stdout)
+    assert index["format"] == "image" and index["digest"].startswith("sha256:")
+    for host, (current, version, image) in container_at(lab).items():
+        assert (current, version) == ("5.0.0", "5.0.0"), host
+        # The container runs the platform manifest the engine pulled by digest, never a tag.
+        assert image.startswith(f"{containers['settings']['deploy_image_registry'][8:]}/seedops-app@sha256:"), image
+        assert lab.ssh(host, "sudo cat /srv/seedops-app/current/image.env").stdout.strip() == f"SEEDOPS_IMAGE={image}"
+        assert record_state(lab, host, containers["start"]) == "previous"
+    assert {(r["old"], r["new"], r["result"]) for r in report["hosts"]} == {(containers["start"], "5.0.0", "switched")}
+    assert answering(demo["port"]) == set(APPS)
+
+    # The tag 6.0.0 is moved to 5.0.0's image once the plan has resolved it (a before_stage hook): every host still
+    # gets what the plan resolved, and the registry's tag did move.
+    registry = containers["registry"]
+    move = {"registry": registry["outside"], "repository": "seedops-app", "username": "ci",
+            "password": REGISTRY_USERS[0]["password"], "ca_path": registry["ca"],
+            "packages": containers["packages"]["5.0.0"], "entrypoint": ["/app/bin/seedops-app"], "ports": [8080]}
+    hook = os.path.join(REPO_ROOT, "tests", "integration", "playbooks", "hooks", "move_tag.yml")
+    result, _recap, load, report = playbook_under_load(
+        demo, lab, "playbooks/deploy.yml", "-e", "deploy_version=6.0.0", *containers["extra"],
+        "-e", json.dumps({"deploy_hooks": {"before_stage": hook}, "seedops_test_move": move}))
+    try:
+        assert result.returncode == 0, result.stdout[-4000:]
+        assert load["all"]["failed"] == 0, load
+        moved = run_module(lab, "localhost", "seedops.deploy.image_info",
+                           {**{k: move[k] for k in ("registry", "repository", "username", "password", "ca_path")},
+                            "reference": "6.0.0"}, become=False)
+        five = run_module(lab, "localhost", "seedops.deploy.image_info",
+                          {**{k: move[k] for k in ("registry", "repository", "username", "password", "ca_path")},
+                           "reference": "5.0.0"}, become=False)
+        assert moved["digest"] == five["digest"], "the hook moved the tag"
+        assert {r["new"] for r in report["hosts"]} == {"6.0.0"}
+        for host, (current, version, _image) in container_at(lab).items():
+            assert (current, version) == ("6.0.0", "6.0.0"), host
+        assert json.loads(lab.ssh("app3", "sudo cat /srv/seedops-app/releases/6.0.0.json").stdout)["digest"] != moved["digest"]
+    finally:
+        # The tag back where the tests expect it.
+        pushed = push_image(lab, registry, containers["packages"]["6.0.0"], tag="6.0.0")
+        assert pushed["_status"] in ("CHANGED", "SUCCESS"), pushed
+
+
+def test_a_live_config_change_reaches_the_containers_and_a_broken_image_is_rolled_back_by_itself(
+        lab, demo, containers):
+    before = container_at(lab)
+    assert {v[:2] for v in before.values()} == {("6.0.0", "6.0.0")}
+    # reconfigure.yml: the new environment file, then systemctl reload - the signal goes through docker run to the
+    # service, which reads the file again (its directory is mounted read-only): the same containers, a new log level.
+    started = {host: service_version(lab, host)["started"] for host in APPS}
+    level = "info" if {live(lab, h)[3] for h in APPS} != {"info"} else "warn"
+    result, _recap = run_playbook("playbooks/reconfigure.yml", lab.inventory, "-e", f"seedops_demo_log_level={level}",
+                                  *containers["extra"])
+    assert result.returncode == 0, result.stdout[-4000:]
+    for host in APPS:
+        doc = service_version(lab, host)
+        assert (doc["log_level"], doc["started"]) == (level, started[host]), host
+    assert container_at(lab) == before
+
+    # A tag the registry does not have stops the run at the plan, saying so; nothing changes.
+    result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=9.9.9", *containers["extra"])
+    assert result.returncode != 0 and "seedops-app:9.9.9 is not in the registry at" in flat(result.stdout)
+    assert container_at(lab) == before
+
+    # A release whose health check fails, on the canary: rolled back to the image it ran, in a new container.
+    result, _recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml", "-e", "deploy_version=7.0.0",
+                                                       "-e", '{"deploy_canary_hosts": ["app2"]}', *containers["extra"])
+    assert result.returncode != 0
+    out = flat(result.stdout)
+    assert "did not become healthy after restart" in out and "Rolled back: 7.0.0 marked failed" in out
+    assert load["all"]["failed"] == 0, load["errors"]
+    assert set(load["versions"]) == {"6.0.0"}, load["versions"]
+    assert rows(report)["app2"]["result"] == "rolled back"
+    assert record_state(lab, "app2", "7.0.0") == "failed"
+    # app2 runs its previous image again, in a new container; the others were not touched.
+    assert container_at(lab) == before
+    assert answering(demo["port"]) == set(APPS)
