@@ -34,6 +34,9 @@ Suites:
            v1 -> v2 and its version-skew window under load, the no-op rerun, a scale-in and the host's return under
            load, and the controller's CPU seconds, peak memory and SSH clients per host (see
            benchmarks/scale_bench.py). Not in `all`: it resizes the lab.
+  container deploy.yml v1 -> v2 under load with deploy_kind=container (images pulled by digest from a registry on
+           repo1) vs the package deploy on the same fleet (see benchmarks/container_bench.py). Not in `all`: it
+           installs the Docker engine on the app hosts.
 """
 
 from __future__ import annotations
@@ -240,9 +243,22 @@ def print_table(title, header, rows):
         print(f"  {name:<{widths[0]}}  {a:>{widths[1]}}  {b:>{widths[2]}}  {ratio:>{widths[3]}}")
 
 
+def lab_apps(state_dir):
+    """The lab's app hosts, by name."""
+    with open(os.path.join(state_dir, "lab.json"), encoding="utf-8") as f:
+        return [h["name"] for h in json.load(f)["hosts"] if h["group"] == "app"]
+
+
+def show(report, suite, title, header, data, rows):
+    """Keep a suite's data in the report, print its table and whether its targets were met."""
+    report["suites"][suite] = data
+    print_table(title, header, rows)
+    print("  targets: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in data["targets"].items()))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
-    suites = ["artifact", "release", "deploy", "canary", "fanout", "build", "mixed", "scale", "all"]
+    suites = ["artifact", "release", "deploy", "canary", "fanout", "build", "mixed", "scale", "container", "all"]
     parser.add_argument("--suite", choices=suites, default="all")
     parser.add_argument("--sizes", default="256,1024", help="pull file sizes in MiB (default 256,1024)")
     parser.add_argument("--push-mb", type=int, default=256)
@@ -315,18 +331,25 @@ def main(argv=None):
         report["suites"]["build"] = data
         print_table(f"build: the sample service per platform with {data['go']} on {data['cpus']} CPUs, median of "
                     f"{args.build_repeat}; alternative: tests/fixtures/app/build.sh", ("build.yml", "build.sh"), rows)
-    if args.suite == "mixed":
-        import mixed_bench  # pylint: disable=import-outside-toplevel
-
-        with open(os.path.join(state, "lab.json"), encoding="utf-8") as f:
-            apps = [h["name"] for h in json.load(f)["hosts"] if h["group"] == "app"]
+    if args.suite in ("mixed", "container"):
+        apps = lab_apps(state)
         os.makedirs(RESULTS, exist_ok=True)
-        data, rows = mixed_bench.suite_mixed(state, args.lab, apps, os.path.join(RESULTS, "deploy-reports"),
-                                             args.deploy_repeat)
-        report["suites"]["mixed"] = data
-        print_table(f"mixed: v1 -> v2 on {', '.join(apps)} (arm64 emulated) under 60 requests/s; alternative: the "
-                    "amd64 hosts alone", ("mixed fleet", "amd64 only"), rows)
-        print("  targets: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in data["targets"].items()))
+        reports = os.path.join(RESULTS, "deploy-reports")
+        if args.suite == "mixed":
+            import mixed_bench  # pylint: disable=import-outside-toplevel
+
+            data, rows = mixed_bench.suite_mixed(state, args.lab, apps, reports, args.deploy_repeat)
+            title = (f"mixed: v1 -> v2 on {', '.join(apps)} (arm64 emulated) under 60 requests/s; alternative: the "
+                     "amd64 hosts alone")
+            header = ("mixed fleet", "amd64 only")
+        else:
+            import container_bench  # pylint: disable=import-outside-toplevel
+
+            data, rows = container_bench.suite_container(state, args.lab, apps, reports, args.deploy_repeat)
+            title = (f"container: v1 -> v2 on {', '.join(apps)} as images pulled by digest from repo1's registry, "
+                     "under 60 requests/s (1 in 10 slow, 1 s); alternative: the package deploy on the same fleet")
+            header = ("container", "package")
+        show(report, args.suite, title, header, data, rows)
     if args.suite == "scale":
         import scale_bench  # pylint: disable=import-outside-toplevel
 
