@@ -151,8 +151,10 @@ def test_fail2ban_guards_sshd_and_never_bans_the_controller(lab, converged):
     for _attempt in range(7):  # more than maxretry (5)
         r = ssh_as(lab, "nosuchuser", os.path.join(lab.state_dir, "id_ed25519"), "true")
         assert "Permission denied" in r.stderr, r.stderr
+    # The jail must see at least maxretry of them - enough to ban any other address. Not necessarily all 7: one CI run
+    # found 6 "Ignore" lines for the 7 refused logins, all within 3 s of each other, so waiting longer would not help.
     deadline = time.monotonic() + 30
-    while ignores() < before + 7:
+    while ignores() < before + 5:
         assert time.monotonic() < deadline, "fail2ban never saw the failed logins from the controller's address"
         time.sleep(1)
     assert controller not in sh(lab, HOST, "sudo fail2ban-client status sshd").split("Banned IP list:")[1]
