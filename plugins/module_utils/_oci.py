@@ -71,6 +71,12 @@ def platform_name(platform):
         [platform["variant"]] if platform.get("variant") else []))
 
 
+def lacking(what, missing, platforms):
+    """The message for an index (`what`) that has no image for the `missing` platforms, naming the ones it has."""
+    return "%s has no image for %s; it has %s. Build and push those platforms first" % (
+        what, ", ".join(missing), ", ".join(sorted(platforms)) or "none")
+
+
 def check_repository(repository, tag=None):
     if not REPOSITORY.match(repository or ""):
         raise ImageError("repository %r is not a registry repository name: lower-case letters, digits and . _ - "

@@ -98,9 +98,8 @@ def main():
         module.fail_json(msg=to_native(exc))
     missing = [name for name in wanted if name not in found["platforms"]]
     if missing:
-        module.fail_json(msg="%s:%s (%s) has no image for %s; it has %s. Build and push those platforms first"
-                         % (p["repository"], reference, found["digest"], ", ".join(missing),
-                            ", ".join(sorted(found["platforms"])) or "none"), **found)
+        module.fail_json(msg=_oci.lacking("%s:%s (%s)" % (p["repository"], reference, found["digest"]), missing,
+                                          found["platforms"]), **found)
     module.exit_json(changed=False, reference=registry.reference(found["digest"]), **found)
 
 

@@ -136,8 +136,7 @@ def main():
         module.fail_json(msg=to_native(exc))
     entry = index["platforms"].get(platform)
     if entry is None:
-        module.fail_json(msg="index %s has no image for %s (it has %s): build and push that platform"
-                         % (p["digest"], platform, ", ".join(sorted(index["platforms"])) or "none"))
+        module.fail_json(msg=_oci.lacking("index %s" % p["digest"], [platform], index["platforms"]))
     result = {"platform": platform, "manifest": entry["digest"], "image_id": entry["config"],
               "reference": registry.reference(entry["digest"]), "changed": False}
     try:

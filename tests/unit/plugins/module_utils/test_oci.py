@@ -314,6 +314,6 @@ def test_image_pull_refuses_a_stored_image_that_is_not_the_manifests_config(tmp_
     assert code == 1 and "the engine stored sha256:eee" in out["msg"] and "removed, refused" in out["msg"]
     assert engine.removed == ["sha256:" + "e" * 64]
     code, out = pull(capsys, registry, pushed["digest"], platform="linux/s390x")
-    assert code == 1 and "has no image for linux/s390x (it has linux/amd64, linux/arm64)" in out["msg"]
+    assert code == 1 and "has no image for linux/s390x; it has linux/amd64, linux/arm64" in out["msg"]
     code, out = pull(capsys, registry, "2.0.0")
     assert code == 1 and "resolve the tag first (seedops.deploy.image_info)" in out["msg"]
