@@ -167,53 +167,32 @@ class Releaser:
             self._note("staged", release_id)
             return {"id": release_id, "state": "staged", "source": self.p["src"]}
         if self.p.get("image"):
-            return self.stage_image(release_id, existing)
-        src, algorithm, expected = self.source()
-        self._note("staged", release_id)
-        info = self.unpack_into_place(release_id, src, algorithm, expected)
+            src, algorithm = self.p["image"], "sha256"
+            self._note("staged", release_id)
+            info = self.into_place(release_id, self.write_image_file)
+        else:
+            src, algorithm, expected = self.source()
+            self._note("staged", release_id)
+            info = self.unpack_into_place(release_id, src, algorithm, expected)
+            self.result["unpack"] = info
         record = self.new_record(release_id, src, algorithm, info, existing)
         self.save_new(record)
         self.result["staged"] = True
-        self.result["unpack"] = info
         return record
 
-    def stage_image(self, release_id, existing):
-        """A container release: a directory that names the image (IMAGE_FILE), which the engine holds already."""
-        image = self.p["image"]
-        self._note("staged", release_id)
-        staging = os.path.join(self.layout.releases, ".staging-%s-%d" % (release_id, os.getpid()))
-        os.mkdir(staging, 0o700)
-        try:
-            self.finish_tree(staging)
-            # Written after the tree's owner is set, so it stays the module's (root's): the unit reads it as root.
-            path = os.path.join(staging, IMAGE_FILE)
-            with open(path, "w") as f:
-                f.write("SEEDOPS_IMAGE=%s\n" % image)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(path, 0o644)
-            self.move_into_releases(staging, release_id)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        record = {
-            "id": release_id,
-            "digest": self.expected_digest_of_source(),
-            "source": image,
-            "format": "image",
-            "image": image,
-            "state": "failed" if existing is not None and existing.get("state") == "failed" else "staged",
-            "created": rel.now_iso(),
-            "activated": None,
-            "seq": None,
-            "size": 0,
-            "source_size": 0,
-            "members": 1,
-            "deployed_by": self.deployed_by(),
-        }
-        self.save_new(record)
-        self.result["staged"] = True
-        return record
+    def write_image_file(self, staging):
+        """Fill a container release's staging directory: IMAGE_FILE names the image, which the engine holds already.
+        The info new_record takes (format image, nothing unpacked, the index's digest)."""
+        self.finish_tree(staging)
+        # Written after the tree's owner is set, so it stays the module's (root's): the unit reads it as root.
+        path = os.path.join(staging, IMAGE_FILE)
+        with open(path, "w") as f:
+            f.write("SEEDOPS_IMAGE=%s\n" % self.p["image"])
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(path, 0o644)
+        return {"format": "image", "digest": parse_digest(self.p["digest"])[1], "bytes": 0, "source_bytes": 0,
+                "members": 1}
 
     def refuse_other_artifact(self, release_id, existing):
         """A staged release id names one artifact: refuse a different one under the same id."""
@@ -236,14 +215,22 @@ class Releaser:
         return None
 
     def unpack_into_place(self, release_id, src, algorithm, expected):
-        """Unpack into a private staging directory, check it, then rename it to releases/<id>.
-        Anything that goes wrong removes the staging directory: nothing half-staged stays."""
-        staging = os.path.join(self.layout.releases, ".staging-%s-%d" % (release_id, os.getpid()))
-        os.mkdir(staging, 0o700)
-        try:
+        """Unpack into a private staging directory, check it, then rename it to releases/<id>."""
+        def fill(staging):
             info = self.unpack(release_id, src, staging, algorithm)
             check_digest(src, algorithm, expected, info["digest"])
             self.finish_tree(staging)
+            return info
+
+        return self.into_place(release_id, fill)
+
+    def into_place(self, release_id, fill):
+        """fill(staging directory) -> info, then the directory renamed to releases/<id>. Anything that goes wrong
+        removes the staging directory: nothing half-staged stays."""
+        staging = os.path.join(self.layout.releases, ".staging-%s-%d" % (release_id, os.getpid()))
+        os.mkdir(staging, 0o700)
+        try:
+            info = fill(staging)
             self.move_into_releases(staging, release_id)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -278,8 +265,9 @@ class Releaser:
         os.rename(staging, final)
 
     def new_record(self, release_id, src, algorithm, info, existing):
-        """The record of a release just staged; a release that had failed before stays failed."""
-        return {
+        """The record of a release just staged; a release that had failed before stays failed. A container release's
+        also names its image."""
+        record = {
             "id": release_id,
             "digest": "%s:%s" % (algorithm, info["digest"]),
             "source": src,
@@ -293,6 +281,9 @@ class Releaser:
             "members": info["members"],
             "deployed_by": self.deployed_by(),
         }
+        if info["format"] == "image":
+            record["image"] = src
+        return record
 
     def save_new(self, record):
         rel.save_record(self.layout, record)

@@ -1147,7 +1147,8 @@ def container_at(lab):
     found = {}
     for host in APPS:
         image = lab.ssh(host, "sudo docker inspect --format '{{.Config.Image}}' seedops-app").stdout.strip()
-        found[host] = (live(lab, host)[0], live(lab, host)[1], image or None)
+        current, version, _pid, _level = live(lab, host)
+        found[host] = (current, version, image or None)
     return found
 
 
