@@ -85,6 +85,23 @@ def check_repository(repository, tag=None):
         raise ImageError("tag %r is not a tag: up to 128 letters, digits, _ . -, not starting with . or -" % (tag,))
 
 
+def unkept_images(images, name, keep, in_use):
+    """The ids of the engine's images (each a mapping with Id, RepoTags, RepoDigests, as the engine lists them) that a
+    prune of repository name (<host[:port]>/<repository>) removes: pulled by digest from that repository only (no tag,
+    every repo digest of it), none of their repo digests in keep, and no container in in_use (image ids) made from
+    them. An image with a tag was pulled or tagged by someone else and is never removed."""
+    keep = set(keep)
+    doomed = []
+    for image in images:
+        tags = [t for t in image.get("RepoTags") or [] if t != "<none>:<none>"]
+        digests = image.get("RepoDigests") or []
+        if tags or not digests or image["Id"] in in_use:
+            continue
+        if all(d.split("@", 1)[0] == name for d in digests) and not keep.intersection(digests):
+            doomed.append(image["Id"])
+    return sorted(doomed)
+
+
 def descriptor(media_type, digest, size, platform=None):
     desc = {"mediaType": media_type, "digest": digest, "size": size}
     if platform:

@@ -29,6 +29,16 @@ options:
   platform:
     description: The platform to pull, for example V(linux/arm64). Defaults to this host's (C(uname -m)).
     type: str
+  keep:
+    description:
+      - The images of this repository that the host still needs, as references C(<registry host>/<repository>@sha256:...)
+        (the C(image) each kept release's record names; see M(seedops.deploy.release)).
+      - When given, after the pull every other image of this repository that the engine holds is removed, if it was
+        pulled by digest (it has no tag) and no container, running or stopped, was made from it. The image just pulled
+        is always kept. An image with a tag was pulled or tagged by someone else and is never removed.
+      - Leave it out to remove nothing.
+    type: list
+    elements: str
 extends_documentation_fragment:
   - seedops.deploy.registry
   - seedops.deploy.attributes
@@ -76,6 +86,11 @@ reference:
   description: What the engine pulled, C(<registry host>/<repository>@<manifest digest>).
   returned: always
   type: str
+removed:
+  description: The ids of the images of this repository that O(keep) removed (in check mode, would remove).
+  returned: always
+  type: list
+  elements: str
 """
 
 import os
@@ -117,6 +132,7 @@ def main():
         argument_spec=dict(
             digest=dict(type="str", required=True),
             platform=dict(type="str"),
+            keep=dict(type="list", elements="str"),
             **_oci.REGISTRY_SPEC
         ),
         supports_check_mode=True,
@@ -138,16 +154,26 @@ def main():
     if entry is None:
         module.fail_json(msg=_oci.lacking("index %s" % p["digest"], [platform], index["platforms"]))
     result = {"platform": platform, "manifest": entry["digest"], "image_id": entry["config"],
-              "reference": registry.reference(entry["digest"]), "changed": False}
+              "reference": registry.reference(entry["digest"]), "changed": False, "removed": []}
     try:
         client = docker.from_env()
-        if local_image(client, entry["config"]) is not None:
-            module.exit_json(**result)
-        result["changed"] = True
-        if module.check_mode:
-            module.exit_json(**result)
-        name = result["reference"].split("@", 1)[0]
-        auth = {"username": p["username"], "password": p["password"]} if p["username"] else None
+        if local_image(client, entry["config"]) is None:
+            result["changed"] = True
+            if not module.check_mode:
+                pull(module, client, result, entry)
+        if p["keep"] is not None:
+            prune(module, client, result, p["keep"])
+    except docker_errors.DockerException as exc:
+        module.fail_json(msg="cannot reach the Docker engine: %s" % to_native(exc), **result)
+    module.exit_json(**result)
+
+
+def pull(module, client, result, entry):
+    """Has the engine pull the platform's manifest by digest; removes and refuses an image that is not its config."""
+    p = module.params
+    name = result["reference"].split("@", 1)[0]
+    auth = {"username": p["username"], "password": p["password"]} if p["username"] else None
+    try:
         image = client.images.pull(name, tag=entry["digest"], auth_config=auth)
     except docker_errors.APIError as exc:
         hint = ""
@@ -156,8 +182,6 @@ def main():
                 result["reference"].split("/", 1)[0])
         module.fail_json(msg="the Docker engine could not pull %s: %s%s" % (result["reference"], to_native(exc), hint),
                          **result)
-    except docker_errors.DockerException as exc:
-        module.fail_json(msg="cannot reach the Docker engine: %s" % to_native(exc), **result)
     if image.id != entry["config"]:
         try:
             client.images.remove(image.id, force=True)
@@ -165,7 +189,23 @@ def main():
             pass
         module.fail_json(msg="the engine stored %s for %s, not the manifest's config %s: removed, refused"
                          % (image.id, result["reference"], entry["config"]), **result)
-    module.exit_json(**result)
+
+
+def prune(module, client, result, keep):
+    """Removes the repository's images pulled by digest that neither keep nor any container names (result's removed).
+    An image the engine will not remove (a container made from it meanwhile) is left, with a warning."""
+    in_use = {c.attrs.get("Image") for c in client.containers.list(all=True)}
+    images = [i.attrs for i in client.images.list()]
+    doomed = _oci.unkept_images(images, result["reference"].split("@", 1)[0], list(keep) + [result["reference"]], in_use)
+    for image_id in doomed:
+        if not module.check_mode:
+            try:
+                client.images.remove(image_id)
+            except docker_errors.APIError as exc:
+                module.warn("left image %s in the engine: %s" % (image_id, to_native(exc)))
+                continue
+        result["removed"].append(image_id)
+    result["changed"] = result["changed"] or bool(result["removed"])
 
 
 if __name__ == "__main__":

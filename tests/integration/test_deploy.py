@@ -1203,6 +1203,13 @@ def test_a_rolling_container_deploy_under_load_moves_the_fleet_to_images_and_a_t
              "password": REGISTRY_USERS[0]["password"], "ca_path": registry["ca"]}
     move = {**login, "packages": containers["packages"]["7.0.0"], "entrypoint": ["/app/bin/seedops-app"], "ports": [8080]}
     hook = os.path.join(REPO_ROOT, "tests", "integration", "playbooks", "hooks", "move_tag.yml")
+    # An image of the repository on app1 that no release names, pulled by digest as a release pruned by deploy_keep
+    # leaves it: the stage's pull removes it from the engine.
+    stray = run_module(lab, "localhost", "seedops.deploy.image_info", {**login, "reference": "7.0.0"}, become=False)
+    pulled = run_module(lab, "app1", "seedops.deploy.image_pull", {
+        "registry": registry["inside"], "repository": "seedops-app", "digest": stray["digest"], "username": "ci",
+        "password": REGISTRY_USERS[0]["password"], "ca_path": f"/etc/docker/certs.d/{registry['host']}/ca.crt"})
+    assert pulled["_status"] == "CHANGED", pulled
     result, _recap, load, report = playbook_under_load(
         demo, lab, "playbooks/deploy.yml", "-e", "deploy_version=5.0.0", *containers["extra"],
         "-e", json.dumps({"deploy_hooks": {"before_stage": hook}, "seedops_test_move": move}))
@@ -1219,6 +1226,9 @@ def test_a_rolling_container_deploy_under_load_moves_the_fleet_to_images_and_a_t
             # The container runs the platform manifest the engine pulled by digest, never a tag.
             assert image.startswith(f"{registry['host']}/seedops-app@sha256:"), image
             assert lab.ssh(host, "sudo cat /srv/seedops-app/current/image.env").stdout.strip() == f"SEEDOPS_IMAGE={image}"
+            # The engine holds the running image and no other of the repository (app1's stray one was removed).
+            held = lab.ssh(host, "sudo docker images --digests --format '{{.Repository}}@{{.Digest}}'").stdout.split()
+            assert [i for i in held if i.startswith(f"{registry['host']}/seedops-app@")] == [image], (host, held)
             assert record_state(lab, host, containers["start"]) == "previous"
         assert {(r["old"], r["new"], r["result"]) for r in report["hosts"]} == {(containers["start"], "5.0.0", "switched")}
         assert answering(demo["port"]) == set(APPS)

@@ -277,11 +277,25 @@ class FakeImages:
     def remove(self, image_id, force=False):
         self.removed.append(image_id)
 
+    def list(self):
+        return [type("Image", (), {"attrs": attrs})() for attrs in self.listed]
+
+    listed = ()
+
+
+class FakeContainers:
+    made_from = ()
+
+    def list(self, all=False):  # pylint: disable=redefined-builtin
+        assert all, "stopped containers count too"
+        return [type("Container", (), {"attrs": {"Image": image_id}})() for image_id in self.made_from]
+
 
 @pytest.fixture
 def engine(monkeypatch):
     images = FakeImages()
-    engine_client = type("Client", (), {"images": images})()
+    images.containers = FakeContainers()
+    engine_client = type("Client", (), {"images": images, "containers": images.containers})()
     monkeypatch.setattr(image_pull.docker, "from_env", lambda: engine_client)
     return images
 
@@ -317,3 +331,45 @@ def test_image_pull_refuses_a_stored_image_that_is_not_the_manifests_config(tmp_
     assert code == 1 and "has no image for linux/s390x; it has linux/amd64, linux/arm64" in out["msg"]
     code, out = pull(capsys, registry, "2.0.0")
     assert code == 1 and "resolve the tag first (seedops.deploy.image_info)" in out["msg"]
+
+
+def image(letter, digests=(), tags=()):
+    return {"Id": "sha256:" + letter * 64, "RepoDigests": list(digests), "RepoTags": list(tags)}
+
+
+def test_unkept_images_are_the_repositorys_digest_pulls_that_nothing_names_or_uses():
+    name = "repo1:5000/app"
+    images = [
+        image("a", [name + "@sha256:" + "1" * 64]),                                  # kept by a release
+        image("b", [name + "@sha256:" + "2" * 64]),                                  # nothing names it: removed
+        image("c", [name + "@sha256:" + "3" * 64]),                                  # a stopped container's
+        image("d", [name + "@sha256:" + "4" * 64], ["repo1:5000/app:latest"]),       # tagged by someone: never
+        image("e", ["repo1:5000/other@sha256:" + "5" * 64]),                         # another repository
+        image("f", [name + "@sha256:" + "6" * 64, "repo1:5000/other@sha256:" + "6" * 64]),  # shared with another
+        image("g", [], ["<none>:<none>"]),                                           # dangling: not ours to judge
+        image("h", [name + "@sha256:" + "7" * 64], ["<none>:<none>"]),               # no real tag: removed
+    ]
+    doomed = _oci.unkept_images(images, name, [name + "@sha256:" + "1" * 64], {"sha256:" + "c" * 64})
+    assert doomed == ["sha256:" + "b" * 64, "sha256:" + "h" * 64]
+    # A name that is a prefix of another repository's is not that repository.
+    assert _oci.unkept_images([image("b", ["repo1:5000/app2@sha256:" + "2" * 64])], name, [], set()) == []
+
+
+def test_image_pull_with_keep_removes_the_images_no_kept_release_names(tmp_path, packages, registry, engine, capsys):
+    pushed = _oci.build_and_push(client(registry), packages, "2.0.0", str(tmp_path), IMAGE)
+    arm = pushed["manifests"][1]
+    name = registry.url.split("://")[1] + "/app"
+    engine.held.add(arm["config"])
+    engine.listed = [image("a", [name + "@sha256:" + "1" * 64]), image("b", [name + "@sha256:" + "2" * 64]),
+                     image("c", [name + "@sha256:" + "3" * 64]), image("d", [name + "@sha256:" + "4" * 64], ["app:x"]),
+                     {"Id": arm["config"], "RepoDigests": [name + "@" + arm["digest"]], "RepoTags": []}]
+    engine.containers.made_from = ["sha256:" + "c" * 64]
+    # Check mode says what would go and removes nothing.
+    code, out = pull(capsys, registry, pushed["digest"], keep=[name + "@sha256:" + "1" * 64], _ansible_check_mode=True)
+    assert code == 0 and out["changed"] and out["removed"] == ["sha256:" + "b" * 64] and engine.removed == [], out
+    code, out = pull(capsys, registry, pushed["digest"], keep=[name + "@sha256:" + "1" * 64])
+    assert code == 0 and out["changed"] and out["removed"] == ["sha256:" + "b" * 64], out
+    assert engine.removed == ["sha256:" + "b" * 64] and engine.pulled == []
+    # Without keep nothing is removed, and a pull that finds its image held is unchanged.
+    code, out = pull(capsys, registry, pushed["digest"])
+    assert code == 0 and not out["changed"] and out["removed"] == [] and engine.removed == ["sha256:" + "b" * 64]
