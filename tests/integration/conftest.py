@@ -40,6 +40,29 @@ def _lab_of_this_worker() -> None:
 
 _lab_of_this_worker()
 
+# The small labs test files bring up themselves, late in the run: test_lab_lifecycle.py's and test_mixed.py's.
+LABTEST_BASE_PORT = int(os.environ.get("SEEDOPS_LABTEST_BASE_PORT", "42600"))
+LABTEST_MOVED_BASE_PORT = LABTEST_BASE_PORT + 100  # where test_lab_lifecycle.py moves its lab
+MIXED_BASE_PORT = int(os.environ.get("SEEDOPS_MIXED_BASE_PORT", "44200"))
+
+
+def _reserve_the_labs_ports() -> None:
+    """A lab's published ports lie in the kernel's ephemeral range, and lab.py up reserves its own only when it comes
+    up: a lab that comes up late found 127.0.0.1:42602 held by an outgoing connection of an earlier test (a fresh-clone
+    run's test_lab_lifecycle.py, 2026-12-04). So each worker reserves, before any test, the ports of every lab this run
+    brings up (needs root; without it lab.py up says so when it cannot)."""
+    sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "lab"))
+    import lab as lab_tool  # pylint: disable=import-outside-toplevel
+
+    labs = [(os.environ.get("SEEDOPS_LAB_NAME", "seedops-lab"), int(os.environ.get("SEEDOPS_LAB_BASE_PORT", "42200"))),
+            ("seedops-labtest", LABTEST_BASE_PORT), ("seedops-labtest", LABTEST_MOVED_BASE_PORT),
+            ("seedops-mixed", MIXED_BASE_PORT)]
+    for name, base in labs:
+        lab_tool.reserve_ports(*lab_tool.port_span(name, base))
+
+
+_reserve_the_labs_ports()
+
 
 def lab_cmd(*args: str, env: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
     """Run tests/lab/lab.py with this interpreter; stdout and stderr captured as text."""

@@ -7,12 +7,12 @@ import socket
 import docker
 import pytest
 
-from conftest import lab_cmd
+from conftest import LABTEST_BASE_PORT, LABTEST_MOVED_BASE_PORT, lab_cmd
 
 pytestmark = pytest.mark.lab
 
 NAME = "seedops-labtest"
-BASE = int(os.environ.get("SEEDOPS_LABTEST_BASE_PORT", "42600"))
+BASE = LABTEST_BASE_PORT
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +77,11 @@ def test_up_reshape_and_leftovers(env):
     assert client.containers.get(f"{NAME}-app1").id == app1.id
 
     # Moving the ports recreates the hosts on the new ports.
-    moved = lab_cmd("--name", NAME, "up", "--apps", "1", "--base-port", str(BASE + 100), env=env, check=True)
+    moved = lab_cmd("--name", NAME, "up", "--apps", "1", "--base-port", str(LABTEST_MOVED_BASE_PORT), env=env, check=True)
     assert moved.stdout.count("recreating") == 3
     status = json.loads(lab_cmd("--name", NAME, "status", "--json", env=env, check=True).stdout)
     assert {r["host"]: r["ports"]["22/tcp"] for r in status["hosts"]} == {
-        "lb1": BASE + 101, "repo1": BASE + 102, "app1": BASE + 111}
+        "lb1": LABTEST_MOVED_BASE_PORT + 1, "repo1": LABTEST_MOVED_BASE_PORT + 2, "app1": LABTEST_MOVED_BASE_PORT + 11}
 
 
 def test_a_foreign_container_with_a_lab_name_is_left_alone(env):

@@ -12,12 +12,12 @@ import os
 
 import pytest
 
-from conftest import answering, lab_cmd, load_lab, run_demo, service_version
+from conftest import MIXED_BASE_PORT, answering, lab_cmd, load_lab, run_demo, service_version
 
 pytestmark = pytest.mark.lab
 
 NAME = "seedops-mixed"
-BASE = int(os.environ.get("SEEDOPS_MIXED_BASE_PORT", "44200"))
+BASE = MIXED_BASE_PORT
 HOSTS = {"app1": "linux/amd64", "arm1": "linux/arm64"}
 
 

@@ -336,6 +336,12 @@ def reserve_ports(low: int, high: int, path: str = RESERVED_PORTS) -> bool:
     return True
 
 
+def port_span(name: str, base_port: int) -> tuple[int, int]:
+    """The lowest and highest port a lab at base_port publishes at its largest (MAX_APPS, MAX_ARM64)."""
+    every = [p for h in plan_hosts(name, MAX_APPS, base_port, MAX_ARM64) for p in h.ports.values()]
+    return min(every), max(every)
+
+
 def port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -787,9 +793,9 @@ class Lab:
         with self.locked():
             client = connect()
             # Every port this lab could publish at its largest, so growing it later finds them free too.
-            every = [p for h in plan_hosts(self.name, MAX_APPS, base_port, MAX_ARM64) for p in h.ports.values()]
-            if not reserve_ports(min(every), max(every)):
-                say(f"could not reserve ports {min(every)}-{max(every)} for the lab ({RESERVED_PORTS}); a client's "
+            low, high = port_span(self.name, base_port)
+            if not reserve_ports(low, high):
+                say(f"could not reserve ports {low}-{high} for the lab ({RESERVED_PORTS}); a client's "
                     "connection may hold one of them when the lab grows")
             self.check_ports(client, hosts)
             base = ensure_base_image(client, pull, mirror)

@@ -220,3 +220,10 @@ def test_the_labs_ports_are_added_to_the_kernels_reserved_ports_without_losing_a
     reserved.write_text("8080\n")
     assert lab.reserve_ports(42200, 42299, str(reserved)) and reserved.read_text() == "8080,42200-42299"
     assert not lab.reserve_ports(42200, 42299, str(tmp_path / "missing" / "file"))
+
+
+def test_a_labs_port_span_covers_every_port_it_publishes_at_its_largest():
+    low, high = lab.port_span("seedops-lab", 42200)
+    assert (low, high) == (42201, 42282)
+    largest = lab.plan_hosts("seedops-lab", lab.MAX_APPS, 42200, lab.MAX_ARM64)
+    assert all(low <= p <= high for h in largest for p in h.ports.values())
