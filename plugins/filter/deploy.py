@@ -11,6 +11,7 @@ from ansible.errors import AnsibleFilterError
 from ansible.utils.helpers import pct_to_int
 
 from ansible_collections.seedops.deploy.plugins.module_utils import _digest
+from ansible_collections.seedops.deploy.plugins.module_utils import _health
 from ansible_collections.seedops.deploy.plugins.module_utils import _lease
 from ansible_collections.seedops.deploy.plugins.module_utils import _service
 
@@ -174,9 +175,7 @@ def _beside(entry, name, lb):
     base = entry.get("lb_server") or name
     servers = {port: f"{base}-{port}" for port in ports}
     states = {port: rotation_of(list(lb or []), servers[port]) for port in ports}
-    ready = [port for port in ports if (states[port] or {}).get("admin") == "ready"]
-    live = ready[0] if len(ready) == 1 else beside.get("live_port")
-    live = live if live in ports else ports[0]
+    live = _live_port(states, ports, beside.get("live_port"), ("ready",))
     idle = ports[1] if live == ports[0] else ports[0]
     instances = beside.get("instances") or {}
     idle_state = (instances.get(str(idle)) or {}).get("state")
@@ -186,6 +185,45 @@ def _beside(entry, name, lb):
                  tidy=idle_state not in (None, "inactive", "failed", "not-found")
                  or (bool(lb) and (states[idle] or {}).get("admin") not in ("maint", "absent")))
     return states[live]
+
+
+def _live_port(states, ports, noted, serving):
+    """Which of a host's two ports is live: the one whose server alone is in one of the `serving` admin states in
+    the load balancers (`states`: port to rotation_of's answer), else the port the host noted (its live-port file),
+    else the first."""
+    found = [port for port in ports if (states[port] or {}).get("admin") in serving]
+    live = found[0] if len(found) == 1 else noted
+    return live if live in ports else ports[0]
+
+
+def live_instance(lb_states, server, ports, noted=None):
+    """For a host that runs beside itself (two `ports`, servers `<server>-<port>`), outside a deploy's plan (patch.yml
+    drains it): {server, port} of its live instance. The load balancers' truth first - the one server of the two that
+    is not in maintenance (in rotation, or drained by an earlier run that failed) - else the host's live-port file
+    (`noted`, as read: text or a number), else the first port."""
+    if not isinstance(lb_states, list) or not all(isinstance(s, dict) for s in lb_states):
+        raise AnsibleFilterError("live_instance: expected a list of lb_info `servers` mappings, one per load balancer")
+    try:
+        ports = [int(port) for port in ports]
+    except (TypeError, ValueError):
+        ports = []
+    if len(set(ports)) != 2:
+        raise AnsibleFilterError(f"live_instance: {server}: deploy_beside_ports must be two different ports, got {ports}")
+    try:
+        noted = int(str(noted).strip())
+    except ValueError:
+        noted = None
+    states = {port: rotation_of(lb_states, f"{server}-{port}") for port in ports}
+    port = _live_port(states, ports, noted, ("ready", "drain"))
+    return {"server": f"{server}-{port}", "port": port}
+
+
+def health_at_port(health, port):
+    """The health check `health` (deploy_health's form) aimed at the instance on `port`: its URL's port, or its TCP
+    check's port, replaced. A null port leaves it as it is."""
+    if not isinstance(health, dict):
+        raise AnsibleFilterError(f"health_at_port: expected a health check mapping, got {type(health).__name__}")
+    return _health.at_port(health, None if port is None else int(port))
 
 
 def _path(entry, action, lb):
@@ -495,4 +533,4 @@ class FilterModule:
         return {"checksum_for": checksum_for, "fleet_rollback": fleet_rollback, "deploy_plan": deploy_plan,
                 "rotation_of": rotation_of, "fleet_status": fleet_status, "smoke_failures": smoke_failures,
                 "fanout_waves": fanout_waves, "fleet_release": fleet_release, "deploy_stats": deploy_stats,
-                "serial_entries": serial_entries}
+                "serial_entries": serial_entries, "live_instance": live_instance, "health_at_port": health_at_port}

@@ -1136,6 +1136,29 @@ def test_beside_together_flips_every_host_at_once_a_rollback_flips_back_and_a_re
     assert servers(lab)[f"app2-{new}"] == ("ready", "up") and servers(lab)[f"app2-{old}"][0] == "maint"
 
 
+def test_beside_patch_drains_the_live_instances_server_and_checks_it_at_its_port_across_a_reboot(lab, demo, beside):
+    """patch.yml on a host that runs beside itself: the server it drains and readies is the live instance's (the
+    host name alone is no server), its health is checked at the live port after the reboot, and the live instance
+    is the one that comes back at boot - under load, with no failed request."""
+    live = live_port(lab, "app1")
+    idle = 8080 if live == 8081 else 8081
+    # Nothing to install, a reboot pending: patch.yml drains app1, reboots it and puts it back.
+    sh(lab, "app1", "sudo touch /var/run/reboot-required")
+    booted = sh(lab, "app1", "sed 's/.*) //' /proc/1/stat | cut -d ' ' -f 20")
+    result, _recap, load, _report = playbook_under_load(
+        demo, lab, "playbooks/patch.yml", "-e", "os_patch_hosts=app1", "-e", "os_patch_cache_valid_time=86400",
+        "-e", BESIDE)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert load["all"]["failed"] == 0, load
+    out = flat(result.stdout)
+    assert f"app1-{live} on lb1" in out and f"app1-{idle} on lb1" not in out, out[-3000:]
+    assert sh(lab, "app1", "sed 's/.*) //' /proc/1/stat | cut -d ' ' -f 20") != booted, "app1 rebooted"
+    assert "reboot: required, done" in out and f"health: healthy (http://127.0.0.1:{live}/healthz)" in out, out[-3000:]
+    assert live_port(lab, "app1") == live
+    assert instance(lab, "app1", live)[:2] == ("active", "enabled") and instance(lab, "app1", idle)[0] == "inactive"
+    assert servers(lab)[f"app1-{live}"] == ("ready", "up") and servers(lab)[f"app1-{idle}"][0] == "maint"
+
+
 # -- container releases (deploy_kind: container) -----------------------------------------------------------------------
 # The fleet moves from packages to images of the sample service in repo1's registry and back. The images are other
 # versions than the packages (a release id names one artifact), built for amd64, the app hosts' platform.

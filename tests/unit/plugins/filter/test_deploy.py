@@ -445,3 +445,42 @@ def test_named_canary_hosts_take_the_first_batch_of_a_survey_serial_too():
     as_text = plugin.deploy_plan(hosts, "2.0", serial="1, 2, 100%", canary=["app3"])
     assert as_text["batches"] == plugin.deploy_plan(hosts, "2.0", serial=[1, 2, "100%"], canary=["app3"])["batches"]
     assert as_text["batches"] == [["app3"], ["app1", "app2"], ["app4", "app5"]]
+
+
+def _servers(**admins):
+    return {f"app1-{port[1:]}": {"admin": admin, "op": "up", "weight": 100, "in_rotation": admin == "ready"}
+            for port, admin in admins.items()}
+
+
+def test_live_instance_trusts_the_load_balancers_then_the_file_then_the_first_port():
+    ports = [8080, 8081]
+    # The one server out of maintenance is live, whatever the file says; drained by a failed run still counts.
+    assert plugin.live_instance([_servers(p8080="maint", p8081="ready")], "app1", ports, "8080\n") == \
+        {"server": "app1-8081", "port": 8081}
+    assert plugin.live_instance([_servers(p8080="drain", p8081="maint")], "app1", ports, "") == \
+        {"server": "app1-8080", "port": 8080}
+    # A load balancer that keeps one out wins over another that has it ready (rotation_of's rule).
+    assert plugin.live_instance([_servers(p8080="ready", p8081="ready"), _servers(p8080="maint", p8081="ready")], "app1",
+                                ports, "8080") == {"server": "app1-8081", "port": 8081}
+    # Both or neither out of maintenance (a flip cut short), or no load balancer: the file, else the first port.
+    assert plugin.live_instance([_servers(p8080="ready", p8081="ready")], "app1", ports, "8081\n")["port"] == 8081
+    assert plugin.live_instance([], "app1", ports, 8081)["port"] == 8081
+    assert plugin.live_instance([], "app1", ports, "")["port"] == 8080
+    assert plugin.live_instance([], "app1", ports, "9999")["port"] == 8080
+    assert plugin.live_instance([], "app1", ["8080", "8081"], None) == {"server": "app1-8080", "port": 8080}
+
+
+def test_live_instance_and_health_at_port_refuse_bad_input():
+    with pytest.raises(AnsibleFilterError, match="two different ports"):
+        plugin.live_instance([], "app1", [8080], "")
+    with pytest.raises(AnsibleFilterError, match="lb_info"):
+        plugin.live_instance("lb1", "app1", [8080, 8081], "")
+    with pytest.raises(AnsibleFilterError, match="health check mapping"):
+        plugin.health_at_port("http://127.0.0.1:8080/", 8081)
+
+
+def test_health_at_port_moves_the_url_or_the_tcp_port():
+    health = {"url": "http://127.0.0.1:8080/healthz?deep=1", "successes": 3}
+    assert plugin.health_at_port(health, 8081) == {"url": "http://127.0.0.1:8081/healthz?deep=1", "successes": 3}
+    assert plugin.health_at_port(health, None) == health
+    assert plugin.health_at_port({"host": "127.0.0.1", "port": 8080}, "8081") == {"host": "127.0.0.1", "port": 8081}
