@@ -25,6 +25,9 @@ description:
     returned), so a rollout that stopped halfway is plain to see, and the
     version-skew window (the spread between the first and the last host starting the new release - or, for hosts
     that start it beside the old one, the moments the load balancers flipped their traffic to it).
+  - A run that fails in the deploy role's plan step, before there is a plan (a version missing from the
+    repository, a fleet on more than one release when no version is given), shows every host it read as C(no plan)
+    and prints why it stopped (C(refused) in the JSON), instead of calling the hosts unchanged.
   - Runs in which neither M(seedops.deploy.release), M(seedops.deploy.release_info) nor
     M(seedops.deploy.staged_restart) ran print and write nothing (a runtime download with
     M(seedops.deploy.artifact), or a drain for patching, is no deploy), so the callback can stay enabled for
@@ -77,6 +80,7 @@ import datetime
 import html
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -98,6 +102,10 @@ WATCHED = {
     "seedops.deploy.fleet_lock": "fleet_lock",
     "seedops.deploy.traffic_check": "traffic_check",
 }
+# The deploy role's plan step (deploy.yml, rollback.yml and site.yml run it first): a task that fails in these files
+# before deploy_plan is published stops the run before a plan - nothing was decided for any host, nothing changed.
+PLAN_STEP = re.compile(r"[/\\]roles[/\\]deploy[/\\]tasks[/\\]"
+                       r"(plan|lock|refuse_slice|follow|read_fleet|decide|rollback_plan)\.yml:\d+$")
 PHASES = ("stage", "drain", "switch", "health", "flip", "ready", "bake")
 COLOURS = {"stage": "#9aa5b1", "drain": "#f0a202", "switch": "#2b6cb0", "health": "#2f855a", "ready": "#319795",
            "flip": "#d53f8c", "bake": "#805ad5",
@@ -188,6 +196,8 @@ class HostRecord:
     phases: dict = field(default_factory=dict)
     # Artifact fetches that failed and were made good by a later fetch (a fan-out peer, then the origin).
     refetched: list = field(default_factory=list)
+    # The run stopped in the plan step, before there was a plan: this host was read, nothing was decided for it.
+    refused: bool = False
 
     def phase(self, phase, start, end, failed=False):
         span = self.phases.setdefault(phase, {"start": start, "end": end, "failed": False})
@@ -204,6 +214,8 @@ class HostRecord:
             return "restarted"
         if self.outcome:
             return self.outcome
+        if self.refused:
+            return "no plan"
         if self.action in ("switch", "restart", "finish"):
             return "not reached"
         if self.action == "unchanged" or (self.old is not None and self.new in (None, self.old)):
@@ -288,6 +300,7 @@ class CallbackModule(CallbackBase):
         self.analysis = []  # each judged batch's verdict, its steps and the traffic that decided it (traffic_check)
         self.fit = None  # the plan's dev/prod consistency check (deploy_fit): what the build needs, what each host has
         self.servers = {}  # load balancer server name -> host, from the plan
+        self.refused = None  # why the run stopped in the plan step before it made a plan (the first failure there)
 
     # -- bookkeeping ---------------------------------------------------------------------------------
 
@@ -347,6 +360,8 @@ class CallbackModule(CallbackBase):
         end = time.time()
         start = self.starts.pop((name, task._uuid), end)
         kind = WATCHED.get(getattr(task, "resolved_action", None) or task.action)
+        if status == "failed" and not self.planned and self.refused is None and PLAN_STEP.search(task.get_path() or ""):
+            self.refused = " ".join(str(result._result.get("msg") or "failed").split())
         if kind is None:
             facts = (result._result.get("ansible_facts") or {}) if status == "ok" else {}
             if isinstance(facts.get("deploy_plan"), dict):
@@ -526,6 +541,8 @@ class CallbackModule(CallbackBase):
         if not self.deployed:
             return
         ended = time.time()
+        for rec in self.hosts.values():
+            rec.refused = bool(self.refused) and not self.planned
         rows = [self.hosts[n].as_dict() for n in sorted(self.hosts, key=_name_key)]
         for row in rows:
             summary = stats.summarize(row["host"])
@@ -545,6 +562,7 @@ class CallbackModule(CallbackBase):
             "canary": self.analysis[0] if self.analysis else None,
             "analysis": self.analysis,
             "fit": self.fit,
+            "refused": None if self.planned else self.refused,
         }
         for row in rows:
             doc["runs"].setdefault(row["runs"], []).append(row["host"])
@@ -583,6 +601,8 @@ class CallbackModule(CallbackBase):
             out.append("version skew: %.3f s between the first and the last host taking the new release" % doc["skew_s"])
         for judged in doc["analysis"]:
             out.extend(self.canary_lines(judged))
+        if doc["refused"]:
+            out.append("stopped before a plan, so nothing was changed: " + doc["refused"][:600])
         if doc["fit"]:
             if doc["fit"].get("problems"):
                 out.append("the build cannot run on every host (nothing was changed):")

@@ -1023,6 +1023,10 @@ def test_a_version_missing_from_the_repository_fails_before_any_change(lab, demo
     out = flat(result.stdout)
     assert "Cannot fetch the checksum list of seedops-app 9.9.9:" in out and "9.9.9/SHA256SUMS answered:" in out
     assert "404" in out and "Nothing was changed" in out
+    # The report says the run stopped before a plan: every host read, none given a release or called unchanged.
+    table = flat(result.stdout.split("DEPLOY REPORT", 1)[-1].split("CUSTOM STATS:", 1)[0])
+    assert table.count("no plan") == 3 and table.count("-> -") == 3 and "unchanged" not in table, table
+    assert "stopped before a plan, so nothing was changed: Cannot fetch the checksum list of seedops-app 9.9.9" in table
     # An AWX workflow's failure path learns that the run stopped, and why (set_stats seedops_deploy), and nothing it
     # did not measure.
     stats = flat(result.stdout.split("CUSTOM STATS:", 1)[-1])

@@ -20,10 +20,14 @@ class Host:
 class Task:
     count = 0
 
-    def __init__(self, action):
+    def __init__(self, action, path=""):
         Task.count += 1
         self.action = self.resolved_action = action
         self._uuid = f"task-{Task.count}"
+        self.path = path
+
+    def get_path(self):
+        return self.path
 
 
 class Result:
@@ -55,8 +59,8 @@ def callback(tmp_path, monkeypatch):
     return cb
 
 
-def run(cb, host, action, result, status="ok", **args):
-    task = Task(action)
+def run(cb, host, action, result, status="ok", path="", **args):
+    task = Task(action, path)
     cb.v2_runner_on_start(Host(host), task)
     res = Result(Host(host), task, {**({"invocation": {"module_args": args}} if args else {}), **result})
     if status == "ok":
@@ -512,3 +516,30 @@ def test_an_ansible_runner_job_gets_its_report_in_the_job_artifacts(callback, tm
     monkeypatch.setattr(callback, "get_option", {"report_dir": "/configured", "write_files": True}.get)
     callback.v2_playbook_on_start(Playbook())
     assert os.environ[plugin.REPORT_FILE_ENV].startswith("/configured/")
+
+
+PLAN_YML = "/c/ansible_collections/seedops/deploy/roles/deploy/tasks/plan.yml:180"
+
+
+def test_a_run_refused_in_the_plan_step_reports_no_plan_not_unchanged(callback, capsys):
+    for host in ("app1", "app2"):
+        run(callback, host, "seedops.deploy.release_info", {"current": "2.0.0"})
+    why = "Cannot fetch the checksum list of seedops-app 9.9.9: ... answered: HTTP Error 404. Nothing was changed."
+    run(callback, "app1", "ansible.builtin.assert", {"msg": why, "failed": True}, status="failed", path=PLAN_YML)
+    callback.v2_playbook_on_stats(Stats())
+    out = capsys.readouterr().out
+    doc = json.loads(open(callback.report_base() + ".json", encoding="utf-8").read())
+    assert [(r["host"], r["old"], r["new"], r["result"], r["runs"]) for r in doc["hosts"]] == [
+        ("app1", "2.0.0", None, "no plan", "2.0.0"), ("app2", "2.0.0", None, "no plan", "2.0.0")]
+    assert doc["refused"] == why
+    assert "2.0.0 -> -" in out and "unchanged" not in out
+    assert "stopped before a plan, so nothing was changed: " + why in out
+
+
+def test_a_failure_after_the_plan_or_outside_the_plan_step_is_no_refusal(callback):
+    plan(callback, ["app1"], "1.0.0", "2.0.0")
+    run(callback, "app1", "ansible.builtin.assert", {"msg": "later", "failed": True}, status="failed",
+        path=PLAN_YML.replace("plan.yml", "lock.yml"))
+    callback.v2_playbook_on_stats(Stats())
+    doc = json.loads(open(callback.report_base() + ".json", encoding="utf-8").read())
+    assert doc["refused"] is None and doc["hosts"][0]["result"] == "not reached"
