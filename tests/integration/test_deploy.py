@@ -636,6 +636,11 @@ def test_a_dead_runs_lock_expires_and_a_live_one_is_taken_over_only_when_asked(l
     refused, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", f"deploy_version={start}")
     assert refused.returncode != 0 and "is held by run live-run" in flat(refused.stdout)
     assert lock_record(lab)["run_id"] == "live-run", "a refused run leaves the holder's lock alone"
+    # site.yml stops before it prepares or reconfigures anything, not at its deploy step.
+    site, _recap = run_playbook("playbooks/site.yml", lab.inventory, "-e", f"deploy_version={start}")
+    assert site.returncode != 0 and "is held by run live-run" in flat(site.stdout), site.stdout[-3000:]
+    assert "PLAY [Preflight every host]" not in site.stdout and "PLAY [Set up the service" not in site.stdout
+    assert lock_record(lab)["run_id"] == "live-run"
     broken, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", f"deploy_version={start}",
                                   "-e", "deploy_lock_break=true")
     assert broken.returncode == 0, broken.stdout[-3000:]
