@@ -1145,6 +1145,31 @@ def test_beside_together_flips_every_host_at_once_a_rollback_flips_back_and_a_re
     assert servers(lab)[f"app2-{new}"] == ("ready", "up") and servers(lab)[f"app2-{old}"][0] == "maint"
 
 
+def test_beside_a_canary_that_fails_its_bake_flips_back_to_its_old_instance_which_kept_running(lab, demo, beside):
+    """4.0.0 passes the health gate and answers real traffic with 500s. The canary app1 starts it beside its live
+    instance and flips; its old instance keeps running through the bake, so the failed verdict flips the traffic
+    back to that same process (no restart), stops the new one and marks 4.0.0 failed."""
+    current = fleet_at(lab, RELEASES, extra=("-e", BESIDE))
+    old = live_port(lab, "app1")
+    new = 8080 if old == 8081 else 8081
+    before = {host: instance(lab, host, live_port(lab, host)) for host in APPS}
+    result, _recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml", "-e", "deploy_version=4.0.0",
+                                                       "-e", "deploy_canary_bake=10", "-e", BESIDE)
+    assert result.returncode != 0
+    out = flat(result.stdout)
+    assert "The canary app1 failed its judgement after" in out and f"app1 is back on {current}" in out, out[-3000:]
+    assert "Flip back - move the host's traffic back to its old instance" in result.stdout
+    assert live_port(lab, "app1") == old and instance(lab, "app1", old) == before["app1"], "the same process serves"
+    assert instance(lab, "app1", new)[:2] == ("inactive", "disabled")
+    assert lab.ssh("app1", f"readlink {BASE}/current").stdout.strip().endswith("/" + current)
+    assert record_state(lab, "app1", "4.0.0") == "failed"
+    assert servers(lab)[f"app1-{old}"] == ("ready", "up") and servers(lab)[f"app1-{new}"][0] == "maint"
+    assert {h: instance(lab, h, live_port(lab, h)) for h in ("app2", "app3")} == {h: before[h] for h in ("app2", "app3")}
+    assert rows(report)["app1"]["result"] == "rolled back", rows(report)["app1"]
+    # The clients saw only the canary's 500s while it served, never a 4.0.0 answer that succeeded.
+    assert set(load["errors"]) <= {"HTTP 500"} and "4.0.0" not in load["versions"], load["errors"]
+
+
 def test_beside_patch_drains_the_live_instances_server_and_checks_it_at_its_port_across_a_reboot(lab, demo, beside):
     """patch.yml on a host that runs beside itself: the server it drains and readies is the live instance's (the
     host name alone is no server), its health is checked at the live port after the reboot, and the live instance
