@@ -10,6 +10,7 @@ import copy
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -1070,11 +1071,17 @@ def test_beside_a_rolling_deploy_flips_each_host_to_its_new_instance_and_a_broke
         before[host] = pid
     assert servers(lab) == {**{f"{h}-8080": ("ready", "up") for h in APPS}, **{f"{h}-8081": ("maint", "down") for h in APPS}}
 
+    # The canary bakes: its old instance keeps running (off at boot) until the bake passed, then stops.
     result, _recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml",
-                                                       "-e", f"deploy_version={target}", "-e", BESIDE)
+                                                       "-e", f"deploy_version={target}", "-e", "deploy_canary_bake=3",
+                                                       "-e", BESIDE)
     assert result.returncode == 0, result.stdout[-4000:]
     assert load["all"]["failed"] == 0, load
     assert "app1: switch in batch 1 (start beside on 8081, then flip)" in flat(result.stdout)
+    assert report["canary"]["verdict"] == "pass", report["canary"]
+    kept = re.search(r"TASK \[[^]]*Activate - stop the old instance, kept running[^]]*\] \*+\n((?:\w+: \[\w+\].*\n)+)",
+                     result.stdout)
+    assert kept and "changed: [app1]" in kept.group(1) and "app2" not in kept.group(1), result.stdout[-4000:]
     for host in APPS:
         # The new release runs as a second process on the other port; the old one is stopped and off at boot.
         state, enabled, version, pid = instance(lab, host, 8081)
