@@ -325,6 +325,10 @@ class Fetcher:
 
     def get_text(self, url, limit=1 << 20):
         """A small text document (a checksum file)."""
+        return self.get_text_from(url, limit)[0]
+
+    def get_text_from(self, url, limit=1 << 20):
+        """(text, the URL that answered after any redirects) of a small text document."""
         def action():
             response = self._open(url)
             try:
@@ -333,7 +337,7 @@ class Fetcher:
                 raise Interrupted("GET %s failed while reading: %s" % (safe_url(url), exc))
             if len(data) > limit:
                 raise FetchError("%s is larger than %d bytes; is it really a checksum file?" % (safe_url(url), limit))
-            return data.decode("utf-8", "replace")
+            return data.decode("utf-8", "replace"), safe_url(response.geturl())
         return self.with_retries("GET %s" % safe_url(url), action)
 
     def download(self, url, partial, algorithm, resume=True):

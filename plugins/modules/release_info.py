@@ -52,6 +52,21 @@ options:
       - A URL on which the running service says its version (a JSON object with C(version), or a plain text body
         whose first line is the version), read as RV(service.reports). Only with O(service), only when it is active.
     type: str
+  checksum_lists:
+    description:
+      - Checksum lists (C(SHA256SUMS) files, at most 1 MiB each) to fetch from this host in the same module run, as
+        RV(checksum_lists) - how the deploy's plan reads the fleet and fetches the release's checksum list in one
+        round trip, on the first host.
+      - One that cannot be fetched is reported with its error and does not fail the module.
+    type: list
+    elements: str
+    default: []
+  url_username:
+    description: The user name for the basic authentication of O(checksum_lists).
+    type: str
+  url_password:
+    description: The password for O(url_username).
+    type: str
 attributes:
   check_mode:
     support: full
@@ -209,6 +224,20 @@ env_keys:
   returned: when O(env_file) is given
   type: list
   elements: str
+checksum_lists:
+  description:
+    - Each of O(checksum_lists), in their order, fetched from this host.
+    - C(source) is the URL as given and C(url) the one that answered after redirects (both with any password
+      replaced by C(********)); C(content) is the text, or null when it could not be fetched, and then C(error) says
+      why. A redirect from https to http is refused.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - source: https://repo.example.com/app/2.0.0/SHA256SUMS
+      url: https://repo.example.com/app/2.0.0/SHA256SUMS
+      content: "3b4c...  app-2.0.0-linux-amd64.tar.gz\n"
+      error: null
 runtime:
   description: The host's runtimes - C(java), the major version of the C(java) command (none when there is none).
   returned: when O(java=true)
@@ -219,11 +248,27 @@ runtime:
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
+from ansible_collections.seedops.deploy.plugins.module_utils import _fetch
 from ansible_collections.seedops.deploy.plugins.module_utils import _health
 from ansible_collections.seedops.deploy.plugins.module_utils import _hostfit
 from ansible_collections.seedops.deploy.plugins.module_utils import _release
 from ansible_collections.seedops.deploy.plugins.module_utils import _releases
 from ansible_collections.seedops.deploy.plugins.module_utils import _service
+
+
+def fetch_lists(urls, username, password):
+    """Each checksum list as {source, url, content, error}; one try each (the plan fetches again what failed)."""
+    fetcher = _fetch.Fetcher(url_username=username, url_password=password, force_basic_auth=bool(username),
+                             timeout=10, retries=0)
+    found = []
+    for source in urls:
+        entry = dict(source=_fetch.safe_url(source), url=None, content=None, error=None)
+        try:
+            entry["content"], entry["url"] = fetcher.get_text_from(source)
+        except Exception as exc:  # whatever went wrong, reported and never fatal: the read is what this module is for
+            entry["error"] = to_native(exc)
+        found.append(entry)
+    return found
 
 
 def main():
@@ -236,6 +281,9 @@ def main():
             env_file=dict(type="path"),
             java=dict(type="bool", default=False),
             health=dict(type="dict", options=_health.ARGUMENT_SPEC, required_one_of=_health.REQUIRED_ONE_OF),
+            checksum_lists=dict(type="list", elements="str", default=[]),
+            url_username=dict(type="str"),
+            url_password=dict(type="str", no_log=True),
         ),
         required_by={"version_url": "service", "health": "service", "instances": "service"},
         supports_check_mode=True,
@@ -245,7 +293,8 @@ def main():
         report = _release.host_releases(params["path"])
     except (_releases.ReleaseError, OSError) as exc:
         module.fail_json(msg=to_native(exc))
-    report.update(service=None, instances=None, live_port=None)
+    report.update(service=None, instances=None, live_port=None,
+                  checksum_lists=fetch_lists(params["checksum_lists"], params["url_username"], params["url_password"]))
     report["platform"]["libc"] = _hostfit.libc()
     if params["env_file"]:
         report["env_keys"] = _hostfit.env_keys(params["env_file"])

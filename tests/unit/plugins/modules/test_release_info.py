@@ -1,9 +1,12 @@
 """The release_info module's main: the report of a real release directory."""
 
+import base64
+import http.server
 import json
 import os
 import shutil
 import subprocess
+import threading
 
 import pytest
 
@@ -86,3 +89,49 @@ def test_instances_reads_each_at_its_port_and_names_the_live_one(capsys, tmp_pat
     assert call(capsys, args)["live_port"] == 8080
     bad = call(capsys, dict(args, instances=[8080, 8080]))
     assert bad["failed"] and "two different ports" in bad["msg"]
+
+
+class SumsHandler(http.server.BaseHTTPRequestHandler):
+    """SHA256SUMS for user 'deploy' (basic auth), /moved redirects to it, anything else is missing."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        if self.path == "/moved":
+            self.send_response(302)
+            self.send_header("Location", "/SHA256SUMS")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if self.path != "/SHA256SUMS":
+            self.send_error(404)
+            return
+        if self.headers.get("Authorization") != "Basic " + base64.b64encode(b"deploy:s3cret").decode():
+            self.send_error(401)
+            return
+        body = b"ab12  app-2.0.0-linux-amd64.tar.gz\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_checksum_lists_are_fetched_in_the_same_run_and_one_that_fails_is_reported_not_fatal(capsys, tmp_path):
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SumsHandler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    base = "http://127.0.0.1:%d" % srv.server_address[1]
+    try:
+        out = call(capsys, {"path": str(tmp_path), "checksum_lists": [base + "/moved", base + "/missing"],
+                            "url_username": "deploy", "url_password": "s3cret"})
+        unauthorized = call(capsys, {"path": str(tmp_path), "checksum_lists": [base + "/SHA256SUMS"]})
+    finally:
+        srv.shutdown()
+    assert out["changed"] is False and out["exists"] is False
+    moved, missing = out["checksum_lists"]
+    assert moved == {"source": base + "/moved", "url": base + "/SHA256SUMS",
+                     "content": "ab12  app-2.0.0-linux-amd64.tar.gz\n", "error": None}
+    assert missing["content"] is None and "HTTP 404" in missing["error"] and missing["source"] == base + "/missing"
+    assert unauthorized["checksum_lists"][0]["content"] is None and "HTTP 401" in unauthorized["checksum_lists"][0]["error"]
+    assert "s3cret" not in json.dumps(out)
+    assert call(capsys, {"path": str(tmp_path)})["checksum_lists"] == []
