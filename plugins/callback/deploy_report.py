@@ -27,7 +27,9 @@ description:
     that start it beside the old one, the moments the load balancers flipped their traffic to it).
   - A run that fails in the deploy role's plan step, before there is a plan (a version missing from the
     repository, a fleet on more than one release when no version is given), shows every host it read as C(no plan)
-    and prints why it stopped (C(refused) in the JSON), instead of calling the hosts unchanged.
+    and prints why it stopped (C(refused) in the JSON), instead of calling the hosts unchanged. One refused before
+    it read any host (the fleet lock held by another run, deploy settings that fail their checks, an AWX slice) prints
+    that reason with no host rows.
   - Runs in which neither M(seedops.deploy.release), M(seedops.deploy.release_info) nor
     M(seedops.deploy.staged_restart) ran print and write nothing (a runtime download with
     M(seedops.deploy.artifact), or a drain for patching, is no deploy), so the callback can stay enabled for
@@ -341,7 +343,7 @@ class CallbackModule(CallbackBase):
         self.record(result, "ok")
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
-        self.record(result, "failed")
+        self.record(result, "failed", ignored=ignore_errors)
 
     def v2_runner_on_unreachable(self, result):
         self.record(result, "unreachable")
@@ -353,14 +355,15 @@ class CallbackModule(CallbackBase):
     def v2_runner_on_skipped(self, result):
         self.starts.pop((result._host.get_name(), result._task._uuid), None)
 
-    def record(self, result, status):
+    def record(self, result, status, ignored=False):
         """Route one task result: the documented facts deploy_plan and deploy_verified, or a watched module."""
         task = result._task
         name = result._host.get_name()
         end = time.time()
         start = self.starts.pop((name, task._uuid), end)
         kind = WATCHED.get(getattr(task, "resolved_action", None) or task.action)
-        if status == "failed" and not self.planned and self.refused is None and PLAN_STEP.search(task.get_path() or ""):
+        if (status == "failed" and not ignored and not self.planned and self.refused is None
+                and PLAN_STEP.search(task.get_path() or "")):
             self.refused = " ".join(str(result._result.get("msg") or "failed").split())
         if kind is None:
             facts = (result._result.get("ansible_facts") or {}) if status == "ok" else {}
@@ -538,12 +541,15 @@ class CallbackModule(CallbackBase):
         return round(max(acted) - min(acted), 3)
 
     def v2_playbook_on_stats(self, stats):
-        if not self.deployed:
+        # A run refused before it read any host (the fleet lock held by another run, settings that fail their
+        # checks, an AWX slice) still says why, with no host rows: nothing was read, nothing changed.
+        if not self.deployed and not self.refused:
             return
         ended = time.time()
         for rec in self.hosts.values():
             rec.refused = bool(self.refused) and not self.planned
-        rows = [self.hosts[n].as_dict() for n in sorted(self.hosts, key=_name_key)]
+        # Not deployed (refused before any host was read): a host seen only running the lock step says nothing.
+        rows = [self.hosts[n].as_dict() for n in sorted(self.hosts, key=_name_key)] if self.deployed else []
         for row in rows:
             summary = stats.summarize(row["host"])
             if summary.get("unreachable") and row["result"] not in ("unreachable",):
@@ -588,13 +594,15 @@ class CallbackModule(CallbackBase):
                               row["result"], row["runs"], row["rotation"]])
         widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(head)]
         in_groups = ", %d hosts in groups; longest times" % len(doc["hosts"]) if grouped else ""
-        out = ["DEPLOY REPORT (%s, %.1f s%s)" % (doc["playbook"] or "run", doc["seconds"], in_groups),
-               "  ".join(h.ljust(w) for h, w in zip(head, widths)),
-               "  ".join("-" * w for w in widths)]
-        out += ["  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in lines]
-        runs = "; ".join("%s on %s" % (rel, host_ranges(hosts) if grouped else ", ".join(hosts))
-                         for rel, hosts in sorted(doc["runs"].items()))
-        out.append("runs now: " + runs)
+        out = ["DEPLOY REPORT (%s, %.1f s%s)" % (doc["playbook"] or "run", doc["seconds"], in_groups)]
+        if lines:
+            out += ["  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
+            out += ["  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in lines]
+            runs = "; ".join("%s on %s" % (rel, host_ranges(hosts) if grouped else ", ".join(hosts))
+                             for rel, hosts in sorted(doc["runs"].items()))
+            out.append("runs now: " + runs)
+        else:
+            out.append("no host was read")
         if doc["deployed_by"]:
             out.append("deployed by: " + _lease.who(doc["deployed_by"]))
         if doc["skew_s"] is not None:
@@ -735,6 +743,8 @@ class CallbackModule(CallbackBase):
                                                   self.num(row["health_s"]), row["result"], row["runs"]))
             for row in doc["hosts"])
         skew = "" if doc["skew_s"] is None else "<p>Version skew: %.3f s</p>" % doc["skew_s"]
+        if doc["refused"]:
+            skew += "<p>Stopped before a plan, so nothing was changed: %s</p>" % html.escape(doc["refused"])
         return ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>seedops.deploy report</title>"
                 "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
                 "td,th{border:1px solid #cbd5e0;padding:4px 8px;text-align:left}</style></head><body>"

@@ -543,3 +543,30 @@ def test_a_failure_after_the_plan_or_outside_the_plan_step_is_no_refusal(callbac
     callback.v2_playbook_on_stats(Stats())
     doc = json.loads(open(callback.report_base() + ".json", encoding="utf-8").read())
     assert doc["refused"] is None and doc["hosts"][0]["result"] == "not reached"
+
+
+def test_a_run_refused_before_it_read_any_host_still_says_why(callback, capsys):
+    """The fleet lock held by another run: no host was read, so no rows, but the report, its JSON and its HTML say
+    why the run stopped. A failure the play ignores is no refusal."""
+    callback.v2_playbook_on_start(Playbook())
+    why = ("the fleet deploy lock /var/lib/seedops/deploy.lock is held by run live-run (playbook deploy.yml, "
+           "version 9); wait for it, or set deploy_lock_break=true")
+    task = Task("ansible.builtin.assert", PLAN_YML.replace("plan.yml", "decide.yml"))
+    callback.v2_runner_on_failed(Result(Host("app1"), task, {"msg": "ignored", "failed": True}), ignore_errors=True)
+    run(callback, "app1", "seedops.deploy.fleet_lock", {"msg": why, "failed": True, "held": False}, status="failed",
+        path=PLAN_YML.replace("plan.yml", "lock.yml"))
+    callback.v2_playbook_on_stats(Stats())
+    out = capsys.readouterr().out
+    doc = json.loads(open(callback.report_base() + ".json", encoding="utf-8").read())
+    assert doc["hosts"] == [] and doc["refused"] == why and doc["deployed_by"] is None
+    assert "no host was read" in out and "stopped before a plan, so nothing was changed: " + why in out
+    assert "old -> new" not in out
+    assert "live-run" in open(callback.report_base() + ".html", encoding="utf-8").read()
+
+
+def test_a_run_that_neither_deployed_nor_was_refused_prints_no_report(callback, capsys):
+    run(callback, "app1", "seedops.deploy.artifact", {"changed": True})
+    run(callback, "app1", "ansible.builtin.assert", {"msg": "elsewhere", "failed": True}, status="failed",
+        path="/c/playbooks/other.yml:3")
+    callback.v2_playbook_on_stats(Stats())
+    assert "DEPLOY REPORT" not in capsys.readouterr().out
