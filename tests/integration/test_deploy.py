@@ -215,6 +215,13 @@ def instance(lab, host, port):
     return state[0], state[1] if len(state) > 1 else None, doc.get("version"), doc.get("pid")
 
 
+def task_results(stdout, name):
+    """The result lines (ok: [app1], skipping: [app2], ...) of the first task whose name contains name."""
+    found = re.search(r"TASK \[[^]]*" + re.escape(name) + r"[^]]*\] \*+\n((?:\w+: \[[^]]+\].*\n)+)", stdout)
+    assert found, f"no task {name!r} in the output"
+    return found.group(1)
+
+
 def live_port(lab, host):
     return int(lab.ssh(host, f"cat {BASE}/live-port").stdout.strip() or 0)
 
@@ -354,6 +361,8 @@ def test_rerunning_the_same_version_changes_nothing(lab, demo):
     assert ("WARNING: this run acts on 3 hosts with forks=2, so the plan, the stage and verify reach 2 hosts at a "
             "time, in 2 waves") in flat(result.stdout)
     assert {host: live(lab, host)[2] for host in APPS} == pids, "nothing was restarted"
+    # The first host's read fetched the checksum list: no separate fetch.
+    assert task_results(result.stdout, "Plan - fetch the checksum lists once") == "skipping: [app1]\n"
 
 
 def test_check_mode_of_a_new_version_changes_nothing(lab, demo):
@@ -1032,6 +1041,8 @@ def test_a_version_missing_from_the_repository_fails_before_any_change(lab, demo
     assert result.returncode != 0
     out = flat(result.stdout)
     assert "Cannot fetch the checksum list of seedops-app 9.9.9:" in out and "9.9.9/SHA256SUMS answered:" in out
+    # The read's fetch failed, so the plan fetched the list again and reports that answer.
+    assert "ok: [app1]" in task_results(result.stdout, "Plan - fetch the checksum lists once"), out[-3000:]
     assert "404" in out and "Nothing was changed" in out
     # The report says the run stopped before a plan: every host read, none given a release or called unchanged.
     table = flat(result.stdout.split("DEPLOY REPORT", 1)[-1].split("CUSTOM STATS:", 1)[0])
@@ -1083,9 +1094,8 @@ def test_beside_a_rolling_deploy_flips_each_host_to_its_new_instance_and_a_broke
     assert load["all"]["failed"] == 0, load
     assert "app1: switch in batch 1 (start beside on 8081, then flip)" in flat(result.stdout)
     assert report["canary"]["verdict"] == "pass", report["canary"]
-    kept = re.search(r"TASK \[[^]]*Activate - stop the old instance, kept running[^]]*\] \*+\n((?:\w+: \[\w+\].*\n)+)",
-                     result.stdout)
-    assert kept and "changed: [app1]" in kept.group(1) and "app2" not in kept.group(1), result.stdout[-4000:]
+    kept = task_results(result.stdout, "Activate - stop the old instance, kept running")
+    assert "changed: [app1]" in kept and "app2" not in kept, result.stdout[-4000:]
     for host in APPS:
         # The new release runs as a second process on the other port; the old one is stopped and off at boot.
         state, enabled, version, pid = instance(lab, host, 8081)
