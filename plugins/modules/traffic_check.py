@@ -91,6 +91,17 @@ options:
         drains them.
     type: bool
     default: false
+  fallback:
+    description:
+      - Servers that O(drain_on_fail) puts into rotation (state V(ready)) in the same runtime API call, just before it
+        drains the O(canary) servers - the old instances a flip kept running beside the canary - so that the canary's
+        host goes on serving on this load balancer without waiting for a flip back. HAProxy counts a server that
+        leaves maintenance as up at once (its checks start from C(rise) and run right away), so it takes the
+        requests from that call on; a server whose instance is not running is taken out again after C(fall) checks.
+      - Needs O(drain_on_fail); none of them may be a canary server.
+    type: list
+    elements: str
+    default: []
   shares:
     description:
       - Traffic-weight steps - percentages of the backend's traffic the O(canary) servers take together, one after
@@ -212,6 +223,11 @@ drained:
   returned: always
   type: list
   elements: str
+fell_back:
+  description: The O(fallback) servers put into rotation when the canary was drained.
+  returned: always
+  type: list
+  elements: str
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -238,6 +254,7 @@ def main():
             inconclusive=dict(type="str", choices=["fail", "pass"], default="fail"),
             ready_first=dict(type="bool", default=False),
             drain_on_fail=dict(type="bool", default=False),
+            fallback=dict(type="list", elements="str", default=[]),
             shares=dict(type="list", elements="float", default=[]),
         ),
         supports_check_mode=True,
@@ -260,10 +277,16 @@ def main():
     overlap = sorted(set(p["canary"]) & set(p["baseline"]))
     if overlap:
         problems.append("%s cannot be canary and baseline at once" % ", ".join(overlap))
+    overlap = sorted(set(p["canary"]) & set(p["fallback"]))
+    if overlap:
+        problems.append("%s cannot be canary and fallback at once" % ", ".join(overlap))
+    if p["fallback"] and not p["drain_on_fail"]:
+        problems.append("fallback servers are put into rotation when drain_on_fail drains the canary: set "
+                        "drain_on_fail: true, or leave fallback out")
     if problems:
         module.fail_json(msg="traffic_check: " + "; ".join(problems))
     try:
-        for name in p["canary"] + p["baseline"]:
+        for name in p["canary"] + p["baseline"] + p["fallback"]:
             hap.check_name("server", name)
         result = run(module, p)
     except hap.HAProxyError as exc:
@@ -295,7 +318,7 @@ def run(module, p):
     last step's judgement, with every step in `steps`."""
     observer = _traffic.Observer(p["socket"], p["backend"])
     acts = not module.check_mode
-    readied, drained = [], []
+    readied, drained, fell_back = [], [], []
 
     def ready():
         if acts and p["ready_first"]:
@@ -304,8 +327,9 @@ def run(module, p):
 
     def drain():
         if acts and p["drain_on_fail"] and not drained:
-            _traffic.set_state(p["socket"], p["backend"], p["canary"], "drain")
+            _traffic.set_state(p["socket"], p["backend"], p["canary"], "drain", others=p["fallback"], others_state="ready")
             drained.extend(p["canary"])
+            fell_back.extend(p["fallback"])
 
     steps, configured = weight_steps(p)
     begin = observer.clock()
@@ -332,7 +356,8 @@ def run(module, p):
         # is taken back comes back with its own weight.
         _traffic.set_weight(p["socket"], p["backend"], configured)
         restored = configured
-    result.update(changed=bool(readied or drained or restored), readied=readied, drained=drained, weights=restored,
+    result.update(changed=bool(readied or drained or restored), readied=readied, drained=drained, fell_back=fell_back,
+                  weights=restored,
                   steps=done, elapsed=round(observer.clock() - begin, 2), window=p["window"] * len(steps))
     return result
 

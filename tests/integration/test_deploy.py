@@ -1180,6 +1180,9 @@ def test_beside_a_canary_that_fails_its_bake_flips_back_to_its_old_instance_whic
     out = flat(result.stdout)
     assert "The canary app1 failed its judgement after" in out and f"app1 is back on {current}" in out, out[-3000:]
     assert "Flip back - move the host's traffic back to its old instance" in result.stdout
+    # The old instance's server took app1's traffic back on lb1 in the call that drained the canary, before the flip
+    # back: app1 never served nothing there.
+    assert f"back in rotation on lb1 in the same call (the old instances): app1-{old}" in out, out[-3000:]
     assert live_port(lab, "app1") == old and instance(lab, "app1", old) == before["app1"], "the same process serves"
     assert instance(lab, "app1", new)[:2] == ("inactive", "disabled")
     assert lab.ssh("app1", f"readlink {BASE}/current").stdout.strip().endswith("/" + current)

@@ -219,6 +219,27 @@ def test_module_puts_the_canary_in_only_once_watched_and_drains_it_the_moment_it
     assert out["readied"] == [] and out["drained"] == [] and not any(c.startswith("set") for c in answers.seen)
 
 
+def test_module_puts_the_fallback_servers_in_before_it_drains_a_failed_canary_in_one_call(haproxy, capsys):
+    path, answers = haproxy
+    answers.extend([stat(**{"app1-8081": (0, 0, 0, 0, 1)}), stat(**{"app1-8081": (0, 30, 0, 0, 1)})])
+    args = {"socket": path, "backend": "app", "canary": ["app1-8081"], "window": 5, "interval": 0.05,
+            "drain_on_fail": True, "fallback": ["app1-8080"]}
+    code, out = module_run(capsys, args)
+    assert code == 1 and (out["drained"], out["fell_back"], out["changed"]) == (["app1-8081"], ["app1-8080"], True)
+    assert [c for c in answers.seen if c.startswith("set")] == [
+        "set server app/app1-8080 state ready;set server app/app1-8081 state drain"]
+    # A canary that passes leaves the fallback servers as they are.
+    answers.clear()
+    answers.seen.clear()
+    answers.extend([stat(**{"app1-8081": (0, 0, 0, 0, 1)}), stat(**{"app1-8081": (30, 0, 0, 0, 1)})])
+    code, out = module_run(capsys, dict(args, window=0.05, min_requests=5))
+    assert code == 0 and out["fell_back"] == [] and not any(c.startswith("set") for c in answers.seen), out
+    code, out = module_run(capsys, dict(args, drain_on_fail=False, fallback=["app1-8081"]))
+    assert code == 1 and out["msg"] == (
+        "traffic_check: app1-8081 cannot be canary and fallback at once; fallback servers are put into rotation when "
+        "drain_on_fail drains the canary: set drain_on_fail: true, or leave fallback out")
+
+
 def test_module_inconclusive_fails_or_passes_as_asked(haproxy, capsys):
     path, answers = haproxy
     answers.append(stat(app1=(3, 0, 0, 0, 1)))
