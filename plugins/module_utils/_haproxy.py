@@ -84,7 +84,7 @@ def commands(path, lines, timeout=5.0):
 
 def parse_servers_state(text):
     """`show servers state` -> {(backend, server): {admin_state, op_state, weight, initial_weight (the
-    configuration's), address, check_state}}."""
+    configuration's), address, check_state, check_health}}."""
     lines = [line for line in text.splitlines() if line.strip()]
     header = None
     servers = {}
@@ -106,6 +106,7 @@ def parse_servers_state(text):
             "address": row.get("srv_addr"),
             "port": int(row["srv_port"]) if (row.get("srv_port") or "").isdigit() else None,
             "check_state": int(row.get("srv_check_state") or 0),
+            "check_health": int(row.get("srv_check_health") or 0),
         }
     return servers
 

@@ -4,11 +4,11 @@
 """A backend server's place in HAProxy's rotation: the logic of seedops.deploy.lb_member (private to seedops.deploy).
 
 Reads the server first, sends only the commands that change something, then waits as asked: for the
-sessions to drain (drain, maint) or for HAProxy's health checks to see the server up (ready, wait_up).
+sessions to drain (drain, maint) or for HAProxy's health checks to see the server up (ready or drain, wait_up).
 
 With `replaces`, a flip between two servers of one host (the old release's instance and the new one's, started
 beside it on another port): the new server comes out of maintenance into drain, so that HAProxy's checks run
-while it takes no traffic; once they see it up, one runtime API call sets it ready and the old one to drain; when
+while it takes no traffic; once a check of it passed (HAProxy counts it up before that), one runtime API call sets it ready and the old one to drain; when
 the old one's sessions have ended it goes to maint, which also closes HAProxy's idle connections to it (drain
 alone keeps them, and would send new requests over them)."""
 
@@ -68,6 +68,29 @@ class Member:
     def up(seen):
         return seen["op_state"] == hap.SRV_ST_RUNNING
 
+    def checked_up(self):
+        """The test that HAProxy's checks see the server up. A server that leaves maintenance counts as up at once
+        (HAProxy starts its check health at `rise`; measured on HAProxy 2.6), before any check ran, so up alone proves
+        nothing: with its checks enabled (and `fall` above 1), the test also wants its health above `rise`, where a
+        check that passed since puts it - a failing one takes it down. With `fall` 1 there is no room above `rise`,
+        and up is all there is to see."""
+        row = hap.parse_stat(hap.command(self.p["socket"], "show stat")).get((self.p["backend"], self.p["server"]), {})
+        try:
+            rise, fall = int(row.get("check_rise") or 0), int(row.get("check_fall") or 0)
+        except ValueError:
+            rise, fall = 0, 0
+        if rise < 1 or fall < 2:
+            return self.up
+        return lambda seen: self.up(seen) and (not seen["check_state"] & hap.CHK_ST_ENABLED
+                                               or seen["check_health"] > rise)
+
+    def unchecked(self, seen):
+        """Why an up server failed checked_up, for the error message."""
+        if self.up(seen):
+            return ("HAProxy counts it up only because it left maintenance: none of its health checks has passed since "
+                    "(check health %d). " % seen.get("check_health", 0))
+        return ""
+
     def run(self):
         """Returns the result; raises LbError, or hap.HAProxyError when the runtime API fails."""
         p = self.p
@@ -100,7 +123,7 @@ class Member:
             hap.check_answer(hap.command(p["socket"], line), line)
         if p["wait"] and want["state"] in ("drain", "maint"):
             self.wait_drained(result, want)
-        if p["wait_up"] and want["state"] == "ready":
+        if p["wait_up"] and want["state"] in ("ready", "drain"):
             self.wait_up(result)
         result.update(self.now())
         return result
@@ -126,21 +149,22 @@ class Member:
                           % (self.target, current, p["drain_timeout"], want["state"], want["state"]), result)
 
     def wait_up(self, result):
-        """Until HAProxy sees the server operationally up (srv_op_state 2), or up_timeout. Whether its checks
-        are enabled, disabled or not configured, up means the same: HAProxy would send it traffic."""
+        """Until HAProxy's checks see the server up (checked_up), or up_timeout. With its checks disabled or not
+        configured, up (srv_op_state 2) means the same: HAProxy would send it traffic."""
         p = self.p
-        seen, result["waited"] = self.poll(self.read, self.up, p["up_timeout"])
-        if self.up(seen):
+        up = self.checked_up()
+        seen, result["waited"] = self.poll(self.read, up, p["up_timeout"])
+        if up(seen):
             return
         result.update(self.described(seen))
         hint = ("its health checks are disabled, so HAProxy keeps it %s until they are enabled again (checks=enabled)"
                 % result["op_state"]) if result["checks"] == "disabled" else (
             "look at why the load balancer's health checks fail (the service on the server, the address %s, the "
             "check's path and port)" % seen.get("address"))
-        raise LbError("server %s of backend %s is %s, but HAProxy does not see it up: its operational state is still "
-                      "%s (srv_op_state %d) after %g s (up_timeout); %s"
+        raise LbError("server %s of backend %s is %s, but HAProxy's checks do not see it up: its operational state is "
+                      "%s (srv_op_state %d) after %g s (up_timeout). %s%s"
                       % (p["server"], p["backend"], result["state"], result["op_state"], seen["op_state"],
-                         p["up_timeout"], hint), result)
+                         p["up_timeout"], self.unchecked(seen), hint), result)
 
 
 class Flip:
@@ -202,13 +226,15 @@ class Flip:
             lines.append("set server %s weight %d" % (self.new, weight))
         if lines:
             hap.check_answer(hap.commands(p["socket"], lines), "; ".join(lines))
-        seen, waited = m.poll(m.read, m.up, p["up_timeout"])
-        if not m.up(seen):
+        up = m.checked_up()
+        seen, waited = m.poll(m.read, up, p["up_timeout"])
+        if not up(seen):
             result.update(m.described(seen), waited=waited, sessions=m.sessions())
             raise LbError("%s is not up in HAProxy's health checks after %g s (up_timeout; it is %s), so traffic was not "
                           "moved to it: %s still serves. %s is left in drain, where it takes no traffic; look at the "
-                          "new instance on %s (its port, its health check path)"
-                          % (self.new, p["up_timeout"], result["op_state"], self.old, self.new, seen.get("address")),
+                          "new instance on %s (its port, its health check path). %s"
+                          % (self.new, p["up_timeout"], result["op_state"], self.old, self.new, seen.get("address"),
+                             m.unchecked(seen)),
                           result)
 
     def drain_old(self, result):

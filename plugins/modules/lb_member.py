@@ -14,8 +14,10 @@ description:
   - Sets a server's administrative state in HAProxy over its runtime API (the admin stats socket) - V(drain)
     (no new connections; waits until its sessions reach zero), V(maint) (out of rotation), V(ready) (back in) - and
     its weight (for a canary share of traffic).
-  - With O(wait_up), V(ready) also waits until HAProxy's own health checks see the server up, so that it takes
-    traffic again before the task ends.
+  - With O(wait_up), V(ready) and V(drain) also wait until HAProxy's own health checks see the server up, so that it
+    takes traffic again (or, in drain, would) before the task ends. HAProxy counts a server that leaves maintenance as
+    up at once, before any check ran; so the task waits for a check that passed since (its check health above
+    C(rise)).
   - Runs on the load balancer, usually with C(delegate_to). Reads the state first; unchanged when it already is
     as asked. Check mode and diff mode.
   - With O(checks), turns the server's health checks off and on. While they are off, HAProxy keeps the server's
@@ -23,7 +25,7 @@ description:
     C(option redispatch)) carry the requests that hit the restart. C(deploy_switch=together) uses this.
   - With O(replaces), flips traffic between two servers of one host, such as the old release's instance and a new
     one started beside it on another port. The new server (O(server)) goes from V(maint) to V(drain), where HAProxy
-    checks it without sending it traffic, and the task waits until those checks see it up (O(up_timeout)). Then one
+    checks it without sending it traffic, and the task waits until a check of it passed (O(up_timeout)). Then one
     runtime API call sets it V(ready) and O(replaces) to V(drain). When the old server's sessions have ended
     (O(drain_timeout)), it goes to V(maint), which also closes HAProxy's idle connections to it. Only then may its
     instance stop. Running it again with the two names swapped is the flip back.
@@ -57,11 +59,15 @@ options:
     default: 60
   wait_up:
     description:
-      - With O(state=ready), wait until HAProxy's own health checks see the server operationally up (C(srv_op_state)
-        2 in C(show servers state)), so that it really takes traffic again - for example before the next host of a
-        rolling patch run is drained. Fails after O(up_timeout) seconds, naming the state HAProxy reports.
+      - With O(state=ready) or O(state=drain), wait until HAProxy's own health checks see the server operationally
+        up (C(srv_op_state) 2 in C(show servers state)) - for example before the next host of a rolling patch run is
+        drained, or before a flip to a server warmed in drain. Fails after O(up_timeout) seconds, naming the state
+        HAProxy reports.
+      - HAProxy counts a server that leaves maintenance as up at once, before any check ran (its check health starts
+        at C(rise)). So with its checks enabled it also waits until its check health is above C(rise), where a check
+        that passed puts it; a failing check takes it down. With C(fall 1) there is no such room, and up is enough.
       - A server whose health checks are disabled, or that has none, counts as up the same way (C(srv_op_state) 2).
-      - Ignored with other states; check mode does not wait.
+      - Ignored with V(maint); check mode does not wait.
     type: bool
     default: false
   up_timeout:

@@ -518,8 +518,8 @@ def test_together_takes_every_host_back_when_one_fails(lab, demo):
                                   "-e", "deploy_switch=together", "-e", json.dumps({"deploy_health": health}))
     assert result.returncode != 0
     out = flat(result.stdout)
-    assert (f"app3 did not become healthy in {other(start)}, so every host was switched back to the release it ran "
-            "before") in out
+    assert (f"app3 did not become healthy in {other(start)} (at the host, or in the load balancers' checks), so every "
+            "host was switched back to the release it ran before") in out
     assert {live(lab, h)[:2] for h in APPS} == {(start, start)}
     for host in ("app1", "app2"):
         assert record_state(lab, host, other(start)) == "failed"

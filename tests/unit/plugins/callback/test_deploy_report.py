@@ -390,6 +390,9 @@ def test_hosts_that_flip_have_a_flip_phase_their_port_and_the_skew_of_their_flip
             state="active")
         # The new instances started 3 s apart; the load balancers flipped them 0.25 s apart.
         run(callback, host, "seedops.deploy.staged_restart", {"release": "2.0.0", "times": {"acted": 100.0 + 3 * number}})
+        # Every new server warmed (checked in drain) before the flips: part of the flip, no drain of the host.
+        run(callback, host, "seedops.deploy.lb_member",
+            {"results": [{"invocation": {"module_args": {"server": f"{host}-8081", "state": "drain", "wait_up": True}}}]})
         run(callback, host, "seedops.deploy.lb_member",
             {"results": [{"invocation": {"module_args": {"server": f"{host}-8081", "replaces": f"{host}-8080"}},
                           "flipped_at": 110.0 + 0.25 * number}]})

@@ -24,7 +24,8 @@ app,BACKEND,0,0,2,5,UP,3,
 def test_parse_servers_state_and_admin_names():
     servers = hap.parse_servers_state(STATE)
     assert servers[("app", "app1")] == {"admin_state": 0, "op_state": 2, "weight": 1, "initial_weight": 1,
-                                        "address": "172.18.0.4", "port": None, "check_state": 0}
+                                        "address": "172.18.0.4", "port": None, "check_state": 0,
+                                        "check_health": 0}
     assert [hap.admin_name(servers[("app", s)]["admin_state"]) for s in ("app1", "app2", "app3")] == [
         "ready", "drain", "maint"]
     assert (servers[("app", "app3")]["weight"], servers[("app", "app3")]["initial_weight"]) == (10, 20)
@@ -116,7 +117,8 @@ def answering(tmp_path):
 def test_server_state_of_one_server(answering):
     path, got = answering(STATE_26, STATE_26, "Can't find backend.\n")
     assert hap.server_state(path, "app", "app2") == {"admin_state": 0, "op_state": 2, "weight": 1, "initial_weight": 1,
-                                                     "address": "172.18.0.6", "port": None, "check_state": 2}
+                                                     "address": "172.18.0.6", "port": None, "check_state": 2,
+                                                     "check_health": 2}
     with pytest.raises(hap.HAProxyError, match=r"no server app7 in backend app \(it has: app1, app2\)"):
         hap.server_state(path, "app", "app7")
     with pytest.raises(hap.HAProxyError, match=r"no server app1 in backend web \(it has: no such backend\)"):

@@ -25,19 +25,25 @@ HEADER = ("# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state
           "srv_check_addr srv_agent_addr srv_agent_port")
 
 
+RISE, FALL = 2, 2  # the servers' `rise` and `fall`: check health runs from 0 to RISE + FALL - 1
+
+
 class Server:
     def __init__(self, sid, addr, checks=CHECKS_ON, op=2, admin=0, weight=1, healthy=True):
         self.sid, self.addr, self.checks, self.op, self.admin, self.weight = sid, addr, checks, op, admin, weight
         self.healthy = healthy      # would its health checks pass?
-        self.up_at = None           # when its checks will have passed `rise` times in a row
+        self.health = RISE + FALL - 1 if op == 2 else 0
+        self.up_at = None           # when its next check (as many as it needs) will have been decided
         self.scur = 0
         self.sessions_end_at = None
 
 
 class FakeHAProxy:
     """HAProxy's runtime API as lb_member uses it: one command a connection, answered, then closed (as
-    HAProxy does without `prompt`). Health checks are modelled by time: a healthy server with enabled
-    checks becomes operationally up `rise` seconds after it leaves maintenance or its checks start."""
+    HAProxy does without `prompt`). Health checks are modelled as HAProxy 2.6 runs them (measured on the lab): a
+    server that leaves maintenance is up at once, its check health at RISE, and its checks decide `rise` (the delay)
+    seconds later - a healthy one to the top of its health, an unhealthy one down; a down server with its checks
+    started comes up `rise` seconds later when healthy."""
 
     def __init__(self, path, rise=0.3):
         self.path = path
@@ -86,7 +92,8 @@ class FakeHAProxy:
         now = time.monotonic()
         for srv in self.servers.values():
             if srv.up_at is not None and now >= srv.up_at and srv.checks & hap.CHK_ST_ENABLED and not srv.admin & hap.FMAINT:
-                srv.op, srv.up_at = 2, None
+                srv.op, srv.health = (2, RISE + FALL - 1) if srv.healthy else (0, 0)
+                srv.up_at = None
             if srv.sessions_end_at is not None and now >= srv.sessions_end_at:
                 srv.scur, srv.sessions_end_at = 0, None
 
@@ -96,14 +103,16 @@ class FakeHAProxy:
         if words[:3] == ["show", "servers", "state"]:
             if words[3:] != ["app"]:
                 return "Can't find backend.\n"
-            rows = ["%d app %d %s %s %d %d %d 1 5 15 3 4 %d 0 0 0 - 8080 - 0 0 - - 0"
-                    % (3, s.sid, name, s.addr, s.op, s.admin, s.weight, s.checks) for name, s in self.servers.items()]
+            rows = ["%d app %d %s %s %d %d %d 1 5 15 3 %d %d 0 0 0 - 8080 - 0 0 - - 0"
+                    % (3, s.sid, name, s.addr, s.op, s.admin, s.weight, s.health, s.checks)
+                    for name, s in self.servers.items()]
             return "1\n%s\n%s\n\n" % (HEADER, "\n".join(rows))
         if words == ["show", "stat"]:
-            rows = ["app,%s,0,0,%d,9,,%s,%d," % (name, s.scur, "UP" if s.op == 2 else "DOWN", s.weight)
+            rows = ["app,%s,0,0,%d,9,,%s,%d,%s,%s," % (name, s.scur, "UP" if s.op == 2 else "DOWN", s.weight,
+                                                       RISE if s.checks else "", FALL if s.checks else "")
                     for name, s in self.servers.items()]
-            return "# pxname,svname,qcur,qmax,scur,smax,lbtot,status,weight,\n%s\napp,BACKEND,0,0,0,9,,UP,2,\n\n" % (
-                "\n".join(rows))
+            return ("# pxname,svname,qcur,qmax,scur,smax,lbtot,status,weight,check_rise,check_fall,\n%s\n"
+                    "app,BACKEND,0,0,0,9,,UP,2,,,\n\n" % "\n".join(rows))
         target = words[2] if words[:2] == ["set", "server"] else (words[2] if len(words) == 3 else "")
         backend, _slash, name = target.partition("/")
         srv = self.servers.get(name) if backend == "app" else None
@@ -127,15 +136,16 @@ class FakeHAProxy:
         was_maint = srv.admin & hap.FMAINT
         srv.admin = {"ready": 0, "drain": hap.FDRAIN, "maint": hap.FMAINT}[state]
         if state == "maint":
-            srv.op, srv.up_at = 0, None
+            srv.op, srv.health, srv.up_at = 0, 0, None
         elif was_maint:
-            if srv.checks == NO_CHECKS:
-                srv.op = 2
-            else:
+            # Up at once; with checks enabled its health starts at RISE and a check decides soon.
+            srv.op = 2
+            if srv.checks & hap.CHK_ST_ENABLED:
+                srv.health = RISE
                 self.start_checks(srv)
 
     def start_checks(self, srv):
-        if srv.healthy and srv.op != 2 and srv.checks & hap.CHK_ST_ENABLED:
+        if srv.checks & hap.CHK_ST_ENABLED and (srv.op != 2 or srv.health <= RISE):
             srv.up_at = time.monotonic() + self.rise
 
 
@@ -267,10 +277,25 @@ def test_wait_up_waits_for_the_health_checks(haproxy):
     assert haproxy.commands() == ["set server app/app1 state ready"]
 
 
-def test_without_wait_up_ready_returns_at_once_and_reports_down(haproxy):
-    rebooted(haproxy)
+def test_without_wait_up_ready_returns_at_once_up_before_any_check(haproxy):
+    srv = rebooted(haproxy, healthy=False)
     r = run(haproxy, state="ready")
-    assert r["changed"] and r["state"] == "ready" and r["op_state"] == "down" and r["waited"] == 0.0
+    # HAProxy counts a server that leaves maintenance up at once, before its first check.
+    assert r["changed"] and r["state"] == "ready" and r["op_state"] == "up" and r["waited"] == 0.0
+    time.sleep(0.5)
+    haproxy.tick()
+    assert srv.op == 0, "its first check takes it down"
+
+
+def test_wait_up_after_maintenance_waits_for_a_check_that_passed_and_fails_on_one_that_did_not(haproxy):
+    srv = rebooted(haproxy)
+    r = run(haproxy, state="drain", wait_up=True, up_timeout=5)
+    assert r["state"] == "drain" and r["op_state"] == "up" and r["waited"] >= 0.2 and srv.health == RISE + FALL - 1
+    rebooted(haproxy, healthy=False)
+    with pytest.raises(_lb.LbError) as err:
+        run(haproxy, state="drain", wait_up=True, up_timeout=0.2)
+    assert "its operational state is up (srv_op_state 2)" in err.value.msg
+    assert "HAProxy counts it up only because it left maintenance: none of its health checks has passed" in err.value.msg
 
 
 def test_wait_up_also_when_already_ready(haproxy):
@@ -287,16 +312,17 @@ def test_wait_up_fails_after_up_timeout_naming_what_it_saw(haproxy):
     with pytest.raises(_lb.LbError) as err:
         run(haproxy, state="ready", wait_up=True, up_timeout=0.4)
     msg = err.value.msg
-    assert "server app1 of backend app is ready, but HAProxy does not see it up" in msg
-    assert "still down (srv_op_state 0) after 0.4 s (up_timeout)" in msg and "10.0.0.11" in msg
+    assert "server app1 of backend app is ready, but HAProxy's checks do not see it up" in msg
+    assert "its operational state is down (srv_op_state 0) after 0.4 s (up_timeout)" in msg and "10.0.0.11" in msg
     assert err.value.result["op_state"] == "down" and err.value.result["state"] == "ready"
     assert 0.4 <= err.value.result["waited"] < 2
     assert haproxy.servers["app1"].admin == 0, "it stays ready"
 
 
 def test_wait_up_with_checks_disabled_and_down_says_so(haproxy):
-    srv = rebooted(haproxy)
-    srv.checks = CHECKS_OFF
+    # Its checks were turned off while it was down: HAProxy keeps it down.
+    srv = haproxy.servers["app1"]
+    srv.op, srv.health, srv.checks = 0, 0, CHECKS_OFF
     with pytest.raises(_lb.LbError, match="health checks are disabled, so HAProxy keeps it down"):
         run(haproxy, state="ready", wait_up=True, up_timeout=0.3)
 
@@ -314,7 +340,7 @@ def test_wait_up_for_a_server_without_checks(haproxy):
     assert r["op_state"] == "up" and r["waited"] < 1 and srv.op == 2
 
 
-def test_wait_up_is_ignored_for_other_states(haproxy):
+def test_wait_up_is_ignored_for_maint(haproxy):
     r = run(haproxy, state="maint", wait_up=True, up_timeout=5)
     assert r["state"] == "maint" and r["op_state"] == "down" and r["waited"] < 1
 
