@@ -28,8 +28,9 @@ description:
   - A run that fails in the deploy role's plan step, before there is a plan (a version missing from the
     repository, a fleet on more than one release when no version is given), shows every host it read as C(no plan)
     and prints why it stopped (C(refused) in the JSON), instead of calling the hosts unchanged. One refused before
-    it read any host (the fleet lock held by another run, deploy settings that fail their checks, an AWX slice) prints
-    that reason with no host rows.
+    it read any host (the fleet lock held by another run, deploy settings that fail their checks, an AWX slice; so
+    also a refused patch or reconfigure run) prints C(no host was read) and C(stopped before it changed anything)
+    with the reason, and no host rows.
   - Runs in which neither M(seedops.deploy.release), M(seedops.deploy.release_info) nor
     M(seedops.deploy.staged_restart) ran print and write nothing (a runtime download with
     M(seedops.deploy.artifact), or a drain for patching, is no deploy), so the callback can stay enabled for
@@ -119,6 +120,13 @@ def _name_key(name):
     stem = name.rstrip("0123456789")
     digits = name[len(stem):]
     return (stem, int(digits) if digits else -1, name)
+
+
+def refusal(doc):
+    """The words before why a refused run stopped: a run that read hosts stopped in the plan step; one that read none
+    (the fleet lock held, bad settings, an AWX slice - also patch.yml and reconfigure.yml, which make no plan) stopped
+    before anything."""
+    return "stopped before a plan, so nothing was changed" if doc["hosts"] else "stopped before it changed anything"
 
 
 def host_ranges(names):
@@ -615,7 +623,7 @@ class CallbackModule(CallbackBase):
         for judged in doc["analysis"]:
             out.extend(self.canary_lines(judged))
         if doc["refused"]:
-            out.append("stopped before a plan, so nothing was changed: " + doc["refused"][:600])
+            out.append(refusal(doc) + ": " + doc["refused"][:600])
         if doc["fit"]:
             if doc["fit"].get("problems"):
                 out.append("the build cannot run on every host (nothing was changed):")
@@ -749,7 +757,7 @@ class CallbackModule(CallbackBase):
             for row in doc["hosts"])
         skew = "" if doc["skew_s"] is None else "<p>Version skew: %.3f s</p>" % doc["skew_s"]
         if doc["refused"]:
-            skew += "<p>Stopped before a plan, so nothing was changed: %s</p>" % html.escape(doc["refused"])
+            skew += "<p>%s: %s</p>" % (html.escape(refusal(doc).capitalize()), html.escape(doc["refused"]))
         return ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>seedops.deploy report</title>"
                 "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
                 "td,th{border:1px solid #cbd5e0;padding:4px 8px;text-align:left}</style></head><body>"

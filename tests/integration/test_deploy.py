@@ -648,7 +648,7 @@ def test_a_dead_runs_lock_expires_and_a_live_one_is_taken_over_only_when_asked(l
     # Its report reads no host and says why it stopped.
     report = refused.stdout[refused.stdout.index("SEEDOPS.DEPLOY REPORT"):]
     assert "no host was read" in report and "old -> new" not in report, report
-    assert re.search(r"stopped before a plan, so nothing was changed: .*is held by run live-run", report), report
+    assert re.search(r"stopped before it changed anything: .*is held by run live-run", report), report
     assert lock_record(lab)["run_id"] == "live-run", "a refused run leaves the holder's lock alone"
     # site.yml stops before it prepares or reconfigures anything, not at its deploy step.
     site, _recap = run_playbook("playbooks/site.yml", lab.inventory, "-e", f"deploy_version={start}")

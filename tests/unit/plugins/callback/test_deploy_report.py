@@ -562,9 +562,11 @@ def test_a_run_refused_before_it_read_any_host_still_says_why(callback, capsys):
     out = capsys.readouterr().out
     doc = json.loads(open(callback.report_base() + ".json", encoding="utf-8").read())
     assert doc["hosts"] == [] and doc["refused"] == why and doc["deployed_by"] is None
-    assert "no host was read" in out and "stopped before a plan, so nothing was changed: " + why in out
+    assert "no host was read" in out and "stopped before it changed anything: " + why in out
+    assert "stopped before a plan" not in out
     assert "old -> new" not in out
-    assert "live-run" in open(callback.report_base() + ".html", encoding="utf-8").read()
+    assert "Stopped before it changed anything: the fleet deploy lock" in open(
+        callback.report_base() + ".html", encoding="utf-8").read()
 
 
 def test_a_run_that_neither_deployed_nor_was_refused_prints_no_report(callback, capsys):
