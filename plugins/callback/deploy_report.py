@@ -484,7 +484,7 @@ class CallbackModule(CallbackBase):
                 rec.times = dict(rec.times or {}, flipped=max(moments))
             return
         state = event.args.get("state")
-        if state == "drain" and event.args.get("wait_up") in (True, "true", "True", "yes"):
+        if state == "drain" and event.args.get("wait_up") is True:
             # A drain that waits for the server's checks is the warm-up of a flip (together.yml), not a host going out
             # of rotation: the new instance's server, checked in drain before it takes the traffic.
             rec.phase("flip", event.start, event.end, event.failed)

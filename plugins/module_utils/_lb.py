@@ -8,9 +8,9 @@ sessions to drain (drain, maint) or for HAProxy's health checks to see the serve
 
 With `replaces`, a flip between two servers of one host (the old release's instance and the new one's, started
 beside it on another port): the new server comes out of maintenance into drain, so that HAProxy's checks run
-while it takes no traffic; once a check of it passed (HAProxy counts it up before that), one runtime API call sets it ready and the old one to drain; when
-the old one's sessions have ended it goes to maint, which also closes HAProxy's idle connections to it (drain
-alone keeps them, and would send new requests over them)."""
+while it takes no traffic; once a check of it passed (HAProxy counts it up before that), one runtime API call sets
+it ready and the old one to drain; when the old one's sessions have ended it goes to maint, which also closes
+HAProxy's idle connections to it (drain alone keeps them, and would send new requests over them)."""
 
 from __future__ import annotations
 

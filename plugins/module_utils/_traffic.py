@@ -224,12 +224,11 @@ def _pct(ratio):
     return "-" if ratio is None else "%.2f%%" % (100 * ratio)
 
 
-def set_state(path, backend, servers, state, others=None, others_state=None):
-    """Set the servers' administrative state (ready, drain) through the runtime API, in one call that first sets
-    `others` (if any) to `others_state` - a host's old instance's server into rotation before its canary's leaves."""
-    pairs = [(server, others_state) for server in others or []] + [(server, state) for server in servers]
-    lines = ["set server %s/%s state %s" % (hap.check_name("backend", backend), hap.check_name("server", server), want)
-             for server, want in pairs]
+def set_states(path, backend, states):
+    """Set servers' administrative states ([(server, state)], ready or drain) through the runtime API, in that order,
+    in one call."""
+    lines = ["set server %s/%s state %s" % (hap.check_name("backend", backend), hap.check_name("server", server), state)
+             for server, state in states]
     if lines:
         hap.check_answer(hap.commands(path, lines), "; ".join(lines))
 

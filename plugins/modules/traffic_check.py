@@ -322,12 +322,14 @@ def run(module, p):
 
     def ready():
         if acts and p["ready_first"]:
-            _traffic.set_state(p["socket"], p["backend"], p["canary"], "ready")
+            _traffic.set_states(p["socket"], p["backend"], [(server, "ready") for server in p["canary"]])
             readied.extend(p["canary"])
 
     def drain():
         if acts and p["drain_on_fail"] and not drained:
-            _traffic.set_state(p["socket"], p["backend"], p["canary"], "drain", others=p["fallback"], others_state="ready")
+            # The fallback servers take the host's traffic first, then the canary leaves: one call.
+            _traffic.set_states(p["socket"], p["backend"], [(server, "ready") for server in p["fallback"]]
+                                + [(server, "drain") for server in p["canary"]])
             drained.extend(p["canary"])
             fell_back.extend(p["fallback"])
 
