@@ -119,14 +119,34 @@ class Member:
         if self.check_mode:
             result.update(want, op_state=hap.op_name(before["op_state"]), sessions=self.sessions())
             return result
+        warm = self.warms(result, want, before)
+        if warm:
+            # A server that left maintenance is up at once, before any check: it waits in drain, where HAProxy checks
+            # it without sending it traffic, and is set ready once a check passed (a failure leaves it in drain).
+            lines = [line for line in commands if not line.endswith(" state ready")]
+            if result["previous_state"] == "maint":
+                lines.insert(0, "set server %s state drain" % self.target)
+            for line in lines:
+                hap.check_answer(hap.command(p["socket"], line), line)
+            self.wait_up(result, staying="drain")
+            commands = ["set server %s state ready" % self.target]
         for line in commands:
             hap.check_answer(hap.command(p["socket"], line), line)
         if p["wait"] and want["state"] in ("drain", "maint"):
             self.wait_drained(result, want)
-        if p["wait_up"] and want["state"] in ("ready", "drain"):
+        if p["wait_up"] and want["state"] in ("ready", "drain") and not warm:
             self.wait_up(result)
         result.update(self.now())
         return result
+
+    def warms(self, result, want, before):
+        """Whether ready with wait_up waits in drain first: from maint, or from a drain in which no check of the
+        server has passed yet (it left maintenance since, or a check failed), with its health checks enabled."""
+        if not (self.p["wait_up"] and want["state"] == "ready" and want["checks"] == "enabled"):
+            return False
+        if result["previous_state"] == "maint":
+            return True
+        return result["previous_state"] == "drain" and not self.checked_up()(before)
 
     def commands(self, result, want):
         """The runtime API commands that take the server from what it is to what is wanted."""
@@ -148,15 +168,23 @@ class Member:
             raise LbError("%s still has %d sessions after %.0f s of %s (drain_timeout); it stays in %s"
                           % (self.target, current, p["drain_timeout"], want["state"], want["state"]), result)
 
-    def wait_up(self, result):
+    def wait_up(self, result, staying=None):
         """Until HAProxy's checks see the server up (checked_up), or up_timeout. With its checks disabled or not
-        configured, up (srv_op_state 2) means the same: HAProxy would send it traffic."""
+        configured, up (srv_op_state 2) means the same: HAProxy would send it traffic. `staying` is the state a
+        warm-up leaves the server in when it fails (drain, on its way to ready)."""
         p = self.p
         up = self.checked_up()
         seen, result["waited"] = self.poll(self.read, up, p["up_timeout"])
         if up(seen):
             return
         result.update(self.described(seen))
+        if staying:
+            raise LbError("server %s of backend %s was not set ready: HAProxy's checks do not see it up after %g s "
+                          "(up_timeout; its operational state is %s, srv_op_state %d). It stays in %s, where it takes "
+                          "no traffic. %slook at why the load balancer's health checks fail (the service on the "
+                          "server, the address %s, the check's path and port)"
+                          % (p["server"], p["backend"], p["up_timeout"], result["op_state"], seen["op_state"],
+                             staying, self.unchecked(seen), seen.get("address")), result)
         hint = ("its health checks are disabled, so HAProxy keeps it %s until they are enabled again (checks=enabled)"
                 % result["op_state"]) if result["checks"] == "disabled" else (
             "look at why the load balancer's health checks fail (the service on the server, the address %s, the "

@@ -170,7 +170,7 @@ class Servers:
         return text
 
     def add(self, server, check):
-        """Add the server, in maintenance, then turn its checks on: HAProxy checks it, sends it nothing."""
+        """Add the server, in maintenance, then turn its checks on: they run once it leaves maintenance."""
         target = "%s/%s" % (self.p["backend"], server["name"])
         lines = [add_command(self.p["backend"], server, check)]
         if check:

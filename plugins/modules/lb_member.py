@@ -17,7 +17,7 @@ description:
   - With O(wait_up), V(ready) and V(drain) also wait until HAProxy's own health checks see the server up, so that it
     takes traffic again (or, in drain, would) before the task ends. HAProxy counts a server that leaves maintenance as
     up at once, before any check ran; so the task waits for a check that passed since (its check health above
-    C(rise)).
+    C(rise)), and V(ready) from V(maint) waits for it in V(drain), out of rotation.
   - Runs on the load balancer, usually with C(delegate_to). Reads the state first; unchanged when it already is
     as asked. Check mode and diff mode.
   - With O(checks), turns the server's health checks off and on. While they are off, HAProxy keeps the server's
@@ -66,6 +66,10 @@ options:
       - HAProxy counts a server that leaves maintenance as up at once, before any check ran (its check health starts
         at C(rise)). So with its checks enabled it also waits until its check health is above C(rise), where a check
         that passed puts it; a failing check takes it down. With C(fall 1) there is no such room, and up is enough.
+      - With V(ready), a server in V(maint), or in V(drain) with no check passed yet, goes to (or stays in) V(drain)
+        first, where HAProxy checks it without sending it traffic, and is set V(ready) once a check passed; so it
+        takes no request before that. When none passes within O(up_timeout), the task fails and the server stays in
+        V(drain).
       - A server whose health checks are disabled, or that has none, counts as up the same way (C(srv_op_state) 2).
       - Ignored with V(maint); check mode does not wait.
     type: bool

@@ -14,8 +14,9 @@ description:
   - Compares a backend's servers in the running HAProxy (C(show servers state)) with O(servers) and changes the
     difference through the runtime API (the admin stats socket), so that no reload closes a client's connection and
     every other server keeps its state (drained, in maintenance, a canary's weight).
-  - A server that joins is added in maintenance (C(add server)) with its health checks on. HAProxy checks it but sends
-    it nothing until it is set ready - by a deploy's health gate (M(seedops.deploy.lb_member) with C(state=ready)), which is
+  - A server that joins is added in maintenance (C(add server)) with its health checks on. HAProxy sends it nothing,
+    and runs its checks only once it leaves maintenance - set ready after a deploy's health gate
+    (M(seedops.deploy.lb_member) with C(state=ready) and C(wait_up), which waits in drain for a check that passed), which is
     how the seedops.deploy.deploy playbook brings in a host that has no release yet or that returns with one.
   - A server that leaves (with O(prune)) is drained, waits until its sessions end (O(drain_timeout)), goes to
     maintenance, which closes HAProxy's idle connections to it, and is deleted (C(del server)).

@@ -188,6 +188,32 @@ def test_health_checks_off_and_on(lab, fleet):
     assert hosts_answering(fleet) == set(APPS)
 
 
+def admin_state(lab, server):
+    """The server's srv_admin_state on lb1 (0 ready, 1 maint, 8 drain)."""
+    state = sh(lab, "lb1", "echo 'show servers state app' | sudo socat stdio /run/haproxy/admin.sock")
+    return int(next(line.split() for line in state.splitlines() if f" {server} " in line)[6])
+
+
+def test_ready_from_maintenance_takes_traffic_only_once_a_check_passed(lab, fleet):
+    # HAProxy counts a server that leaves maintenance as up before any check: with wait_up, lb_member waits in drain
+    # for a check that passed. app3's instance is stopped, so none passes, and the server must stay out of rotation.
+    sh(lab, "app3", "sudo systemctl stop seedops-app")
+    try:
+        assert member(lab, server="app3", state="maint")["state"] == "maint"
+        r = member(lab, server="app3", state="ready", wait_up=True, up_timeout=4)
+        assert r["_status"] == "FAILED!" and r["state"] == "drain", r
+        assert "was not set ready" in r["msg"] and "It stays in drain, where it takes no traffic" in r["msg"], r["msg"]
+        assert admin_state(lab, "app3") == 8
+        assert hosts_answering(fleet, 12) == {"app1", "app2"}
+    finally:
+        sh(lab, "app3", "sudo systemctl start seedops-app")
+    back = member(lab, server="app3", state="ready", wait_up=True, up_timeout=30)
+    assert back["changed"] and back["previous_state"] == "drain" and back["state"] == "ready" and back["op_state"] == "up", back
+    assert back["waited"] > 0, "it waited in drain for HAProxy's checks to see the restarted instance"
+    assert admin_state(lab, "app3") == 0
+    assert hosts_answering(fleet) == set(APPS)
+
+
 def test_unknown_server_and_bad_socket_are_clear_errors(lab, fleet):
     r = member(lab, server="app9", state="drain")
     assert r["_status"] == "FAILED!" and "no server app9 in backend app (it has: app1, app2, app3)" in r["msg"]

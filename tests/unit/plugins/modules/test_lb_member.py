@@ -25,7 +25,8 @@ HEADER = ("# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state
           "srv_check_addr srv_agent_addr srv_agent_port")
 
 
-RISE, FALL = 2, 2  # the servers' `rise` and `fall`: check health runs from 0 to RISE + FALL - 1
+RISE = 2  # the servers' `rise` and `fall`: check health runs from 0 to RISE + FALL - 1
+FALL = 2
 
 
 class Server:
@@ -268,12 +269,50 @@ def test_module_refuses_an_injected_name_and_sends_nothing(haproxy, capsys):
 # wait_up
 
 
-def test_wait_up_waits_for_the_health_checks(haproxy):
+def watch(fake, srv):
+    """The server's (admin state, check health) at every `show servers state` read lb_member makes."""
+    seen = []
+    answer = fake.answer
+
+    def watching(line):
+        if line.startswith("show servers state"):
+            seen.append((srv.admin, srv.health))
+        return answer(line)
+
+    fake.answer = watching
+    return seen
+
+
+def test_wait_up_from_maintenance_warms_in_drain_and_sets_ready_once_a_check_passed(haproxy):
     srv = rebooted(haproxy)
-    r = run(haproxy, state="ready", wait_up=True, up_timeout=5)
-    assert r["changed"] and r["state"] == "ready" and r["op_state"] == "up"
+    seen = watch(haproxy, srv)
+    r = run(haproxy, state="ready", wait_up=True, up_timeout=5, weight=3)
+    assert r["changed"] and r["state"] == "ready" and r["op_state"] == "up" and r["weight"] == 3
     assert 0.2 <= r["waited"] < 3, "it waited about `rise` for HAProxy's checks"
     assert srv.op == 2 and srv.admin == 0
+    assert haproxy.commands() == ["set server app/app1 state drain", "set server app/app1 weight 3",
+                                  "set server app/app1 state ready"]
+    # It took no traffic before a check passed: in drain (not ready) all the while its health was at rise.
+    assert all(admin == hap.FDRAIN for admin, health in seen if health <= RISE) and len(seen) > 2
+
+
+@pytest.mark.parametrize("op, health", [(0, 0), (2, RISE)])
+def test_wait_up_from_a_drain_no_check_passed_in_waits_there_first(haproxy, op, health):
+    # Down (its checks failed while its instance restarted), or up only because it left maintenance.
+    srv = haproxy.servers["app1"]
+    srv.admin, srv.op, srv.health = hap.FDRAIN, op, health
+    haproxy.start_checks(srv)
+    seen = watch(haproxy, srv)
+    r = run(haproxy, state="ready", wait_up=True, up_timeout=5)
+    assert r["changed"] and r["state"] == "ready" and r["op_state"] == "up" and 0.2 <= r["waited"] < 3
+    assert haproxy.commands() == ["set server app/app1 state ready"]
+    assert all(admin == hap.FDRAIN for admin, health in seen if health <= RISE) and len(seen) > 2
+
+
+def test_wait_up_from_a_checked_drain_sets_ready_at_once(haproxy):
+    haproxy.servers["app1"].admin = hap.FDRAIN
+    r = run(haproxy, state="ready", wait_up=True, up_timeout=5)
+    assert r["changed"] and r["state"] == "ready" and r["op_state"] == "up" and r["waited"] < 0.2
     assert haproxy.commands() == ["set server app/app1 state ready"]
 
 
@@ -308,7 +347,8 @@ def test_wait_up_also_when_already_ready(haproxy):
 
 
 def test_wait_up_fails_after_up_timeout_naming_what_it_saw(haproxy):
-    rebooted(haproxy, healthy=False)
+    srv = haproxy.servers["app1"]
+    srv.op, srv.health, srv.healthy = 0, 0, False
     with pytest.raises(_lb.LbError) as err:
         run(haproxy, state="ready", wait_up=True, up_timeout=0.4)
     msg = err.value.msg
@@ -316,7 +356,28 @@ def test_wait_up_fails_after_up_timeout_naming_what_it_saw(haproxy):
     assert "its operational state is down (srv_op_state 0) after 0.4 s (up_timeout)" in msg and "10.0.0.11" in msg
     assert err.value.result["op_state"] == "down" and err.value.result["state"] == "ready"
     assert 0.4 <= err.value.result["waited"] < 2
-    assert haproxy.servers["app1"].admin == 0, "it stays ready"
+    assert srv.admin == 0, "it stays ready"
+
+
+@pytest.mark.parametrize("timeout, op", [(0.2, "up"), (0.6, "down")])
+def test_a_server_from_maintenance_no_check_passes_is_left_in_drain(haproxy, timeout, op):
+    srv = rebooted(haproxy, healthy=False)
+    with pytest.raises(_lb.LbError) as err:
+        run(haproxy, state="ready", wait_up=True, up_timeout=timeout)
+    msg = err.value.msg
+    assert msg.startswith("server app1 of backend app was not set ready: HAProxy's checks do not see it up after")
+    assert "It stays in drain, where it takes no traffic." in msg and "10.0.0.11" in msg
+    assert ("counts it up only because it left maintenance" in msg) == (op == "up")
+    assert err.value.result["state"] == "drain" and err.value.result["op_state"] == op
+    assert srv.admin == hap.FDRAIN and haproxy.commands() == ["set server app/app1 state drain"]
+
+
+def test_without_checks_enabled_ready_from_maintenance_is_one_command(haproxy):
+    srv = rebooted(haproxy)
+    srv.checks, srv.op = CHECKS_OFF, 0
+    r = run(haproxy, state="ready", wait_up=True, up_timeout=1)
+    assert r["state"] == "ready" and r["op_state"] == "up" and r["waited"] < 0.5
+    assert haproxy.commands() == ["set server app/app1 state ready"]
 
 
 def test_wait_up_with_checks_disabled_and_down_says_so(haproxy):
@@ -364,8 +425,8 @@ def test_module_wait_up_timeout_fails_with_the_state(haproxy, capsys):
     rebooted(haproxy, healthy=False)
     code, out = module_run(capsys, {"backend": "app", "server": "app1", "state": "ready", "wait_up": True,
                                     "up_timeout": "0.3", "poll_interval": 0.05, "socket": haproxy.path})
-    assert code == 1 and out["failed"] and out["op_state"] == "down" and out["state"] == "ready"
-    assert "after 0.3 s (up_timeout)" in out["msg"]
+    assert code == 1 and out["failed"] and out["op_state"] == "down" and out["state"] == "drain"
+    assert "after 0.3 s (up_timeout" in out["msg"] and "It stays in drain" in out["msg"]
 
 
 def test_module_check_mode_and_a_missing_socket(haproxy, capsys):
