@@ -837,7 +837,7 @@ class Lab:
                         f"a container named {host.container} exists and was not made by this lab; remove it "
                         f"(docker rm -f {host.container}) or use another --name", 2
                     )
-            containers = {}
+            containers, reused = {}, set()
             for host in hosts:
                 image = images[host.arch]
                 spec = spec_hash(host, image.id, self.network)
@@ -850,9 +850,11 @@ class Lab:
                     current = self.run_host(client, host, image, spec)
                     say(f"created {host.name} ({host.group}) ssh 127.0.0.1:{host.ssh_port}"
                         + (f", http 127.0.0.1:{host.http_port}" if host.http_port else ""))
-                elif current.status != "running":
-                    current.start()
-                    say(f"started {host.name} (it was {current.status})")
+                else:
+                    reused.add(host.name)
+                    if current.status != "running":
+                        current.start()
+                        say(f"started {host.name} (it was {current.status})")
                 containers[host.name] = current
             os.makedirs(self.state_dir, exist_ok=True)
             public_key = self.ensure_keypair()
@@ -870,8 +872,21 @@ class Lab:
                 c = containers[host.name]
                 c.reload()
                 addresses[host.name] = c.attrs["NetworkSettings"]["Networks"][self.network]["IPAddress"]
-            self.write_state(hosts, addresses, host_keys, apps, base_port)
-            self.check_ssh(hosts, 30 if not arm64 else 120)
+            # dockerd hands out the network's addresses again when it restarts, in another order: the hosts' state
+            # (the load balancer's servers, firewall rules) names the old ones, so such a lab is made afresh.
+            was = {h["name"]: h.get("address") for h in self.state().get("hosts", [])}
+            moved = sorted(n for n in reused if was.get(n) and was[n] != addresses[n])
+            if moved:
+                say(f"recreating the lab: the addresses of {', '.join(moved)} changed since it was made (dockerd "
+                    "restarted), and what its hosts were set up with names the old ones")
+                for c in containers.values():
+                    c.remove(force=True)
+            else:
+                self.write_state(hosts, addresses, host_keys, apps, base_port)
+                self.check_ssh(hosts, 30 if not arm64 else 120)
+        if moved:
+            self.up(apps, base_port, pull, mirror, verbose, arm64)
+            return
         say(f"lab {self.name} is up: {len(hosts)} hosts ({apps} app{f', {arm64} arm64' if arm64 else ''}) "
             f"in {time.monotonic() - started:.1f} s")
         say(f"inventory: {os.path.join(self.state_dir, 'inventory.yml')}")
@@ -894,6 +909,14 @@ class Lab:
             ],
         }
         write_atomic(os.path.join(self.state_dir, "lab.json"), json.dumps(doc, indent=2) + "\n")
+
+    def state(self) -> dict:
+        """lab.json as the last `up` wrote it, or {} before one."""
+        try:
+            with open(os.path.join(self.state_dir, "lab.json"), encoding="utf-8") as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return {}
 
     def down(self) -> None:
         docker = _import_docker()
