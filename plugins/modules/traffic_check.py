@@ -82,8 +82,17 @@ options:
     description:
       - Put the O(canary) servers into rotation (state V(ready)) right after the first read of the counters, so
         that every request they serve is watched - none slips in before the window opens.
+      - Before that, a canary server out of rotation waits in V(drain) (one in V(maint) is moved there), where
+        HAProxy checks it without sending it traffic, until a check of it passed - HAProxy counts a server that
+        leaves maintenance as up before any check, and a check that failed while its instance restarted leaves it
+        at C(rise). The task fails after O(up_timeout), with the server still in V(drain), before any window.
     type: bool
     default: false
+  up_timeout:
+    description: Seconds each canary server may take to pass a check with O(ready_first) (see there).
+    type: float
+    default: 60
+    version_added: 0.1.0
   drain_on_fail:
     description:
       - Drain the O(canary) servers the moment the verdict fails (or, with O(inconclusive=fail), ends
@@ -228,11 +237,19 @@ fell_back:
   returned: always
   type: list
   elements: str
+warmed:
+  description:
+    - With O(ready_first), the canary servers that were out of rotation, each with the seconds it waited in drain
+      for a check that passed (see O(ready_first)).
+  returned: always
+  type: dict
+  sample: {"app4": 0.91}
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.seedops.deploy.plugins.module_utils import _haproxy as hap
+from ansible_collections.seedops.deploy.plugins.module_utils import _lb
 from ansible_collections.seedops.deploy.plugins.module_utils import _traffic
 
 LIMITS = ("max_error_ratio", "max_response_ratio", "max_response_ms", "min_requests", "min_timed_requests")
@@ -253,6 +270,7 @@ def main():
             min_timed_requests=dict(type="int", default=100),
             inconclusive=dict(type="str", choices=["fail", "pass"], default="fail"),
             ready_first=dict(type="bool", default=False),
+            up_timeout=dict(type="float", default=60),
             drain_on_fail=dict(type="bool", default=False),
             fallback=dict(type="list", elements="str", default=[]),
             shares=dict(type="list", elements="float", default=[]),
@@ -291,6 +309,8 @@ def main():
         result = run(module, p)
     except hap.HAProxyError as exc:
         module.fail_json(msg=str(exc))
+    except _lb.LbError as exc:
+        module.fail_json(msg=exc.msg)
     if result["verdict"] == "fail" or (result["verdict"] == "inconclusive" and p["inconclusive"] == "fail"):
         module.fail_json(msg="canary %s: %s" % (result["verdict"], "; ".join(result["reasons"])), **result)
     module.exit_json(**result)
@@ -313,6 +333,26 @@ def weight_steps(p):
     return steps, {s: states[(p["backend"], s)]["initial_weight"] for s in p["canary"]}
 
 
+def checked(p):
+    """Each canary server out of rotation waits in drain until a check of it passed (lb_member's wait_up): none
+    takes a request before its load balancer's checks saw it answer. LbError, the server left in drain, when none
+    passes within up_timeout."""
+    waited = {}
+    for server in p["canary"]:
+        member = _lb.Member({"backend": p["backend"], "server": server, "socket": p["socket"],
+                             "up_timeout": p["up_timeout"], "poll_interval": 0.25})
+        admin = hap.admin_name(member.read()["admin_state"])
+        if admin == "ready":
+            continue
+        if admin == "maint":
+            line = "set server %s state drain" % member.target
+            hap.check_answer(hap.command(p["socket"], line), line)
+        seen = {}
+        member.wait_up(seen, staying="drain")
+        waited[server] = seen["waited"]
+    return waited
+
+
 def run(module, p):
     """Watch and judge each step (one without shares); stop at the first that does not pass. The result is the
     last step's judgement, with every step in `steps`."""
@@ -333,6 +373,7 @@ def run(module, p):
             drained.extend(p["canary"])
             fell_back.extend(p["fallback"])
 
+    warmed = checked(p) if acts and p["ready_first"] else {}
     steps, configured = weight_steps(p)
     begin = observer.clock()
     done = []
@@ -359,7 +400,7 @@ def run(module, p):
         _traffic.set_weight(p["socket"], p["backend"], configured)
         restored = configured
     result.update(changed=bool(readied or drained or restored), readied=readied, drained=drained, fell_back=fell_back,
-                  weights=restored,
+                  weights=restored, warmed=warmed,
                   steps=done, elapsed=round(observer.clock() - begin, 2), window=p["window"] * len(steps))
     return result
 

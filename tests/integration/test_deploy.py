@@ -566,10 +566,14 @@ def test_scale_in_then_out_under_load_without_a_reload_and_without_knowing_the_v
     assert "lb1: joined app3 (in maintenance until a deploy brings them in behind its health gate); left nobody" in flat(
         back.stdout)
     assert haproxy_servers(lab)["app3"][0] == "maint" and haproxy_worker(lab) == worker
-    result, _recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml")
+    # app3 is the canary and bakes: HAProxy counts a server that leaves maintenance as up before any check, so it
+    # waits in drain for a check that passed before it takes the requests it is judged on.
+    result, _recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml", "-e", "deploy_canary_bake=2")
     assert result.returncode == 0, result.stdout[-3000:]
     assert f"No deploy_version given: the fleet runs {start} (app1, app2); new hosts that get it: app3." in flat(
         result.stdout)
+    assert re.search(r"canary pass: .* - into rotation on lb1 once a check of it passed \(waited in drain\): app3 [0-9.]+ s", flat(
+        result.stdout)), flat(result.stdout)[-3000:]
     assert load["all"]["failed"] == 0, load["errors"]
     assert {h: (r["old"], r["runs"], r["result"]) for h, r in rows(report).items()} == {
         "app1": (start, start, "unchanged"), "app2": (start, start, "unchanged"), "app3": (None, start, "switched")}

@@ -207,16 +207,55 @@ def test_module_fails_a_bad_canary_with_its_figures(haproxy, capsys):
 
 def test_module_puts_the_canary_in_only_once_watched_and_drains_it_the_moment_it_fails(haproxy, capsys):
     path, answers = haproxy
-    answers.extend([stat(app1=(0, 0, 0, 0, 1)), stat(app1=(0, 30, 0, 0, 1))])
+    # app1 in drain, up, its checks passed (no check_rise in this `show stat`: up is all there is to see).
+    answers.state = SERVERS_STATE + state_line("app1", admin=8)
+    answers.extend([stat(app1=(0, 0, 0, 0, 1)), stat(app1=(0, 0, 0, 0, 1)), stat(app1=(0, 30, 0, 0, 1))])
     code, out = module_run(capsys, {"socket": path, "backend": "app", "canary": ["app1"], "window": 5,
                                     "interval": 0.05, "ready_first": True, "drain_on_fail": True})
     assert code == 1 and (out["readied"], out["drained"], out["changed"]) == (["app1"], ["app1"], True)
-    assert answers.seen[:4] == ["show stat", "set server app/app1 state ready", "show stat",
-                                "set server app/app1 state drain"]
+    assert [c for c in answers.seen if not c.startswith("show servers state")][:5] == [
+        "show stat", "show stat", "set server app/app1 state ready", "show stat", "set server app/app1 state drain"]
     answers.seen.clear()
     code, out = module_run(capsys, {"socket": path, "backend": "app", "canary": ["app1"], "window": 5, "interval": 0.05,
                                     "ready_first": True, "drain_on_fail": True, "_ansible_check_mode": True})
     assert out["readied"] == [] and out["drained"] == [] and not any(c.startswith("set") for c in answers.seen)
+
+
+def checks_stat(health_rise=2, health_fall=2, **servers):
+    """A `show stat` answer with the check_rise and check_fall columns lb_member reads."""
+    lines = ["# pxname,svname,scur,status,check_rise,check_fall,\n"]
+    lines += ["app,%s,0,UP,%d,%d,\n" % (name, health_rise, health_fall) for name in servers]
+    return "".join(lines)
+
+
+def state_with_health(name, admin, op, health):
+    return "1 app 1 %s 10.0.0.1 %d %d 100 100 0 6 3 %d 6 0 0 0 - 8080 - 0 0 - - 0" % (name, op, admin, health)
+
+
+@pytest.mark.parametrize("admin", [1, 8])
+def test_module_waits_until_a_check_of_a_canary_out_of_rotation_passed_before_any_window(haproxy, capsys, admin):
+    path, answers = haproxy
+    # Up only because it left maintenance (health at rise 2), and no check passes: it never goes into rotation.
+    answers.state = SERVERS_STATE + state_with_health("app1", admin, 2, 2)
+    answers.extend([checks_stat(app1=1)])
+    code, out = module_run(capsys, {"socket": path, "backend": "app", "canary": ["app1"], "window": 5,
+                                    "interval": 0.05, "ready_first": True, "drain_on_fail": True, "up_timeout": 0.3})
+    assert code == 1 and out["msg"].startswith("server app1 of backend app was not set ready: HAProxy's checks do not "
+                                               "see it up after 0.3 s"), out
+    assert "It stays in drain, where it takes no traffic" in out["msg"]
+    assert "counts it up only because it left maintenance" in out["msg"]
+    sets = [c for c in answers.seen if c.startswith("set")]
+    assert sets == (["set server app/app1 state drain"] if admin == 1 else []), "never ready"
+
+
+def test_module_puts_a_canary_in_once_a_check_of_it_passed(haproxy, capsys):
+    path, answers = haproxy
+    answers.state = SERVERS_STATE + state_with_health("app1", 8, 2, 3)
+    answers.extend([checks_stat(app1=1), stat(app1=(0, 0, 0, 0, 1)), stat(app1=(30, 0, 0, 0, 1))])
+    code, out = module_run(capsys, {"socket": path, "backend": "app", "canary": ["app1"], "window": 0.05,
+                                    "interval": 0.05, "ready_first": True, "min_requests": 5})
+    assert code == 0 and out["readied"] == ["app1"] and list(out["warmed"]) == ["app1"], out
+    assert [c for c in answers.seen if c.startswith("set")] == ["set server app/app1 state ready"]
 
 
 def test_module_puts_the_fallback_servers_in_before_it_drains_a_failed_canary_in_one_call(haproxy, capsys):
