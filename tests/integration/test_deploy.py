@@ -1169,6 +1169,32 @@ def test_beside_together_flips_every_host_at_once_a_rollback_flips_back_and_a_re
     assert instance(lab, "app2", new)[0] == "active" and instance(lab, "app2", old)[:2] == ("inactive", "disabled")
     assert servers(lab)[f"app2-{new}"] == ("ready", "up") and servers(lab)[f"app2-{old}"][0] == "maint"
 
+    # The load balancer cannot reach app2's idle port (its new instance is healthy on the host itself): no check of
+    # app2's new server passes, so no host flips, and every host stays on its old instance and release.
+    ports["app2"] = new
+    idle = {host: 8080 if ports[host] == 8081 else 8081 for host in APPS}
+    lb1 = lab.host("lb1")["address"]
+    sh(lab, "app2", f"sudo nft add table inet seedops_test && sudo nft 'add chain inet seedops_test in {{ type filter "
+                    f"hook input priority -10; }}' && sudo nft add rule inet seedops_test in ip saddr {lb1} tcp dport "
+                    f"{idle['app2']} drop")
+    try:
+        result, _recap, load, _report = playbook_under_load(
+            demo, lab, "playbooks/deploy.yml", "-e", f"deploy_version={other(current)}", "-e", "deploy_switch=together",
+            "-e", "deploy_lb_up_timeout=4", "-e", BESIDE)
+    finally:
+        sh(lab, "app2", "sudo nft delete table inet seedops_test")
+    assert result.returncode != 0
+    out = flat(result.stdout)
+    assert f"app2 did not become healthy in {other(current)} (at the host, or in the load balancers' checks)" in out, out[-3000:]
+    assert (f"switched back to the release it ran before (see the report). app2: server app2-{idle['app2']} of backend "
+            "app is drain, but HAProxy's checks do not see it up") in out, out[-3000:]
+    assert load["all"]["failed"] == 0, load
+    for host in APPS:
+        assert live_port(lab, host) == ports[host] and instance(lab, host, ports[host])[::2] == ("active", current)
+        assert instance(lab, host, idle[host])[0] == "inactive"
+    assert servers(lab) == {**{f"{h}-{ports[h]}": ("ready", "up") for h in APPS},
+                            **{f"{h}-{idle[h]}": ("maint", "down") for h in APPS}}
+
 
 def test_beside_a_canary_that_fails_its_bake_flips_back_to_its_old_instance_which_kept_running(lab, demo, beside):
     """4.0.0 passes the health gate and answers real traffic with 500s. The canary app1 starts it beside its live
