@@ -121,14 +121,7 @@ class Member:
             return result
         warm = self.warms(result, want, before)
         if warm:
-            # A server that left maintenance is up at once, before any check: it waits in drain, where HAProxy checks
-            # it without sending it traffic, and is set ready once a check passed (a failure leaves it in drain).
-            lines = [line for line in commands if not line.endswith(" state ready")]
-            if result["previous_state"] == "maint":
-                lines.insert(0, "set server %s state drain" % self.target)
-            for line in lines:
-                hap.check_answer(hap.command(p["socket"], line), line)
-            self.wait_up(result, staying="drain")
+            self.warm(result, result["previous_state"], [line for line in commands if not line.endswith(" state ready")])
             commands = ["set server %s state ready" % self.target]
         for line in commands:
             hap.check_answer(hap.command(p["socket"], line), line)
@@ -147,6 +140,15 @@ class Member:
         if result["previous_state"] == "maint":
             return True
         return result["previous_state"] == "drain" and not self.checked_up()(before)
+
+    def warm(self, result, state, lines=()):
+        """A server on its way to ready waits in drain, where HAProxy checks it without sending it traffic, until a
+        check of it passed (a server that left maintenance is up at once, before any check): one in `state` maint
+        goes to drain first, with the other commands in `lines`. LbError, the server left in drain, after up_timeout."""
+        lines = (["set server %s state drain" % self.target] if state == "maint" else []) + list(lines)
+        for line in lines:
+            hap.check_answer(hap.command(self.p["socket"], line), line)
+        self.wait_up(result, staying="drain")
 
     def commands(self, result, want):
         """The runtime API commands that take the server from what it is to what is wanted."""

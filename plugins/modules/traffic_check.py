@@ -342,14 +342,10 @@ def checked(p):
         member = _lb.Member({"backend": p["backend"], "server": server, "socket": p["socket"],
                              "up_timeout": p["up_timeout"], "poll_interval": 0.25})
         admin = hap.admin_name(member.read()["admin_state"])
-        if admin == "ready":
-            continue
-        if admin == "maint":
-            line = "set server %s state drain" % member.target
-            hap.check_answer(hap.command(p["socket"], line), line)
-        seen = {}
-        member.wait_up(seen, staying="drain")
-        waited[server] = seen["waited"]
+        if admin != "ready":
+            seen = {}
+            member.warm(seen, admin)
+            waited[server] = seen["waited"]
     return waited
 
 
