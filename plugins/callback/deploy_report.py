@@ -286,6 +286,11 @@ class Event:
             invocation = self.res["results"][0].get("invocation")
         self.args = (invocation or {}).get("module_args") or {}
 
+    def message(self):
+        """Why the task failed: a loop's first failed item's own message, not Ansible's "One or more items failed"."""
+        failed = [item.get("msg") for item in self.res.get("results") or [] if isinstance(item, dict) and item.get("failed")]
+        return next((msg for msg in failed if msg), None) or self.res.get("msg")
+
 
 class CallbackModule(CallbackBase):
     CALLBACK_VERSION = 2.0
@@ -395,7 +400,7 @@ class CallbackModule(CallbackBase):
         if event.failed and rec.outcome is None and status == "failed":
             rec.outcome = "failed"
         if event.failed and not rec.message:
-            rec.message = event.res.get("msg")
+            rec.message = event.message()
 
     def on_plan(self, plan):
         """deploy_plan (roles/deploy/tasks/decide.yml): every host's release, action and batch."""

@@ -575,3 +575,17 @@ def test_a_run_that_neither_deployed_nor_was_refused_prints_no_report(callback, 
         path="/c/playbooks/other.yml:3")
     callback.v2_playbook_on_stats(Stats())
     assert "DEPLOY REPORT" not in capsys.readouterr().out
+
+
+def test_a_failed_loop_reports_its_failed_items_own_message(callback, tmp_path):
+    plan(callback, ["app1"], "1.0.0", "2.0.0")
+    # A drain over two load balancers: lb1 drained the server, lb2 refused. Ansible's own msg says only that an item
+    # failed.
+    items = [{"invocation": {"module_args": {"state": "drain"}}, "item": ["lb1", "app1"], "failed": False},
+             {"invocation": {"module_args": {"state": "drain"}}, "item": ["lb2", "app1"], "failed": True,
+              "msg": "app1 still has 3 sessions after 60 s of drain (drain_timeout); it stays in drain"}]
+    run(callback, "app1", "seedops.deploy.lb_member", {"results": items, "msg": "One or more items failed"},
+        status="failed")
+    callback.v2_playbook_on_stats(Stats())
+    row = json.loads((tmp_path / "latest.json").read_text())["hosts"][0]
+    assert row["message"] == "app1 still has 3 sessions after 60 s of drain (drain_timeout); it stays in drain"

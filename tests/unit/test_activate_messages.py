@@ -1,0 +1,50 @@
+"""The message activate.yml's rescue stops a rollout with, rendered from the task file itself for each way a switch or
+a flip can end: back in the load balancer, the old instance serving (with or without load balancers that moved the
+host's traffic and moved it back), and a host split between its two instances (which the lab cannot make: it needs a
+load balancer that fails between a flip and its flip back)."""
+import os
+
+import pytest
+import yaml
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar
+
+try:  # ansible-core 2.19+: only trusted strings are templated.
+    from ansible.template import trust_as_template
+except ImportError:  # 2.17, 2.18
+    def trust_as_template(value):
+        return value
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FLIP = {"path": "flip", "idle_server": "app1-8081", "lb_server": "app1-8080"}
+BASE = {"inventory_hostname": "app1", "deploy_activate_why": "why.", "deploy_lb_hosts": ["lb1", "lb2"],
+        "deploy_activate_unswitched": False, "deploy_activate_restart": {}, "deploy_host_plan": FLIP,
+        "deploy_activate_flipped_on": []}
+END = " The rollout stops here: hosts of later batches were not touched and keep their release."
+
+
+def stop_message(**facts):
+    with open(os.path.join(ROOT, "roles", "deploy", "tasks", "activate.yml"), encoding="utf-8") as handle:
+        tasks = yaml.safe_load(handle)
+    block = next(t for t in tasks if t.get("name") == "Activate - switch, restart and check health")
+    stop = next(t for t in block["rescue"] if t["name"].endswith("stop the rollout"))
+    templar = Templar(loader=DataLoader(), variables={**BASE, **facts})
+    return templar.template(trust_as_template(stop["vars"]["deploy_stop_msg"]))
+
+
+@pytest.mark.parametrize("facts, says", [
+    ({"deploy_activate_unswitched": True, "deploy_host_plan": {**FLIP, "path": "restart"}},
+     "It is back in the load balancer."),
+    ({"deploy_activate_unflipped": True},
+     "Its old instance still serves it: the new one was stopped and current switched back."),
+    ({"deploy_activate_unflipped": True, "deploy_activate_flipped_on": ["lb1", "lb2"]},
+     "Its old instance still serves it: lb1, lb2 had moved its traffic to the new one and moved it back; the new one "
+     "was stopped and current switched back."),
+    ({"deploy_activate_flipped_on": ["lb1", "lb2"], "deploy_activate_split": ["lb1"],
+      "deploy_activate_split_why": "lb1 did not answer."},
+     "It is split between its two instances, which both run: lb1 still sends its traffic to the new one (app1-8081), "
+     "the other load balancers to the old one (app1-8080); moving it back failed: lb1 did not answer. Set app1-8080 "
+     "ready and app1-8081 to maint there (lb_member), then run the deploy again: its plan stops the second instance."),
+])
+def test_the_stop_message_says_where_the_host_ends(facts, says):
+    assert stop_message(**facts) == "app1: why. " + says + END
