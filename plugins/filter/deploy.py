@@ -526,6 +526,16 @@ def deploy_stats(verified, plan, report=None, stopped=None):
     return stats
 
 
+def failure_reason(result, default="see above"):
+    """Why a task failed, as one sentence for a stop message: a loop's first failed item's own message (Ansible's says
+    only "One or more items failed"), else the task's, else `default`; ended with a full stop."""
+    result = result if isinstance(result, dict) else {}
+    items = [item for item in result.get("results") or [] if isinstance(item, dict) and item.get("failed")]
+    reason = next((str(item["msg"]) for item in items if item.get("msg")), None) or result.get("msg") or default
+    reason = " ".join(str(reason).split())
+    return reason if reason.endswith(".") else reason + "."
+
+
 class FilterModule:
     """seedops.deploy deploy-planning filters."""
 
@@ -533,4 +543,5 @@ class FilterModule:
         return {"checksum_for": checksum_for, "fleet_rollback": fleet_rollback, "deploy_plan": deploy_plan,
                 "rotation_of": rotation_of, "fleet_status": fleet_status, "smoke_failures": smoke_failures,
                 "fanout_waves": fanout_waves, "fleet_release": fleet_release, "deploy_stats": deploy_stats,
-                "serial_entries": serial_entries, "live_instance": live_instance, "health_at_port": health_at_port}
+                "serial_entries": serial_entries, "live_instance": live_instance, "health_at_port": health_at_port,
+                "failure_reason": failure_reason}

@@ -1262,46 +1262,54 @@ def second_lb(lab, demo, beside, tmp_path):
 def test_beside_with_two_load_balancers_a_flip_moves_every_ones_traffic_or_none(lab, demo, beside, second_lb):
     """lb1 and repo1 (second_lb) in front of the fleet. A new instance that repo1 cannot reach is checked in both
     before either moves app1's traffic: lb1 never sends it a request. A flip that fails in repo1 after both moved
-    app1's traffic (repo1's old server keeps long requests past deploy_drain_timeout) is moved back in both: app1
-    ends on its old instance, which never stopped, in both load balancers, and the long requests succeed."""
+    the traffic (repo1's old servers keep long requests past deploy_drain_timeout) is moved back in both, rolling
+    (app1, the canary) and together (every host): each host ends on its old instance, which never stopped, in both
+    load balancers, the lock is given back, and the long requests succeed."""
     current = fleet_at(lab, RELEASES, extra=("-e", BESIDE))
     target = other(current)
-    old = live_port(lab, "app1")
-    new = 8080 if old == 8081 else 8081
-    pid = instance(lab, "app1", old)[3]
+    old = {host: live_port(lab, host) for host in APPS}
+    new = {host: 8080 if old[host] == 8081 else 8081 for host in APPS}
+    pids = {host: instance(lab, host, old[host])[3] for host in APPS}
+    was = {host: record_state(lab, host, target) for host in APPS}
     repo1 = lab.host("repo1")["address"]
-    was = record_state(lab, "app1", target)
 
-    def ends_on_old_instance():
-        assert live_port(lab, "app1") == old and instance(lab, "app1", old)[::3] == ("active", pid)
-        assert instance(lab, "app1", new)[0] == "inactive" and live(lab, "app1")[0] == current
-        assert record_state(lab, "app1", target) == "failed"
+    def on_old_instances(hosts):
+        for host in hosts:
+            assert live_port(lab, host) == old[host] and instance(lab, host, old[host])[::3] == ("active", pids[host])
+            assert instance(lab, host, new[host])[0] == "inactive" and live(lab, host)[0] == current
+            assert record_state(lab, host, target) == "failed"
         for lb in ("lb1", "repo1"):
             found = run_module(lab, lb, "seedops.deploy.lb_info", {"backend": "app"})["servers"]
-            assert (found[f"app1-{old}"]["admin"], found[f"app1-{new}"]["admin"]) == ("ready", "maint"), (lb, found)
+            assert {h: (found[f"{h}-{old[h]}"]["admin"], found[f"{h}-{new[h]}"]["admin"]) for h in APPS} == {
+                h: ("ready", "maint") for h in APPS}, (lb, found)
+        assert lock_record(lab) is None, "the lock was given back"
+
+    def deploy(*args):
+        return playbook_under_load(demo, lab, "playbooks/deploy.yml", *second_lb, "-e", f"deploy_version={target}",
+                                   "-e", BESIDE, *args)
 
     # repo1 cannot reach app1's new instance: no check of it passes there, so no load balancer moves its traffic.
     sh(lab, "app1", f"sudo nft add table inet seedops_test && sudo nft 'add chain inet seedops_test in {{ type filter "
                     f"hook input priority -10; }}' && sudo nft add rule inet seedops_test in ip saddr {repo1} tcp dport "
-                    f"{new} drop")
+                    f"{new['app1']} drop")
     try:
-        result, _recap, load, _report = playbook_under_load(
-            demo, lab, "playbooks/deploy.yml", *second_lb, "-e", f"deploy_version={target}", "-e", BESIDE,
-            "-e", "deploy_lb_up_timeout=4")
+        result, _recap, load, _report = deploy("-e", "deploy_lb_up_timeout=4")
     finally:
         sh(lab, "app1", "sudo nft delete table inet seedops_test")
     assert result.returncode != 0
     out = flat(result.stdout)
-    assert f"app1: server app1-{new} of backend app is drain, but HAProxy's checks do not see it up" in out, out[-3000:]
+    assert f"app1: server app1-{new['app1']} of backend app is drain, but HAProxy's checks do not see it up" in out, \
+        out[-3000:]
     assert "Its old instance still serves it: the new one was stopped and current switched back." in out, out[-3000:]
     assert load["all"]["failed"] == 0 and set(load["versions"]) == {current}, load
-    ends_on_old_instance()
+    on_old_instances(["app1"])
 
-    # Six long requests through repo1, two on each server in rotation there: app1's old one keeps two sessions.
+    # Six long requests through repo1 (55 s, below HAProxy's 60 s timeout server), two on each server in rotation
+    # there: every host's old server keeps two sessions through both runs below.
     script = ("import threading, urllib.request as u\n"
               "out = []\n"
               "def one():\n"
-              "    try: out.append(u.urlopen('http://127.0.0.1:8088/?delay=40s', timeout=60).status)\n"
+              "    try: out.append(u.urlopen('http://127.0.0.1:8088/?delay=55s', timeout=90).status)\n"
               "    except Exception as e: out.append(repr(e))\n"
               "ts = [threading.Thread(target=one) for _ in range(6)]\n"
               "[t.start() for t in ts]\n"
@@ -1312,26 +1320,39 @@ def test_beside_with_two_load_balancers_a_flip_moves_every_ones_traffic_or_none(
     slow.start()
     try:
         deadline = time.monotonic() + 10
-        while sessions(lab, "repo1", f"app1-{old}") < 1 and time.monotonic() < deadline:
+        while min(sessions(lab, "repo1", f"{h}-{old[h]}") for h in APPS) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert sessions(lab, "repo1", f"app1-{old}") >= 1
-        result, _recap, load, _report = playbook_under_load(
-            demo, lab, "playbooks/deploy.yml", *second_lb, "-e", f"deploy_version={target}", "-e", BESIDE,
-            "-e", "deploy_drain_timeout=3")
+        assert {h: sessions(lab, "repo1", f"{h}-{old[h]}") for h in APPS} == {h: 2 for h in APPS}
+        result, _recap, load, _report = deploy("-e", "deploy_drain_timeout=3")
         assert result.returncode != 0
         out = flat(result.stdout)
-        assert f"app1: app/app1-{new} serves now, but app/app1-{old} still has 2 sessions after 3 s" in out, out[-3000:]
+        assert (f"app1: app/app1-{new['app1']} serves now, but app/app1-{old['app1']} still has 2 sessions after 3 s"
+                in out), out[-3000:]
         assert ("Its old instance still serves it: lb1, repo1 had moved its traffic to the new one and moved it back; "
                 "the new one was stopped and current switched back.") in out, out[-3000:]
         # lb1 sent app1's traffic to the new instance until the flip back: the clients met both, and no failure.
         assert load["all"]["failed"] == 0 and set(load["versions"]) == {current, target}, load
-        ends_on_old_instance()
+        on_old_instances(["app1"])
+
+        # Together: every host's flip fails in repo1 the same way, and each goes back to its old instance.
+        assert all(sessions(lab, "repo1", f"{h}-{old[h]}") == 2 for h in APPS), "the long requests still run"
+        result, _recap, load, _report = deploy("-e", "deploy_drain_timeout=3", "-e", "deploy_switch=together")
+        assert result.returncode != 0
+        out = flat(result.stdout)
+        for host in APPS:
+            assert (f"{host}: its flip failed: app/{host}-{new[host]} serves now, but app/{host}-{old[host]} still has "
+                    "2 sessions after 3 s (drain_timeout): it stays in drain, so its old instance must not be stopped "
+                    "yet. Its old instance still serves it: lb1, repo1 had moved its traffic to the new one and moved "
+                    "it back; the new one was stopped and current switched back.") in out, out[-4000:]
+        assert load["all"]["failed"] == 0, load
+        on_old_instances(APPS)
     finally:
         slow.join(90)
-        # The release the failed flips marked failed on app1 is one the later tests go back and forth between.
+        # The release the failed flips marked failed is one the later tests go back and forth between.
         record = f"{BASE}/releases/{target}.json"
-        sh(lab, "app1", f"sudo python3 -c \"import json; d = json.load(open('{record}')); d['state'] = '{was}'; "
-                        f"json.dump(d, open('{record}', 'w'))\"")
+        for host in APPS:
+            sh(lab, host, f"sudo python3 -c \"import json; d = json.load(open('{record}')); d['state'] = '{was[host]}'; "
+                          f"json.dump(d, open('{record}', 'w'))\"")
     assert box["out"].stdout.strip() == "[200, 200, 200, 200, 200, 200]", box["out"]
 
 

@@ -1,7 +1,7 @@
-"""The message activate.yml's rescue stops a rollout with, rendered from the task file itself for each way a switch or
-a flip can end: back in the load balancer, the old instance serving (with or without load balancers that moved the
-host's traffic and moved it back), and a host split between its two instances (which the lab cannot make: it needs a
-load balancer that fails between a flip and its flip back)."""
+"""The message activate.yml's rescue stops a rollout with, rendered from the task files themselves (activate.yml and
+flip_failed.yml) for each way a switch or a flip can end: back in the load balancer, the old instance serving (with
+or without load balancers that moved the host's traffic and moved it back), and a host split between its two
+instances (which the lab cannot make: it needs a load balancer that fails between a flip and its flip back)."""
 import os
 
 import pytest
@@ -23,13 +23,23 @@ BASE = {"inventory_hostname": "app1", "deploy_activate_why": "why.", "deploy_lb_
 END = " The rollout stops here: hosts of later batches were not touched and keep their release."
 
 
+def tasks(name):
+    with open(os.path.join(ROOT, "roles", "deploy", "tasks", name), encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def render(text, facts):
+    return Templar(loader=DataLoader(), variables=facts).template(trust_as_template(text))
+
+
 def stop_message(**facts):
-    with open(os.path.join(ROOT, "roles", "deploy", "tasks", "activate.yml"), encoding="utf-8") as handle:
-        tasks = yaml.safe_load(handle)
-    block = next(t for t in tasks if t.get("name") == "Activate - switch, restart and check health")
+    """activate.yml's stop message, with flip_failed.yml's sentence on where a flipping host ends."""
+    facts = {**BASE, **facts}
+    outcome = next(t for t in tasks("flip_failed.yml") if t["name"].endswith("for the message"))
+    facts["deploy_flip_outcome"] = render(outcome["ansible.builtin.set_fact"]["deploy_flip_outcome"], facts)
+    block = next(t for t in tasks("activate.yml") if t.get("name") == "Activate - switch, restart and check health")
     stop = next(t for t in block["rescue"] if t["name"].endswith("stop the rollout"))
-    templar = Templar(loader=DataLoader(), variables={**BASE, **facts})
-    return templar.template(trust_as_template(stop["vars"]["deploy_stop_msg"]))
+    return render(stop["vars"]["deploy_stop_msg"], facts)
 
 
 @pytest.mark.parametrize("facts, says", [

@@ -484,3 +484,13 @@ def test_health_at_port_moves_the_url_or_the_tcp_port():
     assert plugin.health_at_port(health, 8081) == {"url": "http://127.0.0.1:8081/healthz?deep=1", "successes": 3}
     assert plugin.health_at_port(health, None) == health
     assert plugin.health_at_port({"host": "127.0.0.1", "port": 8080}, "8081") == {"host": "127.0.0.1", "port": 8081}
+
+
+def test_failure_reason_is_a_failed_loop_items_own_message_as_a_sentence():
+    loop = {"msg": "One or more items failed", "changed": False,
+            "results": [{"failed": False, "msg": "ok"}, {"failed": True, "msg": "lb2: no such\n  server app1"},
+                        {"failed": True, "msg": "lb3 refused"}]}
+    assert plugin.failure_reason(loop) == "lb2: no such server app1."
+    assert plugin.failure_reason({"msg": "unhealthy; rolled back."}) == "unhealthy; rolled back."
+    assert plugin.failure_reason({"results": [{"failed": True}]}, "the switch failed") == "the switch failed."
+    assert plugin.failure_reason(None) == "see above."
