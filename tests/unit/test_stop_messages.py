@@ -1,7 +1,8 @@
-"""The message activate.yml's rescue stops a rollout with, rendered from the task files themselves (activate.yml and
+"""The messages that stop a rollout, rendered from the task files themselves: activate.yml's rescue (with
 flip_failed.yml) for each way a switch or a flip can end: back in the load balancer, the old instance serving (with
 or without load balancers that moved the host's traffic and moved it back), and a host split between its two
-instances (which the lab cannot make: it needs a load balancer that fails between a flip and its flip back)."""
+instances (which the lab cannot make: it needs a load balancer that fails between a flip and its flip back); and
+abort.yml's, for a batch that could not be taken back."""
 import os
 
 import pytest
@@ -58,3 +59,17 @@ def stop_message(**facts):
 ])
 def test_the_stop_message_says_where_the_host_ends(facts, says):
     assert stop_message(**facts) == "app1: why. " + says + END
+
+
+def test_a_batch_that_could_not_be_taken_back_says_why_and_where_to_look():
+    """abort.yml's rescue: the flip back (or the drain, restart or ready) of a batch that failed its checks failed."""
+    block = next(t for t in tasks("abort.yml") if t.get("name") == "Abort - take the host back to the release it ran")
+    stop = block["rescue"][0]
+    failed = {"msg": "One or more items failed",
+              "results": [{"failed": False}, {"failed": True, "msg": "app1-8080 is not up in HAProxy's health checks"}]}
+    said = render(stop["vars"]["deploy_stop_msg"],
+                  {**BASE, "deploy_abort_msg": "The canary app1 failed its judgement.", "ansible_failed_result": failed,
+                   "deploy_host_plan": {**FLIP, "current": "1.0.0"}})
+    assert said == ("The canary app1 failed its judgement. app1 could not be taken back to 1.0.0: app1-8080 is not up "
+                    "in HAProxy's health checks. Look at it before the next run: the report and seedops.deploy.status "
+                    "say what it runs and where its load balancers send its traffic. Later batches were not touched.")
