@@ -90,6 +90,7 @@ from dataclasses import dataclass, field
 from ansible.plugins.callback import CallbackBase
 
 from ansible_collections.seedops.deploy.plugins.module_utils import _lease
+from ansible_collections.seedops.deploy.plugins.module_utils import _results
 from ansible_collections.seedops.deploy.plugins.module_utils import _releases
 from ansible_collections.seedops.deploy.plugins.module_utils import _service
 from ansible_collections.seedops.deploy.plugins.plugin_utils import _controller
@@ -286,11 +287,6 @@ class Event:
             invocation = self.res["results"][0].get("invocation")
         self.args = (invocation or {}).get("module_args") or {}
 
-    def message(self):
-        """Why the task failed: a loop's first failed item's own message, not Ansible's "One or more items failed"."""
-        failed = [item.get("msg") for item in self.res.get("results") or [] if isinstance(item, dict) and item.get("failed")]
-        return next((msg for msg in failed if msg), None) or self.res.get("msg")
-
 
 class CallbackModule(CallbackBase):
     CALLBACK_VERSION = 2.0
@@ -400,7 +396,7 @@ class CallbackModule(CallbackBase):
         if event.failed and rec.outcome is None and status == "failed":
             rec.outcome = "failed"
         if event.failed and not rec.message:
-            rec.message = event.message()
+            rec.message = _results.failed_message(event.res)
 
     def on_plan(self, plan):
         """deploy_plan (roles/deploy/tasks/decide.yml): every host's release, action and batch."""

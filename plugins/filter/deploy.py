@@ -13,6 +13,7 @@ from ansible.utils.helpers import pct_to_int
 from ansible_collections.seedops.deploy.plugins.module_utils import _digest
 from ansible_collections.seedops.deploy.plugins.module_utils import _health
 from ansible_collections.seedops.deploy.plugins.module_utils import _lease
+from ansible_collections.seedops.deploy.plugins.module_utils import _results
 from ansible_collections.seedops.deploy.plugins.module_utils import _service
 
 _NOT_GIVEN = object()
@@ -529,10 +530,7 @@ def deploy_stats(verified, plan, report=None, stopped=None):
 def failure_reason(result, default="see above"):
     """Why a task failed, as one sentence for a stop message: a loop's first failed item's own message (Ansible's says
     only "One or more items failed"), else the task's, else `default`; ended with a full stop."""
-    result = result if isinstance(result, dict) else {}
-    items = [item for item in result.get("results") or [] if isinstance(item, dict) and item.get("failed")]
-    reason = next((str(item["msg"]) for item in items if item.get("msg")), None) or result.get("msg") or default
-    reason = " ".join(str(reason).split())
+    reason = " ".join(str(_results.failed_message(result) or default).split())
     return reason if reason.endswith(".") else reason + "."
 
 
