@@ -72,3 +72,57 @@ def test_a_batch_that_could_not_be_taken_back_says_why_and_where_to_look():
     assert said == ("The canary app1 failed its judgement. app1 could not be taken back to 1.0.0: app1-8080 is not up "
                     "in HAProxy's health checks. Look at it before the next run: the report and seedops.deploy.status "
                     "say what it runs and where its load balancers send its traffic. Later batches were not touched.")
+
+
+def together_message(hosts, hostvars, failed):
+    """together.yml's stop message with the facts each host left (hostvars), rendered as on any host of the play.
+    `extract` and `zip` are Ansible's filters; they are given here as Ansible defines them (a missing key is
+    undefined, zip pairs up its arguments)."""
+    block = next(t for t in tasks("together.yml") if t.get("name") == "Together - switch and restart")["block"]
+    back = next(t for t in block if t.get("name") == "Together - take every host back to its old release")
+    stop = next(t for t in back["block"] if t["name"].startswith("Together - give the fleet's deploy lock back"))
+    # Ansible's undefined allows an attribute of an undefined value (seen.deploy_together_warm.results | default).
+    env = jinja2.Environment(undefined=jinja2.ChainableUndefined)
+    env.filters["seedops.deploy.failure_reason"] = deploy_filters.failure_reason
+    env.filters["extract"] = lambda item, container, key: container[item].get(key, env.undefined(name=key))
+    env.filters["zip"] = lambda first, *others: list(zip(first, *others))
+    plans = {h: {"lb_server": f"{h}-8080", "idle_server": f"{h}-8081"} for h in hostvars}
+    facts = {"ansible_play_hosts": hosts, "hostvars": hostvars, "deploy_together_failed": failed,
+             "deploy_plan": {"release": "2.0.0", "hosts": plans}}
+    # Each var of the include as Ansible templates it: lazily, in the order the message needs them.
+    for name in ("deploy_together_why", "deploy_together_moved_back", "deploy_together_back_note", "deploy_together_split"):
+        facts[name] = env.from_string(stop["vars"][name]).render(**facts)
+        if name == "deploy_together_moved_back":
+            facts[name] = yaml.safe_load(facts[name])
+    return " ".join(env.from_string(stop["vars"]["deploy_stop_msg"]).render(**facts).split())
+
+
+FLIP_FAILED = {"deploy_together_flip_why": "app/app1-8081 serves now, but app/app1-8080 still has 2 sessions.",
+               "deploy_flip_outcome": "Its old instance still serves it: the new one was stopped and current switched back."}
+HEAD = ("app1 did not take 2.0.0 (its new instance was not healthy at the host or in the load balancers' checks, or its "
+        "flip failed), so every host was switched back to the release it ran before (see the report). app1: its flip "
+        "failed: app/app1-8081 serves now, but app/app1-8080 still has 2 sessions. Its old instance still serves it: the "
+        "new one was stopped and current switched back.")
+
+
+def test_together_names_the_hosts_whose_flip_passed_and_were_moved_back():
+    said = together_message(["app1", "app2", "app3"], {
+        "app1": FLIP_FAILED, "app2": {"deploy_activate_flipped": True}, "app3": {"deploy_activate_flipped": True}},
+        ["app1"])
+    assert said == HEAD + (" app2, app3 had moved their traffic to 2.0.0 and were moved back to their old instances, "
+                           "which never stopped.")
+
+
+def test_together_names_a_host_that_could_not_be_moved_back_and_what_to_set():
+    """A host whose flip passed and whose flip back failed (the lab cannot make it: it needs a load balancer that
+    fails between the flips) is split between its two instances; a host that dropped out is named as such."""
+    said = together_message(["app1", "app2", "app3"], {
+        "app1": FLIP_FAILED, "app2": {"deploy_activate_flipped": True},
+        "app3": {"deploy_activate_flipped": True, "deploy_together_back_why": "lb2 did not answer."},
+        "app4": {}}, ["app4", "app1"])
+    assert said == HEAD.replace("app1 did not", "app4, app1 did not").replace(
+        "(see the report). app1:", "(see the report). app4: it dropped out of the run (unreachable, or a task failed); "
+        "app1:") + (
+        " app2 had moved its traffic to 2.0.0 and was moved back to its old instance, which never stopped. app3 could "
+        "not be moved back to its old instance (app3-8080, still running): lb2 did not answer. Check where each load "
+        "balancer sends it (lb_info), set app3-8080 ready and app3-8081 to maint there, then run the deploy again.")
