@@ -1140,6 +1140,8 @@ def test_beside_together_flips_every_host_at_once_a_rollback_flips_back_and_a_re
     ports = {host: live_port(lab, host) for host in APPS}
     for host in APPS:
         assert instance(lab, host, ports[host])[::2] == ("active", other(current))
+        # The old instances ran until every flip passed, then stopped.
+        assert instance(lab, host, 8080 if ports[host] == 8081 else 8081)[:2] == ("inactive", "disabled")
     # The skew is the spread of the moments the load balancer flipped each host, as each flip returned them.
     flipped = [row["restart_times"]["flipped"] for row in report["hosts"]]
     assert {row["batch"] for row in report["hosts"]} == {"all"} and "drain" not in report["hosts"][0]["phases"]

@@ -88,6 +88,7 @@ def together_message(hosts, hostvars, failed):
     env.filters["zip"] = lambda first, *others: list(zip(first, *others))
     plans = {h: {"lb_server": f"{h}-8080", "idle_server": f"{h}-8081"} for h in hostvars}
     facts = {"ansible_play_hosts": hosts, "hostvars": hostvars, "deploy_together_failed": failed,
+             "deploy_together_at_flip": True,
              "deploy_plan": {"release": "2.0.0", "hosts": plans}}
     # Each var of the include as Ansible templates it: lazily, in the order the message needs them.
     for name in ("deploy_together_why", "deploy_together_moved_back", "deploy_together_back_note", "deploy_together_split"):
@@ -99,8 +100,8 @@ def together_message(hosts, hostvars, failed):
 
 FLIP_FAILED = {"deploy_together_flip_why": "app/app1-8081 serves now, but app/app1-8080 still has 2 sessions.",
                "deploy_flip_outcome": "Its old instance still serves it: the new one was stopped and current switched back."}
-HEAD = ("app1 did not take 2.0.0 (its new instance was not healthy at the host or in the load balancers' checks, or its "
-        "flip failed), so every host was switched back to the release it ran before (see the report). app1: its flip "
+HEAD = ("app1 could not flip to 2.0.0, so every host was switched back to the release it ran before (see the report). "
+        "app1: its flip "
         "failed: app/app1-8081 serves now, but app/app1-8080 still has 2 sessions. Its old instance still serves it: the "
         "new one was stopped and current switched back.")
 
@@ -120,7 +121,7 @@ def test_together_names_a_host_that_could_not_be_moved_back_and_what_to_set():
         "app1": FLIP_FAILED, "app2": {"deploy_activate_flipped": True},
         "app3": {"deploy_activate_flipped": True, "deploy_together_back_why": "lb2 did not answer."},
         "app4": {}}, ["app4", "app1"])
-    assert said == HEAD.replace("app1 did not", "app4, app1 did not").replace(
+    assert said == HEAD.replace("app1 could not", "app4, app1 could not").replace(
         "(see the report). app1:", "(see the report). app4: it dropped out of the run (unreachable, or a task failed); "
         "app1:") + (
         " app2 had moved its traffic to 2.0.0 and was moved back to its old instance, which never stopped. app3 could "
