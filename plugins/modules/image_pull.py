@@ -15,7 +15,9 @@ description:
     of this host's platform, both by digest with every body checked, then has the Docker engine pull exactly that
     manifest by its digest (the engine checks every layer against it) and checks that the image it stored is the
     config the manifest names - Docker's image id is the config's digest.
-  - Unchanged when the engine holds that image already; nothing is pulled then.
+  - Unchanged when the engine holds that image already by this reference (C(<registry host>/<repository>@<manifest
+    digest>), what the service's container runs); nothing is pulled then. An engine that holds the same image under
+    another name only (another registry address, a tag) pulls it by this reference, which fetches the manifest alone.
   - An index without this host's platform, a body whose digest is not the one asked for, or an image id that is not
     the manifest's config fail with a message that says which; an image that did not match is removed again.
   - The engine must trust the registry's certificate (C(/etc/docker/certs.d/<host:port>/ca.crt), the
@@ -157,7 +159,10 @@ def main():
               "reference": registry.reference(entry["digest"]), "changed": False, "removed": []}
     try:
         client = docker.from_env()
-        if local_image(client, entry["config"]) is None:
+        # The image id alone is not enough: docker run --pull never finds the image by the reference the release
+        # names, which the engine records in RepoDigests when it pulls by it.
+        held = local_image(client, entry["config"])
+        if held is None or result["reference"] not in (held.attrs.get("RepoDigests") or []):
             result["changed"] = True
             if not module.check_mode:
                 pull(module, client, result, entry)

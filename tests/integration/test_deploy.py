@@ -1464,10 +1464,17 @@ def test_a_rolling_container_deploy_under_load_moves_the_fleet_to_images_and_a_t
     # An image of the repository on app1 that no release names, pulled by digest as a release pruned by deploy_keep
     # leaves it: the stage's pull removes it from the engine.
     stray = run_module(lab, "localhost", "seedops.deploy.image_info", {**login, "reference": "7.0.0"}, become=False)
-    pulled = run_module(lab, "app1", "seedops.deploy.image_pull", {
-        "registry": registry["inside"], "repository": "seedops-app", "digest": stray["digest"], "username": "ci",
-        "password": REGISTRY_USERS[0]["password"], "ca_path": f"/etc/docker/certs.d/{registry['host']}/ca.crt"})
+    stray_pull = {"registry": registry["inside"], "repository": "seedops-app", "digest": stray["digest"], "username": "ci",
+                  "password": REGISTRY_USERS[0]["password"], "ca_path": f"/etc/docker/certs.d/{registry['host']}/ca.crt"}
+    pulled = run_module(lab, "app1", "seedops.deploy.image_pull", stray_pull)
+    assert pulled["_status"] in ("CHANGED", "SUCCESS"), pulled
+    # The engine holds that image under another name only (as after the registry moved to another address): the
+    # pull is needed again, since the container runs it by the reference the release names.
+    sh(lab, "app1", f"sudo docker tag {pulled['reference']} seedops-test/elsewhere:stray && sudo docker rmi "
+                    f"{pulled['reference']} && ! sudo docker image inspect {pulled['reference']} >/dev/null 2>&1")
+    pulled = run_module(lab, "app1", "seedops.deploy.image_pull", stray_pull)
     assert pulled["_status"] == "CHANGED", pulled
+    sh(lab, "app1", f"sudo docker image inspect {pulled['reference']} >/dev/null && sudo docker rmi seedops-test/elsewhere:stray")
     result, _recap, load, report = playbook_under_load(
         demo, lab, "playbooks/deploy.yml", "-e", "deploy_version=5.0.0", *containers["extra"],
         "-e", json.dumps({"deploy_hooks": {"before_stage": hook}, "seedops_test_move": move}))
