@@ -1397,7 +1397,7 @@ def test_beside_patch_drains_the_live_instances_server_and_checks_it_at_its_port
 # -- container releases (deploy_kind: container) -----------------------------------------------------------------------
 # The fleet moves from packages to images of the sample service in repo1's registry and back. The images are other
 # versions than the packages (a release id names one artifact), built for amd64, the app hosts' platform.
-IMAGES = {"5.0.0": [], "7.0.0": ["--broken"]}
+IMAGES = {"5.0.0": [], "6.0.0": [], "7.0.0": ["--broken"]}
 
 
 def container_at(lab):
@@ -1537,3 +1537,42 @@ def test_a_live_config_change_reaches_the_containers_and_a_broken_image_is_rolle
     # app2 runs its previous image again, in a new container; the others were not touched.
     assert container_at(lab) == before
     assert answering(demo["port"]) == set(APPS)
+
+
+def test_beside_containers_start_the_new_image_beside_the_old_one_and_flip(lab, demo, containers):
+    """The container fleet moved to two instances per host (beside.yml with the container settings): a deploy of the
+    image 6.0.0 starts each host's new container (seedops-app-<port>) beside the one that serves, flips the load
+    balancer to it and stops the old one, under load with no failed request. Afterwards the fleet goes back to one
+    container per host."""
+    before = container_at(lab)
+    result, _recap = run_playbook("tests/integration/playbooks/beside.yml", lab.inventory, "-e", BESIDE,
+                                  *containers["extra"])
+    assert result.returncode == 0, result.stdout[-4000:]
+    try:
+        old = {host: live_port(lab, host) for host in APPS}
+        new = {host: 8080 if old[host] == 8081 else 8081 for host in APPS}
+        for host in APPS:
+            names = lab.ssh(host, "sudo docker ps --format '{{.Names}}'").stdout.split()
+            assert names == [f"seedops-app-{old[host]}"], (host, names)
+        result, _recap, load, report = playbook_under_load(
+            demo, lab, "playbooks/deploy.yml", "-e", "deploy_version=6.0.0", "-e", BESIDE, *containers["extra"])
+        assert result.returncode == 0, result.stdout[-4000:]
+        assert load["all"]["failed"] == 0, load
+        assert set(load["versions"]) == {"5.0.0", "6.0.0"}, load["versions"]
+        assert "(start beside on" in flat(result.stdout)
+        assert {(r["old"], r["new"], r["result"]) for r in report["hosts"]} == {("5.0.0", "6.0.0", "switched")}
+        for host in APPS:
+            assert live_port(lab, host) == new[host]
+            assert instance(lab, host, new[host])[::2] == ("active", "6.0.0")
+            assert instance(lab, host, old[host])[:2] == ("inactive", "disabled")
+            names = lab.ssh(host, "sudo docker ps --format '{{.Names}}'").stdout.split()
+            assert names == [f"seedops-app-{new[host]}"], (host, names)
+            image = lab.ssh(host, f"sudo docker inspect --format '{{{{.Config.Image}}}}' seedops-app-{new[host]}").stdout
+            assert f"SEEDOPS_IMAGE={image.strip()}" == sh(lab, host, "sudo cat /srv/seedops-app/current/image.env")
+        assert servers(lab) == {**{f"{h}-{new[h]}": ("ready", "up") for h in APPS},
+                                **{f"{h}-{old[h]}": ("maint", "down") for h in APPS}}
+    finally:
+        result, _recap = run_playbook("tests/integration/playbooks/beside.yml", lab.inventory, *containers["extra"])
+        assert result.returncode == 0, result.stdout[-4000:]
+    for host, (current, version, image) in container_at(lab).items():
+        assert (current, version) == ("6.0.0", "6.0.0") and image != before[host][2], host
