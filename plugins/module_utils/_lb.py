@@ -119,7 +119,8 @@ class Member:
         if self.check_mode:
             result.update(want, op_state=hap.op_name(before["op_state"]), sessions=self.sessions())
             return result
-        warm = self.warms(result, want, before)
+        waits = self.waits_up(want, before)
+        warm = self.warms(result, want, before, waits)
         if warm:
             self.warm(result, result["previous_state"], [line for line in commands if not line.endswith(" state ready")])
             commands = ["set server %s state ready" % self.target]
@@ -127,15 +128,24 @@ class Member:
             hap.check_answer(hap.command(p["socket"], line), line)
         if p["wait"] and want["state"] in ("drain", "maint"):
             self.wait_drained(result, want)
-        if p["wait_up"] and want["state"] in ("ready", "drain") and not warm:
+        if waits and want["state"] in ("ready", "drain") and not warm:
             self.wait_up(result)
         result.update(self.now())
         return result
 
-    def warms(self, result, want, before):
-        """Whether ready with wait_up waits in drain first: from maint, or from a drain in which no check of the
-        server has passed yet (it left maintenance since, or a check failed), with its health checks enabled."""
-        if not (self.p["wait_up"] and want["state"] == "ready" and want["checks"] == "enabled"):
+    def waits_up(self, want, before):
+        """Whether the task waits for HAProxy's checks to see the server up: wait_up, or wait_if_down for a server
+        set ready whose enabled checks see it down (they failed while its service restarted)."""
+        if self.p["wait_up"]:
+            return True
+        return bool(self.p.get("wait_if_down") and want["state"] == "ready" and want["checks"] == "enabled"
+                    and before["check_state"] & hap.CHK_ST_ENABLED and not self.up(before))
+
+    def warms(self, result, want, before, waits):
+        """Whether ready with wait_up (or wait_if_down, for a server down) waits in drain first: from maint, or from
+        a drain in which no check of the server has passed yet (it left maintenance since, or a check failed), with
+        its health checks enabled."""
+        if not (waits and want["state"] == "ready" and want["checks"] == "enabled"):
             return False
         if result["previous_state"] == "maint":
             return True

@@ -74,8 +74,18 @@ options:
       - Ignored with V(maint); check mode does not wait.
     type: bool
     default: false
+  wait_if_down:
+    description:
+      - With O(state=ready), wait as O(wait_up) does only when HAProxy's enabled health checks see the server down
+        when the task starts - for example when its checks failed while its service restarted. A server they see up
+        is set ready at once.
+      - A server in V(drain) that its checks see down stays there until a check passed, then is set V(ready); so a
+        rolling deploy does not take the next server out while HAProxy still counts this one down.
+      - Ignored with O(wait_up), which always waits, and with other states; check mode does not wait.
+    type: bool
+    default: false
   up_timeout:
-    description: Seconds to wait for the server to come up with O(wait_up) before failing.
+    description: Seconds to wait for the server to come up with O(wait_up) (or O(wait_if_down)) before failing.
     type: float
     default: 60
   replaces:
@@ -226,6 +236,7 @@ def main():
             wait=dict(type="bool", default=True),
             drain_timeout=dict(type="float", default=60),
             wait_up=dict(type="bool", default=False),
+            wait_if_down=dict(type="bool", default=False),
             up_timeout=dict(type="float", default=60),
             poll_interval=dict(type="float", default=0.25),
             replaces=dict(type="str"),

@@ -495,6 +495,42 @@ def test_reconfigure_changes_the_log_level_in_place(lab, demo):
     assert again.returncode == 0 and {h: recap[h]["changed"] for h in APPS} == {h: 0 for h in APPS}
 
 
+def check_downs(lab):
+    """{server: how often HAProxy's checks on lb1 took it from up to down (show stat's chkdown)}."""
+    stat = sh(lab, "lb1", "echo 'show stat' | sudo socat stdio /run/haproxy/admin.sock").splitlines()
+    header = stat[0].lstrip("# ").split(",")
+    rows = [dict(zip(header, line.split(","))) for line in stat[1:] if line.startswith("app,")]
+    return {row["svname"]: int(row["chkdown"] or 0) for row in rows if row["svname"] in APPS}
+
+
+def test_a_slow_starting_service_is_up_in_haproxy_again_before_the_next_batch_drains(lab, demo, tmp_path):
+    """The service takes 3 s to become ready after it starts (STARTUP_DELAY), so HAProxy's checks (inter 1 s, fall 2)
+    take each host down while it restarts. The deploy sets a host ready only once they see it up again (lb_member
+    wait_if_down): when the next batch starts, before its drain, every other host is up in HAProxy (a before_activate
+    hook reads them there), so no batch takes a second server out of a backend of three."""
+    target = other(fleet_at(lab, RELEASES))
+    seen = tmp_path / "seen.txt"
+    hook = os.path.join(REPO_ROOT, "tests", "integration", "playbooks", "hooks", "others_up.yml")
+    result, _recap = run_playbook("playbooks/reconfigure.yml", lab.inventory, "-e", "seedops_demo_startup_delay=3s")
+    assert result.returncode == 0, result.stdout[-4000:]
+    try:
+        downs = check_downs(lab)
+        result, _recap, load, _report = playbook_under_load(
+            demo, lab, "playbooks/deploy.yml", "-e", f"deploy_version={target}",
+            "-e", json.dumps({"deploy_hooks": {"before_activate": hook}, "seedops_test_seen": str(seen)}))
+        assert result.returncode == 0, result.stdout[-4000:]
+        assert load["all"]["failed"] == 0, load
+        assert {h: n - downs[h] for h, n in check_downs(lab).items()} == {h: 1 for h in APPS}, \
+            "HAProxy's checks took every host down once, while it restarted"
+        lines = seen.read_text().splitlines()
+        assert len(lines) == len({line.split(":")[0] for line in lines}) >= 2, lines
+        for line in lines:
+            assert all(pair.endswith("=up") for pair in line.split(": ", 1)[1].split()), lines
+    finally:
+        result, _recap = run_playbook("playbooks/reconfigure.yml", lab.inventory)
+        assert result.returncode == 0, result.stdout[-4000:]
+
+
 def test_together_switches_every_host_in_one_step_and_reports_the_skew(lab, demo):
     target = other(fleet_at(lab, RELEASES))
     result, recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml",

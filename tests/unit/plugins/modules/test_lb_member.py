@@ -159,7 +159,8 @@ def haproxy(tmp_path):
 
 def params(fake, **kw):
     p = {"backend": "app", "server": "app1", "state": None, "weight": None, "checks": None, "socket": fake.path,
-         "wait": True, "drain_timeout": 5.0, "wait_up": False, "up_timeout": 5.0, "poll_interval": 0.05}
+         "wait": True, "drain_timeout": 5.0, "wait_up": False, "wait_if_down": False, "up_timeout": 5.0,
+         "poll_interval": 0.05}
     p.update(kw)
     return p
 
@@ -307,6 +308,37 @@ def test_wait_up_from_a_drain_no_check_passed_in_waits_there_first(haproxy, op, 
     assert r["changed"] and r["state"] == "ready" and r["op_state"] == "up" and 0.2 <= r["waited"] < 3
     assert haproxy.commands() == ["set server app/app1 state ready"]
     assert all(admin == hap.FDRAIN for admin, health in seen if health <= RISE) and len(seen) > 2
+
+
+def test_wait_if_down_waits_in_drain_for_a_server_its_checks_saw_go_down_then_sets_it_ready(haproxy):
+    # Its checks failed while its service restarted, out of rotation: it takes no traffic before they see it up.
+    srv = haproxy.servers["app1"]
+    srv.admin, srv.op, srv.health = hap.FDRAIN, 0, 0
+    haproxy.start_checks(srv)
+    seen = watch(haproxy, srv)
+    r = run(haproxy, state="ready", wait_if_down=True)
+    assert r["changed"] and r["state"] == "ready" and r["op_state"] == "up" and 0.2 <= r["waited"] < 3
+    assert haproxy.commands() == ["set server app/app1 state ready"]
+    assert all(admin == hap.FDRAIN for admin, health in seen if health <= RISE) and len(seen) > 2
+
+
+@pytest.mark.parametrize("health", [RISE, RISE + FALL - 1])
+def test_wait_if_down_sets_a_server_its_checks_see_up_ready_at_once(haproxy, health):
+    # Up: every check passed, or one failed during the restart and it is still up (fall 2).
+    srv = haproxy.servers["app1"]
+    srv.admin, srv.health = hap.FDRAIN, health
+    r = run(haproxy, state="ready", wait_if_down=True)
+    assert r["changed"] and r["state"] == "ready" and r["waited"] == 0.0
+    assert haproxy.commands() == ["set server app/app1 state ready"]
+
+
+def test_wait_if_down_leaves_a_server_no_check_passes_in_drain(haproxy):
+    srv = haproxy.servers["app1"]
+    srv.admin, srv.op, srv.health, srv.healthy = hap.FDRAIN, 0, 0, False
+    with pytest.raises(_lb.LbError) as err:
+        run(haproxy, state="ready", wait_if_down=True, up_timeout=0.4)
+    assert "was not set ready: HAProxy's checks do not see it up after 0.4 s" in err.value.msg
+    assert srv.admin == hap.FDRAIN and haproxy.commands() == []
 
 
 def test_wait_up_from_a_checked_drain_sets_ready_at_once(haproxy):
