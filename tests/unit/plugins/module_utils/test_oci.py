@@ -260,22 +260,24 @@ def test_bad_names_fail_before_any_request(registry):
 # -- image_pull, end to end in this process: the registry above, an engine that is a fake of the Docker SDK ----------
 
 class FakeImages:
-    def __init__(self, held=(), stores=None):
-        self.held = set(held)
-        self.stores = stores          # the id a pull stores (None: the config digest asked for)
+    def __init__(self, stores=None):
+        self.held = {}                # image id -> the references the engine holds it by (its RepoDigests)
+        self.stores = stores          # the id a pull stores
         self.pulled, self.removed = [], []
 
     def get(self, image_id):
         if image_id not in self.held:
             raise docker_errors.ImageNotFound("no such image: %s" % image_id)
-        return type("Image", (), {"id": image_id})()
+        return type("Image", (), {"id": image_id, "attrs": {"Id": image_id, "RepoDigests": list(self.held[image_id])}})()
 
     def pull(self, name, tag=None, auth_config=None):
         self.pulled.append((name, tag, auth_config))
+        self.held.setdefault(self.stores, []).append(name + "@" + tag)
         return type("Image", (), {"id": self.stores})()
 
     def remove(self, image_id, force=False):
         self.removed.append(image_id)
+        self.held.pop(image_id, None)
 
     def list(self):
         return [type("Image", (), {"attrs": attrs})() for attrs in self.listed]
@@ -314,11 +316,16 @@ def test_image_pull_pulls_the_platforms_manifest_by_digest_and_checks_the_stored
     code, out = pull(capsys, registry, pushed["digest"])
     assert code == 0 and out["changed"] and out["image_id"] == arm["config"] and out["manifest"] == arm["digest"], out
     assert engine.pulled == [(registry.url.split("://")[1] + "/app", arm["digest"], {"username": "ci", "password": "s3cret"})]
-    engine.held.add(arm["config"])
+    # Held by that reference now: unchanged, nothing pulled.
     code, out = pull(capsys, registry, pushed["digest"])
     assert code == 0 and not out["changed"] and len(engine.pulled) == 1
+    # Held under another name only (the registry's earlier address): the container runs it by this reference, so the
+    # engine pulls it by that.
+    engine.held[arm["config"]] = ["old-address:5000/app@" + arm["digest"]]
+    code, out = pull(capsys, registry, pushed["digest"])
+    assert code == 0 and out["changed"] and len(engine.pulled) == 2 and out["reference"] in engine.held[arm["config"]]
     code, out = pull(capsys, registry, pushed["digest"], _ansible_check_mode=True, platform="linux/amd64")
-    assert code == 0 and out["changed"] and len(engine.pulled) == 1
+    assert code == 0 and out["changed"] and len(engine.pulled) == 2
 
 
 def test_image_pull_refuses_a_stored_image_that_is_not_the_manifests_config(tmp_path, packages, registry, engine, capsys):
@@ -359,7 +366,7 @@ def test_image_pull_with_keep_removes_the_images_no_kept_release_names(tmp_path,
     pushed = _oci.build_and_push(client(registry), packages, "2.0.0", str(tmp_path), IMAGE)
     arm = pushed["manifests"][1]
     name = registry.url.split("://")[1] + "/app"
-    engine.held.add(arm["config"])
+    engine.held[arm["config"]] = [name + "@" + arm["digest"]]
     engine.listed = [image("a", [name + "@sha256:" + "1" * 64]), image("b", [name + "@sha256:" + "2" * 64]),
                      image("c", [name + "@sha256:" + "3" * 64]), image("d", [name + "@sha256:" + "4" * 64], ["app:x"]),
                      {"Id": arm["config"], "RepoDigests": [name + "@" + arm["digest"]], "RepoTags": []}]
