@@ -1386,9 +1386,12 @@ def test_beside_with_two_load_balancers_a_flip_moves_every_ones_traffic_or_none(
         # Together: app1's flip fails in repo1 the same way; app2's and app3's pass, and go back to their old
         # instances too (their processes never stopped: on_old_instances compares them).
         assert sessions(lab, "repo1", f"app1-{old['app1']}") == 2, "the long requests still run"
-        result, _recap, load, _report = deploy("-e", "deploy_drain_timeout=3", "-e", "deploy_switch=together")
+        result, _recap, load, report = deploy("-e", "deploy_drain_timeout=3", "-e", "deploy_switch=together")
         assert result.returncode != 0
         out = flat(result.stdout)
+        # The report says where every host ends: back on the release it ran.
+        assert {h: (r["result"], r["runs"]) for h, r in rows(report).items()} == {
+            h: ("rolled back", current) for h in APPS}, report["hosts"]
         assert (f"app1: its flip failed: app/app1-{new['app1']} serves now, but app/app1-{old['app1']} still has "
                 "2 sessions after 3 s (drain_timeout): it stays in drain, so its old instance must not be stopped "
                 "yet. Its old instance still serves it: lb1, repo1 had moved its traffic to the new one and moved "
