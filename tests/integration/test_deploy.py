@@ -497,10 +497,7 @@ def test_reconfigure_changes_the_log_level_in_place(lab, demo):
 
 def check_downs(lab):
     """{server: how often HAProxy's checks on lb1 took it from up to down (show stat's chkdown)}."""
-    stat = sh(lab, "lb1", "echo 'show stat' | sudo socat stdio /run/haproxy/admin.sock").splitlines()
-    header = stat[0].lstrip("# ").split(",")
-    rows = [dict(zip(header, line.split(","))) for line in stat[1:] if line.startswith("app,")]
-    return {row["svname"]: int(row["chkdown"] or 0) for row in rows if row["svname"] in APPS}
+    return {name: int(row["chkdown"] or 0) for name, row in stat(lab).items() if name in APPS}
 
 
 def test_a_slow_starting_service_is_up_in_haproxy_again_before_the_next_batch_drains(lab, demo, tmp_path):
@@ -1264,10 +1261,17 @@ def test_beside_a_canary_that_fails_its_bake_flips_back_to_its_old_instance_whic
     assert set(load["errors"]) <= {"HTTP 500"} and "4.0.0" not in load["versions"], load["errors"]
 
 
+def stat(lab, lb="lb1"):
+    """{server: its row of HAProxy's show stat on `lb`, by column name} for backend app, read there."""
+    lines = sh(lab, lb, "echo 'show stat' | sudo socat stdio /run/haproxy/admin.sock").splitlines()
+    header = lines[0].lstrip("# ").split(",")
+    rows = (dict(zip(header, line.split(","))) for line in lines[1:])
+    return {row["svname"]: row for row in rows if row.get("pxname") == "app"}
+
+
 def sessions(lab, lb, server):
     """The sessions a server has now in HAProxy on `lb` (show stat's scur), read there."""
-    stat = sh(lab, lb, "echo 'show stat' | sudo socat stdio /run/haproxy/admin.sock")
-    return next(int(f[4]) for f in (line.split(",") for line in stat.splitlines()) if f[:2] == ["app", server])
+    return int(stat(lab, lb)[server]["scur"])
 
 
 @pytest.fixture

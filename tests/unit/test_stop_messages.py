@@ -84,17 +84,17 @@ def together_message(hosts, hostvars, failed):
     # Ansible's undefined allows an attribute of an undefined value (seen.deploy_together_warm.results | default).
     env = jinja2.Environment(undefined=jinja2.ChainableUndefined)
     env.filters["seedops.deploy.failure_reason"] = deploy_filters.failure_reason
-    env.filters["extract"] = lambda item, container, key: container[item].get(key, env.undefined(name=key))
+    env.filters["extract"] = lambda item, container, key=None: (
+        container[item] if key is None else container[item].get(key, env.undefined(name=key)))
     env.filters["zip"] = lambda first, *others: list(zip(first, *others))
     plans = {h: {"lb_server": f"{h}-8080", "idle_server": f"{h}-8081"} for h in hostvars}
+    hostvars = {host: {**seen, "inventory_hostname": host} for host, seen in hostvars.items()}
     facts = {"ansible_play_hosts": hosts, "hostvars": hostvars, "deploy_together_failed": failed,
              "deploy_together_at_flip": True,
              "deploy_plan": {"release": "2.0.0", "hosts": plans}}
     # Each var of the include as Ansible templates it: lazily, in the order the message needs them.
-    for name in ("deploy_together_why", "deploy_together_moved_back", "deploy_together_back_note", "deploy_together_split"):
+    for name in ("deploy_together_why", "deploy_together_back_note", "deploy_together_split"):
         facts[name] = env.from_string(stop["vars"][name]).render(**facts)
-        if name == "deploy_together_moved_back":
-            facts[name] = yaml.safe_load(facts[name])
     return " ".join(env.from_string(stop["vars"]["deploy_stop_msg"]).render(**facts).split())
 
 
