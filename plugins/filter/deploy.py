@@ -405,7 +405,8 @@ def fleet_status(infos, lb=None, lb_servers=None, lock=None):
     table.append("fleet: " + ("; ".join("%s on %s" % (rel, ", ".join(r["host"] for r in rows if r["release"] == rel))
                                         for rel in releases) or "nothing live"))
     since = ", since %s" % lock["since_iso"] if lock and lock.get("since_iso") else ""
-    table.append("deploy lock: " + ("held by %s%s" % (_lease.who(lock.get("holder")), since) if lock else "free"))
+    ended = " (its controller process has ended: it will not renew the lease)" if lock and lock.get("holder_ended") else ""
+    table.append("deploy lock: " + ("held by %s%s%s" % (_lease.who(lock.get("holder")), since, ended) if lock else "free"))
     held = ["%s (%s)" % (r["host"], _lease.who(r["lock"])) for r in rows if r.get("lock")]
     if held:
         table.append("release locks held on the hosts: " + "; ".join(held))

@@ -32,6 +32,8 @@ POLL = 1.0            # seconds between two looks at a lease held by another run
 MUTEX_TIMEOUT = 30.0  # seconds to get the flock of the read-modify-write (held for milliseconds)
 MAX_RECORD = 1 << 20
 DESCRIBED = ("user", "controller", "controller_user", "job_id", "playbook", "version")
+# Recorded for the controller, not for people: the run's process there (the action plugin's controller_process).
+UNSHOWN = ("controller_process",)
 WHAT_TO_DO = ("Wait for that run to finish and run again, or let this run wait for it (deploy_lock_wait=SECONDS, option "
               "wait); if that run is dead, take the lock over with deploy_lock_break=true (option take_over)")
 
@@ -93,7 +95,7 @@ def who(holder):
     for key, label in (("job_id", "job"), ("playbook", "playbook"), ("version", "version")):
         if holder.get(key) not in (None, ""):
             parts.append("%s %s" % (label, holder[key]))
-    parts.extend("%s %s" % (key, holder[key]) for key in sorted(holder) if key not in DESCRIBED)
+    parts.extend("%s %s" % (key, holder[key]) for key in sorted(holder) if key not in DESCRIBED + UNSHOWN)
     return ", ".join(parts) if parts else "no details recorded"
 
 

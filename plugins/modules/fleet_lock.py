@@ -68,9 +68,10 @@ options:
     description:
       - Who is deploying, recorded with the lease and named to anyone refused - user, controller, job id, playbook,
         version, and anything else. The action plugin adds C(controller), C(controller_user) and C(job_id) (from
-        C(awx_job_id)/C(tower_job_id), else the C(JOB_ID)/C(AWX_JOB_ID) environment variables AWX sets), and
-        C(user) from C(awx_user_name)/C(tower_user_name); what the task gives wins. On renewal the details given
-        are merged into the recorded ones.
+        C(awx_job_id)/C(tower_job_id), else the C(JOB_ID)/C(AWX_JOB_ID) environment variables AWX sets),
+        C(user) from C(awx_user_name)/C(tower_user_name), and C(controller_process), which names the run's own
+        process on the controller (C(ansible-playbook), or C(ansible) for an ad-hoc task; see RV(holder_ended)); what
+        the task gives wins. On renewal the details given are merged into the recorded ones.
     type: dict
     default: {}
 extends_documentation_fragment:
@@ -87,7 +88,9 @@ attributes:
     details: The diff shows the lease record before and after.
   action:
     support: full
-    details: The action plugin adds the controller host, user and AWX/Tower job id to O(holder).
+    details: >-
+      The action plugin adds the controller host, user, AWX/Tower job id and the run's process to O(holder), and tells
+      whether the process of a run holding the lock has ended (RV(holder_ended)).
 notes:
   - "A clock jump on the lock host moves every lease with it: forward, live leases expire early; backward, they
     last longer. Keep the lock host's clock synchronised (the preflight role checks it)."
@@ -187,6 +190,15 @@ previous:
   description: The lease record found before the task (null when there was none).
   returned: always
   type: dict
+holder_ended:
+  description:
+    - Of a live lease another run holds, whether that run's process on the controller has ended (V(true)) or still
+      runs (V(false)), as this controller sees it - V(null) when it cannot tell (the lease was taken on another
+      machine, in another container, before a reboot, or names no process). The action plugin adds it; a run refused
+      by a lease whose run has ended says so in its message, and that breaking the lock (O(take_over)) is safe unless
+      a task of that run still runs on a host.
+  returned: when another run holds the lock
+  type: bool
 waited:
   description: Seconds spent waiting for another run's lease.
   returned: always

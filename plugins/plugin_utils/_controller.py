@@ -29,6 +29,60 @@ def report_dir(configured, environ):
     return os.path.join(artifacts, "deploy-reports") if artifacts else os.path.join(".", "deploy-reports")
 
 
+PROC = "/proc"
+
+
+def _read(path):
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def process_start(pid, proc=PROC):
+    """The start time of process pid (clock ticks after boot: field 22 of /proc/<pid>/stat), None when no process has
+    that pid."""
+    stat = _read(os.path.join(proc, str(pid), "stat"))
+    if not stat or ")" not in stat:
+        return None
+    # Field 2, the command, is in parentheses and may hold spaces and parentheses: the fields after it start at 3.
+    fields = stat[stat.rfind(")") + 1:].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def process_scope(proc=PROC):
+    """What makes a pid mean one process: this boot of the kernel and this PID namespace (a container has its own).
+    None where /proc does not say (not Linux)."""
+    boot = _read(os.path.join(proc, "sys", "kernel", "random", "boot_id"))
+    try:
+        namespace = os.readlink(os.path.join(proc, "self", "ns", "pid"))
+    except OSError:
+        return None
+    return (boot, namespace) if boot else None
+
+
+def controller_process(proc=PROC, parent=os.getppid):
+    """The run's own process on the controller - ansible-playbook, or ansible for an ad-hoc task: the parent of the
+    worker process an action plugin runs in - as a token that names it and no other process, ever: the boot id, the
+    PID namespace, the pid and the process's start time. None where /proc does not say."""
+    pid = parent()
+    scope = process_scope(proc)
+    start = process_start(pid, proc)
+    if pid <= 1 or scope is None or start is None:
+        return None
+    return " ".join((scope[0], scope[1], str(pid), start))
+
+
+def process_ended(token, proc=PROC):
+    """Whether the process a controller_process token names has ended: True, False while it runs, None when this
+    controller cannot tell - no token, or one taken on another machine, in another container or before a reboot."""
+    parts = token.split(" ") if isinstance(token, str) else []
+    if len(parts) != 4 or not parts[2].isdigit() or tuple(parts[:2]) != process_scope(proc):
+        return None
+    return process_start(parts[2], proc) != parts[3]
+
+
 def controller_user():
     try:
         return getpass.getuser()

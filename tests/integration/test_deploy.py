@@ -684,6 +684,10 @@ def test_a_dead_runs_lock_expires_and_a_live_one_is_taken_over_only_when_asked(l
     hold("live-run", 600)
     refused, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", f"deploy_version={start}")
     assert refused.returncode != 0 and "is held by run live-run" in flat(refused.stdout)
+    # The ansible command that took it has ended, and this controller can tell: the refusal says so.
+    taker = lock_record(lab)["holder"]["controller_process"].split(" ")[2]
+    assert (f"That run has ended: its controller process (pid {taker} on this controller) is gone and will not renew "
+            "the lease." in flat(refused.stdout)), flat(refused.stdout)[-3000:]
     # Its report reads no host and says why it stopped.
     report = refused.stdout[refused.stdout.index("SEEDOPS.DEPLOY REPORT"):]
     assert "no host was read" in report and "old -> new" not in report, report
@@ -714,12 +718,17 @@ def test_one_deploy_at_a_time_the_second_fails_at_once_naming_the_holder_or_wait
             time.sleep(0.2)
         holder = lock_record(lab)
         assert holder and holder["holder"]["playbook"] == "deploy.yml" and holder["holder"]["version"] == target, holder
+        # The lease names the first run's ansible-playbook process, which runs.
+        with open(f"/proc/{holder['holder']['controller_process'].split(' ')[2]}/cmdline", "rb") as f:
+            assert b"ansible-playbook" in f.read()
         # A second deploy while the first holds the lock: refused at once, naming the holder; it changes nothing.
         second, recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", f"deploy_version={start}")
         assert second.returncode != 0
         out = flat(second.stdout)
         assert f"the fleet deploy lock {LOCK} is held by run {holder['run_id']}" in out, out[-3000:]
         assert f"playbook deploy.yml, version {target}" in out and "deploy_lock_break=true" in out
+        # That run still runs, so nothing more is said; the holder's process is recorded, not shown in the message.
+        assert "That run has ended" not in out and f"playbook deploy.yml, version {target}), since" in out, out[-3000:]
         assert all(recap[h]["changed"] == 0 for h in APPS), recap
         # A third one that may wait goes on once the first is done (and finds nothing left to do).
         third, recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", f"deploy_version={target}",

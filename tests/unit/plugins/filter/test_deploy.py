@@ -254,6 +254,13 @@ def test_fleet_status_prints_every_host_its_rotation_and_last_deploy():
     lock = {"holder": {"user": "ana", "playbook": "deploy.yml"}, "since_iso": "2026-12-01T11:00:00Z"}
     held = plugin.fleet_status({"app1": _info("2.0")}, lock=lock)
     assert held["table"][-1] == "deploy lock: held by user ana, playbook deploy.yml, since 2026-12-01T11:00:00Z"
+    # The holder's process on the controller: not shown; whether it ended (fleet_lock's holder_ended) is.
+    lock["holder"]["controller_process"] = "b pid:[1] 4242 1"
+    held = plugin.fleet_status({"app1": _info("2.0")}, lock=dict(lock, holder_ended=True))
+    assert held["table"][-1] == ("deploy lock: held by user ana, playbook deploy.yml, since 2026-12-01T11:00:00Z (its "
+                                 "controller process has ended: it will not renew the lease)")
+    held = plugin.fleet_status({"app1": _info("2.0")}, lock=dict(lock, holder_ended=None))
+    assert held["table"][-1].endswith("since 2026-12-01T11:00:00Z")
 
 
 def test_fleet_status_says_what_each_service_runs_and_whether_it_is_healthy():

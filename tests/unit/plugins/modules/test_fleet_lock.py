@@ -175,3 +175,78 @@ def test_a_release_record_names_the_awx_user_who_launched_the_job_as_the_lock_do
     who = _controller.deployed_by({}, {"awx_job_id": 42, "awx_user_name": "alice"}, lambda: "c", lambda: "u")
     assert who == {"controller": "c", "controller_user": "u", "job_id": "42", "user": "alice"}
     assert _controller.deployed_by({"user": "bob"}, {"tower_user_name": "alice"}, lambda: "c", lambda: "u")["user"] == "bob"
+
+
+# -- the run's process on the controller ----------------------------------------------------------------------------
+
+
+def fake_proc(root, boot="b-1", namespace="pid:[4026531836]", processes=None):
+    """A /proc with a boot id, this process's PID namespace and `processes` ({pid: (command, start time)})."""
+    (root / "sys" / "kernel" / "random").mkdir(parents=True)
+    (root / "sys" / "kernel" / "random" / "boot_id").write_text(boot + "\n")
+    (root / "self" / "ns").mkdir(parents=True)
+    os.symlink(namespace, root / "self" / "ns" / "pid")
+    for pid, (command, start) in (processes or {}).items():
+        (root / str(pid)).mkdir()
+        # Field 3 (the state), fields 4 to 21, field 22 (the start time), and two more.
+        (root / str(pid) / "stat").write_text("%d (%s) S %s %s 0 0\n" % (pid, command, " ".join(["0"] * 18), start))
+    return str(root)
+
+
+def test_the_run_s_process_is_named_by_boot_namespace_pid_and_start_time(tmp_path):
+    proc = fake_proc(tmp_path, processes={4242: ("ansible-playbook) (x", "77001")})
+    assert _controller.process_start(4242, proc) == "77001", "a command holding ') (' does not shift the fields"
+    assert _controller.process_start(99, proc) is None
+    token = _controller.controller_process(proc, parent=lambda: 4242)
+    assert token == "b-1 pid:[4026531836] 4242 77001"
+    assert _controller.process_ended(token, proc) is False
+    assert _controller.controller_process(proc, parent=lambda: 1) is None, "an orphaned worker names no run"
+
+
+def test_a_run_has_ended_when_its_pid_is_gone_or_is_another_process_now(tmp_path):
+    proc = fake_proc(tmp_path, processes={4242: ("ansible-playbook", "90000")})
+    assert _controller.process_ended("b-1 pid:[4026531836] 4242 77001", proc) is True, "the pid was reused"
+    assert _controller.process_ended("b-1 pid:[4026531836] 5151 77001", proc) is True, "no such process"
+    # Only this boot and PID namespace can tell: another machine, container or boot cannot be judged from here.
+    assert _controller.process_ended("b-0 pid:[4026531836] 5151 77001", proc) is None
+    assert _controller.process_ended("b-1 pid:[4026532000] 5151 77001", proc) is None
+    for token in (None, "", "b-1 pid:[4026531836] 5151", "b-1 pid:[4026531836] x 1", 42):
+        assert _controller.process_ended(token, proc) is None, token
+
+
+def test_this_machine_tells_a_live_process_from_one_that_ended():
+    alive = _controller.controller_process(parent=os.getpid)
+    assert alive and _controller.process_ended(alive) is False
+    scope = alive.rsplit(" ", 2)[0]
+    with open("/proc/sys/kernel/pid_max") as f:
+        never = int(f.read()) + 1
+    assert _controller.process_ended("%s %d %s" % (scope, never, alive.rsplit(" ", 1)[1])) is True, "no such pid"
+    assert _controller.process_ended("%s %d 1" % (scope, os.getpid())) is True, "the pid is another process's now"
+
+
+def test_a_refusal_by_a_run_whose_process_ended_says_so_and_what_to_do():
+    def refused(token):
+        return {"failed": True, "held": True, "run_id": "r1", "msg": "the fleet deploy lock /l.json is held by run r1.",
+                "holder": {"controller": "c", "controller_process": token}}
+
+    out = action.holder_ended(refused("b p 4242 1"), "r2", ended=lambda token: True)
+    assert out["holder_ended"] is True
+    assert out["msg"] == ("the fleet deploy lock /l.json is held by run r1. That run has ended: its controller process "
+                          "(pid 4242 on this controller) is gone and will not renew the lease. Unless a task it started "
+                          "still runs on a host (a module there runs to its own timeout), breaking the lock is safe now.")
+    for ended in (False, None):
+        out = action.holder_ended(refused("b p 4242 1"), "r2", ended=lambda token, e=ended: e)
+        assert out["holder_ended"] is ended and out["msg"].endswith("held by run r1.")
+    # A query (no run of its own) is told too; this run's own lease, or no lease, is left as it is.
+    query = action.holder_ended({"held": True, "run_id": "r1", "holder": {}}, None, ended=lambda token: None)
+    assert query["holder_ended"] is None
+    for result, run_id in (({"held": True, "run_id": "r1", "holder": {}}, "r1"), ({"held": False, "run_id": None}, None)):
+        assert "holder_ended" not in action.holder_ended(dict(result), run_id, ended=lambda token: True)
+
+
+def test_run_records_the_run_s_process_with_the_holder():
+    _task, plugin = plugin_for({"path": "/l.json", "run_id": "r1"})
+    with mock.patch.object(action, "controller_process", return_value="b p 4242 1"), \
+            mock.patch.object(plugin, "_execute_module", return_value={"changed": True, "held": True}) as execute:
+        plugin.run(task_vars={})
+    assert execute.call_args.kwargs["module_args"]["holder"]["controller_process"] == "b p 4242 1"
