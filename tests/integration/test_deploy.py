@@ -698,10 +698,20 @@ def test_a_dead_runs_lock_expires_and_a_live_one_is_taken_over_only_when_asked(l
     assert site.returncode != 0 and "is held by run live-run" in flat(site.stdout), site.stdout[-3000:]
     assert "PLAY [Preflight every host]" not in site.stdout and "PLAY [Set up the service" not in site.stdout
     assert lock_record(lab)["run_id"] == "live-run"
+    # Once it can go on, site.yml holds the lock from after it prepared the hosts: killed in its load-balancer play
+    # (after lb_servers on lb1), it leaves a lease of its own run, taken before that play. (Preparing runs preflight
+    # alone here: the other roles have nothing to do on this fleet, and the lock is taken after them either way.)
+    run_module(lab, "lb1", "seedops.deploy.fleet_lock", {"path": LOCK, "run_id": "live-run", "state": "released"})
+    killed, _recap = run_playbook("playbooks/site.yml", lab.inventory, "-e", f"deploy_version={start}",
+                                  "-e", '{"prepare_roles": []}', kill_at="lb_servers@lb1")
+    assert killed.returncode == -9, (killed.returncode, killed.stdout[-2000:])
+    assert "PLAY [Put the load balancer in front of the app hosts]" in killed.stdout and "PLAY [Plan" not in killed.stdout
+    site_lease = lock_record(lab)
+    assert site_lease and site_lease["holder"]["playbook"] == "site.yml", site_lease
     broken, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", f"deploy_version={start}",
                                   "-e", "deploy_lock_break=true")
     assert broken.returncode == 0, broken.stdout[-3000:]
-    assert "live-run" in broken.stderr or "live-run" in broken.stdout, broken.stderr[-2000:]
+    assert site_lease["run_id"] in broken.stderr or site_lease["run_id"] in broken.stdout, broken.stderr[-2000:]
     assert lock_record(lab) is None
 
 

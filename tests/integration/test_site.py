@@ -72,6 +72,8 @@ def test_preflight_lists_everything_missing_at_once(lab):
         sh(lab, "app1", "sudo rm -f /usr/local/bin/date")
     assert result.returncode != 0
     assert recap["app1"]["failed"] == 1
+    # site.yml takes the fleet's deploy lock only once the hosts are prepared: a refused host leaves no lease behind.
+    assert sh(lab, "lb1", "sudo sh -c 'ls /var/lib/seedops-deploy/locks/*.json 2>/dev/null; true'") == ""
     out = flat(result)
     assert "app1 is not fit to deploy to:" in out
     for fragment in ("need at least 4096", "need at least 99999999 MiB", "OS family: Debian, supported: RedHat",
