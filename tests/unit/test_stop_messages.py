@@ -2,7 +2,7 @@
 flip_failed.yml) for each way a switch or a flip can end: back in the load balancer, the old instance serving (with
 or without load balancers that moved the host's traffic and moved it back), and a host split between its two
 instances (which the lab cannot make: it needs a load balancer that fails between a flip and its flip back); and
-abort.yml's, for a batch that could not be taken back."""
+abort.yml's, for a batch that could not be taken back and for where each host of a batch taken back ends."""
 import os
 
 import jinja2
@@ -25,10 +25,13 @@ def tasks(name):
 
 
 def render(text, facts):
-    """The text as a task would template it: plain Jinja with the collection's filter by its FQCN (the messages use
-    no other Ansible filter), so that every supported ansible-core renders it the same way."""
+    """The text as a task would template it: plain Jinja with the collection's filter by its FQCN and a stand-in for
+    Ansible's bool (the messages use no other Ansible filter), so that every supported ansible-core renders it the
+    same way."""
     env = jinja2.Environment(undefined=jinja2.StrictUndefined)
     env.filters["seedops.deploy.failure_reason"] = deploy_filters.failure_reason
+    # Ansible's bool, as it reads the strings a task's vars template to.
+    env.filters["bool"] = lambda value: value if isinstance(value, bool) else str(value).lower() in ("true", "yes", "1", "on")
     return " ".join(env.from_string(text).render(**facts).split())
 
 
@@ -74,6 +77,30 @@ def test_a_batch_that_could_not_be_taken_back_says_why_and_where_to_look():
                     "say what it runs and where its load balancers send its traffic. Later batches were not touched.")
 
 
+@pytest.mark.parametrize("plan, drained, says", [
+    ({"action": "switch", "current": "1.0.0"}, [],
+     "app1 is back on 1.0.0 and in rotation; 2.0.0 is marked failed there."),
+    ({"action": "switch", "current": None}, ["app1"],
+     "app1 runs 2.0.0, with no earlier release to go back to in this run (it is new), and is out of rotation: the "
+     "canary drained it."),
+    ({"action": "finish", "current": "1.0.0"}, [],
+     "app1 runs 2.0.0, with no earlier release to go back to in this run (it did not switch: finish), and stays in "
+     "rotation."),
+])
+def test_a_batch_taken_back_says_where_each_host_ends(plan, drained, says):
+    """abort.yml's last message, for each host of the batch: back on its release, or (a new host, one the plan did not
+    switch) left on the new release, out of rotation only when the canary drained it. The lab takes hosts back; a new
+    host that fails a canary and a host that only finished are rendered here."""
+    first = tasks("abort.yml")[0]["vars"]["deploy_abort_has_release"]
+    facts = {**BASE, "deploy_host_plan": {**FLIP, **plan}, "deploy_plan": {"release": "2.0.0"},
+             "deploy_host_server": "app1", "deploy_canary_verdict": {"drained": drained},
+             "deploy_abort_msg": "The canary app1 failed its judgement."}
+    facts["deploy_abort_back"] = render(first, facts) == "True"
+    stop = next(t for t in tasks("abort.yml") if t.get("name") == "Abort - give the fleet's deploy lock back and stop the rollout")
+    assert render(stop["vars"]["deploy_stop_msg"], facts) == (
+        "The canary app1 failed its judgement. " + says + " Later batches were not touched.")
+
+
 def together_message(hosts, hostvars, failed):
     """together.yml's stop message with the facts each host left (hostvars), rendered as on any host of the play.
     `extract` and `zip` are Ansible's filters; they are given here as Ansible defines them (a missing key is
@@ -84,6 +111,8 @@ def together_message(hosts, hostvars, failed):
     # Ansible's undefined allows an attribute of an undefined value (seen.deploy_together_warm.results | default).
     env = jinja2.Environment(undefined=jinja2.ChainableUndefined)
     env.filters["seedops.deploy.failure_reason"] = deploy_filters.failure_reason
+    # Ansible's bool, as it reads the strings a task's vars template to.
+    env.filters["bool"] = lambda value: value if isinstance(value, bool) else str(value).lower() in ("true", "yes", "1", "on")
     env.filters["extract"] = lambda item, container, key=None: (
         container[item] if key is None else container[item].get(key, env.undefined(name=key)))
     env.filters["zip"] = lambda first, *others: list(zip(first, *others))
