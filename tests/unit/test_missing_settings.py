@@ -1,0 +1,48 @@
+"""A required setting left unset stops a playbook with a hint that names it and says where to set it, before any host
+is reached (not with Jinja's "'deploy_app' is undefined" from a default made from it). The inventory's hosts are
+127.0.0.1 on port 1: nothing answers there, and nothing is sent, since the run stops at its first argument check."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+import ansible_collections.seedops.deploy as collection
+
+COLLECTION = os.path.realpath(collection.__path__[0])
+INVENTORY = """all:
+  vars: {ansible_host: 127.0.0.1, ansible_port: 1}
+  children:
+    app: {hosts: {a1: {}, a2: {}}}
+    lb: {hosts: {l1: {}}}
+"""
+
+
+def run(tmp_path, playbook, *args):
+    (tmp_path / "hosts.yml").write_text(INVENTORY)
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_CONFIG=os.path.join(COLLECTION, "ansible.cfg"),
+               ANSIBLE_COLLECTIONS_PATH=os.path.dirname(os.path.dirname(os.path.dirname(collection.__path__[0]))))
+    return subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i",
+                           str(tmp_path / "hosts.yml"), playbook, *args],
+                          capture_output=True, text=True, env=env, timeout=120, check=False, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("playbook", ["deploy.yml", "site.yml", "status.yml"])
+def test_deploy_app_unset(tmp_path, playbook):
+    result = run(tmp_path, os.path.join(COLLECTION, "playbooks", playbook), "-e", "deploy_version=1.0.0")
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    assert ("deploy_app is not set: it names the application, and by default its systemd service, base directory "
+            "/srv/<deploy_app>, artifacts and fleet lock. Set it for the app hosts, for example deploy_app: shop in "
+            "group_vars/app.yml") in out, out[-3000:]
+    assert "UNREACHABLE" not in out and "'deploy_app' is undefined" not in out
+
+
+def test_app_service_name_unset(tmp_path):
+    (tmp_path / "play.yml").write_text("- hosts: a1\n  gather_facts: false\n  roles: [seedops.deploy.app_service]\n")
+    result = run(tmp_path, str(tmp_path / "play.yml"))
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    assert ("app_service_name is not set: it names the service, its systemd unit, its user and /srv/<name>. Set it for "
+            "the app hosts, for example app_service_name: shop in group_vars/app.yml") in out, out[-3000:]
+    assert "UNREACHABLE" not in out
