@@ -1,6 +1,7 @@
-"""A required setting left unset stops a playbook with a hint that names it and says where to set it, before any host
-is reached (not with Jinja's "'deploy_app' is undefined" from a default made from it). The inventory's hosts are
-127.0.0.1 on port 1: nothing answers there, and nothing is sent, since the run stops at its first argument check."""
+"""Settings a playbook cannot run with stop it before any host is reached, with a message naming what is wrong and
+what to give instead: a required setting left unset (not Jinja's "'deploy_app' is undefined" from a default made from
+it), and the deploy settings the plan checks first (only those that fail are named). The inventory's hosts are
+127.0.0.1 on port 1: nothing answers there, and nothing is sent, since the run stops before its first connection."""
 import os
 import subprocess
 import sys
@@ -45,4 +46,31 @@ def test_app_service_name_unset(tmp_path):
     assert result.returncode != 0
     assert ("app_service_name is not set: it names the service, its systemd unit, its user and /srv/<name>. Set it for "
             "the app hosts, for example app_service_name: shop in group_vars/app.yml") in out, out[-3000:]
+    assert "UNREACHABLE" not in out
+
+
+PACKAGE = ("A package release: give exactly one of deploy_artifact_url and deploy_artifact_src (%s), and for a URL either "
+           "deploy_checksum_url (a SHA256SUMS file) or deploy_checksum (sha256:<hex>).")
+SOURCE = '{"deploy_artifact_src": "/tmp/shop.tar.gz"}'
+
+
+@pytest.mark.parametrize("settings, says", [
+    (['{"deploy_version": "../x"}', SOURCE],
+     'Check the deploy variables: deploy_release_id "../x" (by default deploy_version) may hold only letters, digits and '
+     '. _ + ~ -, up to 128, starting with a letter or digit, and no "..". Nothing was changed.'),
+    (['{"deploy_version": "1.0.0"}'], "Check the deploy variables: " + PACKAGE % "neither is set" + " Nothing was changed."),
+    (['{"deploy_version": "1.0.0", "deploy_artifact_url": "https://repo/shop.tar.gz"}', SOURCE],
+     "Check the deploy variables: " + PACKAGE % "both are set" + " Nothing was changed."),
+    (['{"deploy_app": "shop app", "deploy_version": "1.0.0", "deploy_kind": "container", '
+      '"deploy_image_registry": "http://registry:5000"}'],
+     'Check the deploy variables: deploy_app "shop app" must be a plain service name (letters, digits, _ . @ -). A '
+     'container release: give deploy_image_registry, the registry as the hosts reach it (https://host:port, now '
+     '"http://registry:5000"), and deploy_image_repository (now "shop app"). Nothing was changed.'),
+])
+def test_the_plan_names_only_the_deploy_settings_that_fail_their_checks(tmp_path, settings, says):
+    args = [arg for setting in settings for arg in ("-e", setting)]
+    result = run(tmp_path, os.path.join(COLLECTION, "playbooks", "deploy.yml"), "-e", "deploy_app=shop", *args)
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    assert says in out, out[-3000:]
     assert "UNREACHABLE" not in out
