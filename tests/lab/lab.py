@@ -717,12 +717,14 @@ class Lab:
     def wait_booted(container, timeout: int = 90) -> None:
         # Until systemd listens on its private socket, systemctl says "Failed to connect to bus". The socket's file is
         # not enough: a container that dockerd restarted at its own start once had the file and still refused the
-        # connection for a while (ENOENT). So ask again until systemd answers with a state, within the timeout.
+        # connection for a while (ENOENT). Before systemd (PID 1 here) has made /run/systemd/system on the fresh /run,
+        # systemctl says "offline" at once (seen in CI: a host recreated on other ports, exit 1 after 0 s). So ask
+        # again until systemd answers with another state, within the timeout.
         script = (
             f"end=$(( $(date +%s) + {timeout} )); "
             "while :; do "
             f"out=$(timeout {timeout} systemctl is-system-running --wait 2>&1); code=$?; "
-            'case "$out" in *"Failed to connect to bus"*) [ "$(date +%s)" -lt "$end" ] || break; sleep 0.2;; '
+            'case "$out" in *"Failed to connect to bus"*|offline) [ "$(date +%s)" -lt "$end" ] || break; sleep 0.2;; '
             "*) break;; esac; "
             'done; echo "$out"; exit $code'
         )
