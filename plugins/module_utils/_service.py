@@ -72,16 +72,27 @@ def release_of_process(releases_dir, pid, proc="/proc"):
     return None, None
 
 
-def process_start(pid, proc="/proc", clock=time.time):
-    """When process `pid` started, as epoch seconds (10 ms resolution): /proc/<pid>/stat's start time in clock
-    ticks after boot, set against /proc/uptime - both readable without privileges. None when unreadable."""
+def start_ticks(pid, proc="/proc"):
+    """When process `pid` started, in clock ticks after boot (field 22 of /proc/<pid>/stat; the fields are counted
+    after the command's closing parenthesis, since the command may hold spaces and parentheses). With the boot, it
+    names the process: a reused pid has another. None when no process has that pid."""
     try:
         with open(os.path.join(proc, str(pid), "stat")) as f:
-            stat = f.read()
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def process_start(pid, proc="/proc", clock=time.time):
+    """When process `pid` started, as epoch seconds (10 ms resolution): its start_ticks set against /proc/uptime -
+    both readable without privileges. None when unreadable."""
+    ticks = start_ticks(pid, proc)
+    try:
         with open(os.path.join(proc, "uptime")) as f:
             uptime = float(f.read().split()[0])
-        ticks = int(stat.rsplit(")", 1)[1].split()[19])
     except (OSError, ValueError, IndexError):
+        return None
+    if ticks is None:
         return None
     return clock() - (uptime - ticks / float(os.sysconf("SC_CLK_TCK")))
 

@@ -11,6 +11,8 @@ import socket
 
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.seedops.deploy.plugins.module_utils._service import start_ticks
+
 # Where AWX/Tower puts the job id: the extra vars it passes to every job, then (for a task that reads it
 # from the environment) the job's environment.
 JOB_ID_VARS = ("awx_job_id", "tower_job_id")
@@ -40,17 +42,6 @@ def _read(path):
         return None
 
 
-def process_start(pid, proc=PROC):
-    """The start time of process pid (clock ticks after boot: field 22 of /proc/<pid>/stat), None when no process has
-    that pid."""
-    stat = _read(os.path.join(proc, str(pid), "stat"))
-    if not stat or ")" not in stat:
-        return None
-    # Field 2, the command, is in parentheses and may hold spaces and parentheses: the fields after it start at 3.
-    fields = stat[stat.rfind(")") + 1:].split()
-    return fields[19] if len(fields) > 19 else None
-
-
 def process_scope(proc=PROC):
     """What makes a pid mean one process: this boot of the kernel and this PID namespace (a container has its own).
     None where /proc does not say (not Linux)."""
@@ -68,10 +59,10 @@ def controller_process(proc=PROC, parent=os.getppid):
     PID namespace, the pid and the process's start time. None where /proc does not say."""
     pid = parent()
     scope = process_scope(proc)
-    start = process_start(pid, proc)
+    start = start_ticks(pid, proc)
     if pid <= 1 or scope is None or start is None:
         return None
-    return " ".join((scope[0], scope[1], str(pid), start))
+    return " ".join((scope[0], scope[1], str(pid), str(start)))
 
 
 def process_ended(token, proc=PROC):
@@ -80,7 +71,7 @@ def process_ended(token, proc=PROC):
     parts = token.split(" ") if isinstance(token, str) else []
     if len(parts) != 4 or not parts[2].isdigit() or tuple(parts[:2]) != process_scope(proc):
         return None
-    return process_start(parts[2], proc) != parts[3]
+    return str(start_ticks(parts[2], proc)) != parts[3]
 
 
 def controller_user():

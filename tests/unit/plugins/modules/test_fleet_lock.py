@@ -9,6 +9,7 @@ import pytest
 from fakes import patch_module_args
 
 from ansible_collections.seedops.deploy.plugins.action import fleet_lock as action
+from ansible_collections.seedops.deploy.plugins.module_utils import _service
 from ansible_collections.seedops.deploy.plugins.modules import fleet_lock
 from ansible_collections.seedops.deploy.plugins.plugin_utils import _controller
 
@@ -195,8 +196,8 @@ def fake_proc(root, boot="b-1", namespace="pid:[4026531836]", processes=None):
 
 def test_the_run_s_process_is_named_by_boot_namespace_pid_and_start_time(tmp_path):
     proc = fake_proc(tmp_path, processes={4242: ("ansible-playbook) (x", "77001")})
-    assert _controller.process_start(4242, proc) == "77001", "a command holding ') (' does not shift the fields"
-    assert _controller.process_start(99, proc) is None
+    assert _service.start_ticks(4242, proc) == 77001, "a command holding ') (' does not shift the fields"
+    assert _service.start_ticks(99, proc) is None
     token = _controller.controller_process(proc, parent=lambda: 4242)
     assert token == "b-1 pid:[4026531836] 4242 77001"
     assert _controller.process_ended(token, proc) is False
