@@ -98,7 +98,8 @@ def trusted(fd, path):
 
 class DeployLock:
     """The lock at path for owner (a name for the record), waiting up to timeout seconds; a
-    context manager. After acquire: waited (seconds), took_over (a gone holder's record, or None)."""
+    context manager. After acquire: waited (seconds blocked behind another holder: 0.0 when the lock was
+    free at once), took_over (a gone holder's record, or None)."""
 
     poll = 0.05  # seconds between two tries
     fd = None
@@ -112,15 +113,18 @@ class DeployLock:
 
     def acquire(self):
         start = time.monotonic()
+        blocked = False
         while True:
             self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, MODE)
-            self._wait(start)
+            blocked = self._wait(start) or blocked
             if same_file(self.fd, self.path):
                 break
             # The holder we waited for replaced (or removed) the file: the lock is the file at the path now.
             os.close(self.fd)
             self.fd = None
-        self.waited = time.monotonic() - start
+        # Only time spent behind a holder counts: opening and checking the file is not waiting, and on a busy
+        # host it alone can take a millisecond.
+        self.waited = time.monotonic() - start if blocked else 0.0
         self.took_over = read_record(self.fd)
         if not trusted(self.fd, self.path):
             self._replace()
@@ -137,12 +141,14 @@ class DeployLock:
         return self
 
     def _wait(self, start):
-        """Take the flock on self.fd, polling until timeout seconds after start."""
+        """Take the flock on self.fd, polling until timeout seconds after start; whether another held it."""
+        blocked = False
         while True:
             try:
                 fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
+                return blocked
             except BlockingIOError:
+                blocked = True
                 if time.monotonic() - start >= self.timeout:
                     holder = read_record(self.fd)
                     os.close(self.fd)

@@ -226,7 +226,7 @@ record:
   returned: when a release is named
   type: dict
 lock_wait:
-  description: Seconds spent waiting for the deploy lock.
+  description: Seconds spent blocked behind another holder of the deploy lock; V(0.0) when it was free.
   returned: always
   type: float
 unpack:

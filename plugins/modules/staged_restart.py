@@ -165,7 +165,7 @@ pruned:
   type: list
   elements: str
 lock_wait:
-  description: Seconds spent waiting for the deploy lock before the switch.
+  description: Seconds spent blocked behind another holder of the deploy lock before the switch; V(0.0) when it was free.
   returned: when O(release_id) is given and the switch was made or found done
   type: float
 rolled_back:
