@@ -6,6 +6,8 @@ Each test brings the fleet to the state it starts from (fleet_at, log_level_at),
 fleet is there already, so any test passes alone (pytest tests/integration/test_deploy.py::NAME) and
 in the full run."""
 
+import base64
+import contextlib
 import copy
 import glob
 import json
@@ -1328,7 +1330,8 @@ def test_beside_with_two_load_balancers_a_flip_moves_every_ones_traffic_or_none(
     the traffic (app1's old server in repo1 keeps long requests past deploy_drain_timeout) is moved back in both,
     rolling (app1, the canary) and together: there app2's and app3's flips pass, and they flip back too. Each host
     ends on its old instance, which never stopped, in both load balancers, the lock is given back, and the long
-    requests succeed."""
+    requests succeed. A canary that bakes flips in lb1 alone, whose counters judge it: a client of repo1 never meets
+    a canary that fails, and once one passed repo1 flips every host too."""
     current = fleet_at(lab, RELEASES, extra=("-e", BESIDE))
     target = other(current)
     old = {host: live_port(lab, host) for host in APPS}
@@ -1433,6 +1436,74 @@ def test_beside_with_two_load_balancers_a_flip_moves_every_ones_traffic_or_none(
             sh(lab, host, f"sudo python3 -c \"import json; d = json.load(open('{record}')); d['state'] = '{was[host]}'; "
                           f"json.dump(d, open('{record}', 'w'))\"")
     assert box["out"].stdout.strip() == "[200, 200]", box["out"]
+
+    # A canary that bakes serves through lb1 alone, whose counters judge it: repo1 keeps sending app1's traffic to
+    # the old instance until the verdict passed. 4.0.0 answers real requests with 500s: the verdict fails, and a
+    # client of repo1 never meets it. (Before, repo1 flipped with lb1 and served 4.0.0's 500s until the flip back.)
+    with requests_through(lab, "repo1", 8088) as seen:
+        result, _recap, load, _report = playbook_under_load(
+            demo, lab, "playbooks/deploy.yml", *second_lb, "-e", "deploy_version=4.0.0", "-e", "deploy_canary_bake=10",
+            "-e", BESIDE)
+    assert result.returncode != 0
+    out = flat(result.stdout)
+    assert "The canary app1 failed its judgement after" in out and f"app1 is back on {current}" in out, out[-3000:]
+    assert set(load["errors"]) <= {"HTTP 500"} and "4.0.0" not in load["versions"], load
+    assert seen == {current: seen.get(current)} and seen[current] >= 30, seen
+    assert live_port(lab, "app1") == old["app1"] and instance(lab, "app1", old["app1"])[::3] == ("active", pids["app1"])
+    for lb in ("lb1", "repo1"):
+        found = run_module(lab, lb, "seedops.deploy.lb_info", {"backend": "app"})["servers"]
+        assert (found[f"app1-{old['app1']}"]["admin"], found[f"app1-{new['app1']}"]["admin"]) == ("ready", "maint"), \
+            (lb, found)
+
+    # A canary that passes flips in repo1 too, then every later batch flips in both: each host ends on its new
+    # instance everywhere, its old one stopped, and no client of either load balancer saw a failure.
+    with requests_through(lab, "repo1", 8088) as seen:
+        result, _recap, load, _report = deploy("-e", "deploy_canary_bake=3")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert load["all"]["failed"] == 0 and set(seen) == {current, target}, (load, seen)
+    for lb in ("lb1", "repo1"):
+        found = run_module(lab, lb, "seedops.deploy.lb_info", {"backend": "app"})["servers"]
+        assert {h: (found[f"{h}-{new[h]}"]["admin"], found[f"{h}-{old[h]}"]["admin"]) for h in APPS} == {
+            h: ("ready", "maint") for h in APPS}, (lb, found)
+    for host in APPS:
+        assert live_port(lab, host) == new[host] and instance(lab, host, new[host])[::2] == ("active", target)
+        assert instance(lab, host, old[host])[0] == "inactive"
+
+
+# Sends requests one after the other through a load balancer's frontend, on that host, and counts the answers:
+# {version: count} for the ones that succeeded, {"HTTP <status>" or the error's name: count} for the others.
+PROBE = """
+import json, os, re, time, urllib.request as u
+seen = {}
+end = time.monotonic() + 300
+while time.monotonic() < end and not os.path.exists("/tmp/seedops-probe-stop"):
+    try:
+        key = re.search(r"version=(\\S+)", u.urlopen("http://127.0.0.1:PORT/", timeout=5).read().decode()).group(1)
+    except Exception as e:
+        key = "HTTP %s" % e.code if hasattr(e, "code") else type(e).__name__
+    seen[key] = seen.get(key, 0) + 1
+    time.sleep(0.05)
+print(json.dumps(seen))
+"""
+
+
+@contextlib.contextmanager
+def requests_through(lab, lb, port):
+    """Sends requests through `lb`'s frontend on `port` (from lb itself) while the block runs; yields a dict that
+    holds the answers counted (PROBE) once the block ended."""
+    seen = {}
+    script = base64.b64encode(PROBE.replace("PORT", str(port)).encode()).decode()
+    sh(lab, lb, "rm -f /tmp/seedops-probe-stop")
+    box = {}
+    thread = threading.Thread(target=lambda: box.update(out=lab.ssh(lb, f"echo {script} | base64 -d | python3 -")))
+    thread.start()
+    try:
+        yield seen
+    finally:
+        sh(lab, lb, "touch /tmp/seedops-probe-stop")
+        thread.join(30)
+    assert box["out"].returncode == 0, box["out"]
+    seen.update(json.loads(box["out"].stdout))
 
 
 def test_beside_patch_drains_the_live_instances_server_and_checks_it_at_its_port_across_a_reboot(lab, demo, beside):
