@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 from ansible.errors import AnsibleFilterError
 from ansible.utils.helpers import pct_to_int
@@ -535,6 +536,50 @@ def failure_reason(result, default="see above"):
     return reason if reason.endswith(".") else reason + "."
 
 
+_BOUNDS = {">": (lambda v, b: v > b, "above %s"), ">=": (lambda v, b: v >= b, "%s or more"),
+           "<": (lambda v, b: v < b, "below %s"), "<=": (lambda v, b: v <= b, "%s or less")}
+
+
+def _bound(text):
+    """('>=', 1.0) from '>=1'."""
+    for op in (">=", "<=", ">", "<"):
+        if text.startswith(op):
+            return op, float(text[len(op):])
+    raise AnsibleFilterError(f"out_of_range: {text!r} is not a bound such as '>0' or '<=1'")
+
+
+def out_of_range(values, limits):
+    """One sentence per setting of `values` ({name: value}) that is not a number or breaks a bound of its entry in
+    `limits` ({name: 'bound bound'}, each '>N', '>=N', '<N' or '<=N'), in the order of `limits`."""
+    if not isinstance(values, dict) or not isinstance(limits, dict):
+        raise AnsibleFilterError("out_of_range: expected a dict of settings and a dict of their bounds")
+    problems = []
+    for name, text in limits.items():
+        if name not in values:
+            continue
+        value = values[name]
+        bounds = [_bound(part) for part in str(text).split()]
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = None
+        if isinstance(value, bool) or number is None or math.isnan(number):
+            problems.append(f"{name} {json.dumps(value, default=str)} must be a number.")
+            continue
+        if not all(_BOUNDS[op][0](number, bound) for op, bound in bounds):
+            if [bound[0] for bound in bounds] == [">=", "<="]:
+                wanted = "from %s to %s" % (_plain(bounds[0][1]), _plain(bounds[1][1]))
+            else:
+                wanted = " and ".join(_BOUNDS[op][1] % _plain(bound) for op, bound in bounds)
+            problems.append(f"{name} {_plain(number)} must be {wanted}.")
+    return problems
+
+
+def _plain(number):
+    """1 for 1.0, 0.5 for 0.5."""
+    return int(number) if float(number).is_integer() else number
+
+
 class FilterModule:
     """seedops.deploy deploy-planning filters."""
 
@@ -543,4 +588,4 @@ class FilterModule:
                 "rotation_of": rotation_of, "fleet_status": fleet_status, "smoke_failures": smoke_failures,
                 "fanout_waves": fanout_waves, "fleet_release": fleet_release, "deploy_stats": deploy_stats,
                 "serial_entries": serial_entries, "live_instance": live_instance, "health_at_port": health_at_port,
-                "failure_reason": failure_reason}
+                "failure_reason": failure_reason, "out_of_range": out_of_range}

@@ -66,6 +66,11 @@ SOURCE = '{"deploy_artifact_src": "/tmp/shop.tar.gz"}'
      'Check the deploy variables: deploy_app "shop app" must be a plain service name (letters, digits, _ . @ -). A '
      'container release: give deploy_image_registry, the registry as the hosts reach it (https://host:port, now '
      '"http://registry:5000"), and deploy_image_repository (now "shop app"). Nothing was changed.'),
+    # Settings of later steps: checked here, not once a batch has drained its host.
+    (['{"deploy_version": "1.0.0", "deploy_keep": 0, "deploy_canary_max_error_ratio": 2, "deploy_fanout_port": 0}',
+      SOURCE],
+     'Check the deploy variables: deploy_keep 0 must be 1 or more. deploy_canary_max_error_ratio 2 must be from 0 to 1. '
+     'deploy_fanout_port 0 must be from 1 to 65535. Nothing was changed.'),
 ])
 def test_the_plan_names_only_the_deploy_settings_that_fail_their_checks(tmp_path, settings, says):
     args = [arg for setting in settings for arg in ("-e", setting)]
@@ -73,4 +78,27 @@ def test_the_plan_names_only_the_deploy_settings_that_fail_their_checks(tmp_path
     out = " ".join((result.stdout + result.stderr).split())
     assert result.returncode != 0
     assert says in out, out[-3000:]
+    assert "UNREACHABLE" not in out
+
+
+@pytest.mark.parametrize("playbook", ["deploy.yml", "rollback.yml"])
+def test_a_later_steps_setting_of_the_wrong_type_stops_the_plan_before_the_lock(tmp_path, playbook):
+    # The activate step's own check would have found it only after the plan took the lock and staged the release.
+    result = run(tmp_path, os.path.join(COLLECTION, "playbooks", playbook), "-e", "deploy_app=shop", "-e",
+                 "deploy_version=1.0.0", "-e", SOURCE, "-e", "deploy_drain_timeout=soon")
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    # ansible-core 2.17 and 2.18 say "of type <class 'str'>".
+    assert "argument 'deploy_drain_timeout' is of type" in out and "unable to convert to float" in out, out[-3000:]
+    assert "argument_spec_name: " + ("plan" if playbook == "deploy.yml" else "rollback_plan") in out, out[-3000:]
+    assert "UNREACHABLE" not in out
+
+
+def test_rollback_checks_the_numeric_settings_before_the_lock(tmp_path):
+    result = run(tmp_path, os.path.join(COLLECTION, "playbooks", "rollback.yml"), "-e", "deploy_app=shop", "-e",
+                 '{"deploy_keep": 0, "deploy_lb_up_timeout": 0}')
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    assert ("Check the deploy variables: deploy_keep 0 must be 1 or more. deploy_lb_up_timeout 0 must be above 0. "
+            "Nothing was changed.") in out, out[-3000:]
     assert "UNREACHABLE" not in out

@@ -501,3 +501,29 @@ def test_failure_reason_is_a_failed_loop_items_own_message_as_a_sentence():
     assert plugin.failure_reason({"msg": "unhealthy; rolled back."}) == "unhealthy; rolled back."
     assert plugin.failure_reason({"results": [{"failed": True}]}, "the switch failed") == "the switch failed."
     assert plugin.failure_reason(None) == "see above."
+
+
+def test_out_of_range_names_each_setting_its_value_and_its_bounds_in_the_limits_order():
+    limits = {"deploy_keep": ">=1", "deploy_canary_interval": ">0", "deploy_canary_max_error_ratio": ">=0 <=1",
+              "deploy_fanout_port": ">=1 <=65535", "deploy_smoke_timeout": ">0 <600", "deploy_absent": ">0"}
+    values = {"deploy_canary_max_error_ratio": 1.5, "deploy_keep": 0, "deploy_canary_interval": "0",
+              "deploy_fanout_port": 8099, "deploy_smoke_timeout": 600.0}
+    assert plugin.out_of_range(values, limits) == [
+        "deploy_keep 0 must be 1 or more.", "deploy_canary_interval 0 must be above 0.",
+        "deploy_canary_max_error_ratio 1.5 must be from 0 to 1.", "deploy_smoke_timeout 600 must be above 0 and below 600."]
+    # Each bound is inclusive or not as written: the edges themselves.
+    assert plugin.out_of_range({"deploy_keep": 1, "deploy_canary_max_error_ratio": 0, "deploy_fanout_port": "65535",
+                                "deploy_smoke_timeout": 0.5}, limits) == []
+    assert plugin.out_of_range({}, limits) == []
+
+
+@pytest.mark.parametrize("value, shown", [("x", '"x"'), (True, "true"), (None, "null"), ([1], "[1]"), ("nan", '"nan"')])
+def test_out_of_range_names_a_value_that_is_no_number(value, shown):
+    assert plugin.out_of_range({"deploy_keep": value}, {"deploy_keep": ">=1"}) == [f"deploy_keep {shown} must be a number."]
+
+
+def test_out_of_range_refuses_a_bound_it_cannot_read():
+    with pytest.raises(AnsibleFilterError, match="'=1' is not a bound"):
+        plugin.out_of_range({"deploy_keep": 1}, {"deploy_keep": "=1"})
+    with pytest.raises(AnsibleFilterError, match="a dict of settings"):
+        plugin.out_of_range([1], {"deploy_keep": ">=1"})
