@@ -102,3 +102,13 @@ def test_rollback_checks_the_numeric_settings_before_the_lock(tmp_path):
     assert ("Check the deploy variables: deploy_keep 0 must be 1 or more. deploy_lb_up_timeout 0 must be above 0. "
             "Nothing was changed.") in out, out[-3000:]
     assert "UNREACHABLE" not in out
+
+
+def test_site_checks_the_deploy_settings_before_it_prepares_any_host(tmp_path):
+    # Its deploy step's plan would refuse them only after site.yml had prepared the hosts and taken the lock.
+    result = run(tmp_path, os.path.join(COLLECTION, "playbooks", "site.yml"), "-e", "deploy_app=shop", "-e", SOURCE,
+                 "-e", '{"deploy_keep": 0}')
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    assert "Check the deploy variables: deploy_keep 0 must be 1 or more. Nothing was changed." in out, out[-3000:]
+    assert "UNREACHABLE" not in out and "Prepare" not in out, out[-3000:]
