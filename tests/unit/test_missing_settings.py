@@ -112,3 +112,12 @@ def test_site_checks_the_deploy_settings_before_it_prepares_any_host(tmp_path):
     assert result.returncode != 0
     assert "Check the deploy variables: deploy_keep 0 must be 1 or more. Nothing was changed." in out, out[-3000:]
     assert "UNREACHABLE" not in out and "Prepare" not in out, out[-3000:]
+
+
+@pytest.mark.parametrize("given", [[], ["-e", "scale_in_hosts="], ["-e", '{"scale_in_hosts": []}']])
+def test_scale_in_without_hosts_says_which_setting_names_them(tmp_path, given):
+    result = run(tmp_path, os.path.join(COLLECTION, "playbooks", "scale_in.yml"), "-e", "deploy_app=shop", *given)
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    assert "Set scale_in_hosts to the hosts that leave (-e scale_in_hosts=app7,app8)." in out, out[-3000:]
+    assert "UNREACHABLE" not in out and "is undefined" not in out
