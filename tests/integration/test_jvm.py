@@ -109,6 +109,7 @@ def test_a_jar_is_built_checked_deployed_and_reloaded_without_a_new_jvm(lab, ser
                                                       app_service_env={"PORT": "9090", "LOG_LEVEL": "error"}))
         assert blocked.returncode != 0
         assert "seedops-japp on app1 has no reload (app_service_reload: none" in flat(blocked)
+        assert "TASK [Lock]" not in blocked.stdout, "refused before the lock was taken"
         assert sh(lab, HOST, "sudo cat /etc/seedops-japp/env") == env_before
         assert config(lab) == {"log_level": "warn", "pid": before["pid"]}
 

@@ -121,3 +121,25 @@ def test_scale_in_without_hosts_says_which_setting_names_them(tmp_path, given):
     assert result.returncode != 0
     assert "Set scale_in_hosts to the hosts that leave (-e scale_in_hosts=app7,app8)." in out, out[-3000:]
     assert "UNREACHABLE" not in out and "is undefined" not in out
+
+
+def test_reconfigure_checks_its_settings_before_the_lock(tmp_path):
+    # Its batches would check them only under the lock, and a batch's failed check left the lock until its ttl.
+    result = run(tmp_path, os.path.join(COLLECTION, "playbooks", "reconfigure.yml"), "-e", "deploy_app=shop", "-e",
+                 '{"deploy_beside_ports": ["eighty"]}')
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    assert "deploy_beside_ports" in out and "argument_spec_name: reconfigure_check" in out, out[-3000:]
+    assert "UNREACHABLE" not in out
+
+
+def test_the_plan_names_a_load_balancer_or_lock_host_the_inventory_lacks(tmp_path):
+    # Else the lock step tried to reach them and failed with ssh's "Could not resolve hostname".
+    result = run(tmp_path, os.path.join(COLLECTION, "playbooks", "deploy.yml"), "-e", "deploy_app=shop", "-e",
+                 "deploy_version=1.0.0", "-e", SOURCE, "-e", '{"deploy_lb_hosts": ["l1", "lb9"], "deploy_lock_host": "l2"}')
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    assert ("Check the deploy variables: deploy_lb_hosts names lb9, not in the inventory: name the load balancers as "
+            'the inventory does (by default the lb group). deploy_lock_host "l2" is not in the inventory. Nothing was '
+            "changed.") in out, out[-3000:]
+    assert "UNREACHABLE" not in out
