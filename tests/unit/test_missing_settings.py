@@ -133,9 +133,10 @@ def test_reconfigure_checks_its_settings_before_the_lock(tmp_path):
     assert "UNREACHABLE" not in out
 
 
-def test_the_plan_names_a_load_balancer_or_lock_host_the_inventory_lacks(tmp_path):
+@pytest.mark.parametrize("playbook", ["deploy.yml", "rollback.yml"])
+def test_the_plan_names_a_load_balancer_or_lock_host_the_inventory_lacks(tmp_path, playbook):
     # Else the lock step tried to reach them and failed with ssh's "Could not resolve hostname".
-    result = run(tmp_path, os.path.join(COLLECTION, "playbooks", "deploy.yml"), "-e", "deploy_app=shop", "-e",
+    result = run(tmp_path, os.path.join(COLLECTION, "playbooks", playbook), "-e", "deploy_app=shop", "-e",
                  "deploy_version=1.0.0", "-e", SOURCE, "-e", '{"deploy_lb_hosts": ["l1", "lb9"], "deploy_lock_host": "l2"}')
     out = " ".join((result.stdout + result.stderr).split())
     assert result.returncode != 0
