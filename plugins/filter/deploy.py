@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 from ansible.errors import AnsibleFilterError
 from ansible.utils.helpers import pct_to_int
@@ -96,6 +97,21 @@ def serial_entries(serial):
     if isinstance(serial, (list, tuple)):
         return list(serial)
     return [] if serial is None else [serial]
+
+
+def serial_problems(serial, name="deploy_serial"):
+    """[] when every entry of `serial` is a batch size Ansible's `serial` takes (a whole number of hosts, or a
+    percentage such as '34%'), else one sentence naming the setting `name` and the entries it cannot take. Ansible
+    itself fails on such an entry with 'Unexpected Exception, this is probably a bug' when the play starts."""
+    bad = []
+    for entry in serial_entries(serial):
+        text = str(entry).strip()
+        if isinstance(entry, bool) or not re.match(r"^[+-]?\d+\s*%?$", text):
+            bad.append(entry)
+    if not bad:
+        return []
+    return [f"{name} {json.dumps(serial, default=str)} holds {', '.join(json.dumps(b, default=str) for b in bad)}, "
+            "which is neither a number of hosts nor a percentage such as 34%."]
 
 
 def batch_sizes(serial, count):
@@ -588,4 +604,5 @@ class FilterModule:
                 "rotation_of": rotation_of, "fleet_status": fleet_status, "smoke_failures": smoke_failures,
                 "fanout_waves": fanout_waves, "fleet_release": fleet_release, "deploy_stats": deploy_stats,
                 "serial_entries": serial_entries, "live_instance": live_instance, "health_at_port": health_at_port,
-                "failure_reason": failure_reason, "out_of_range": out_of_range}
+                "failure_reason": failure_reason, "out_of_range": out_of_range,
+                "serial_problems": serial_problems}

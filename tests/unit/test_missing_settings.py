@@ -131,3 +131,15 @@ def test_the_plan_names_a_load_balancer_or_lock_host_the_inventory_lacks(tmp_pat
     assert ("Check the deploy variables: deploy_lb_hosts names lb9, not in the inventory: name the load balancers as "
             'the inventory does (by default the lb group). deploy_lock_host "l2" is not in the inventory. Nothing was '
             "changed.") in out, out[-3000:]
+
+
+@pytest.mark.parametrize("playbook, setting", [("deploy.yml", "deploy_serial"), ("reconfigure.yml", "deploy_serial"),
+                                               ("patch.yml", "os_patch_serial")])
+def test_batch_sizes_a_play_cannot_take_stop_the_run_before_the_lock(tmp_path, playbook, setting):
+    # Ansible stops on such an entry only when the rolling play starts - after the lock was taken - with
+    # "Unexpected Exception, this is probably a bug".
+    out = refused(tmp_path, playbook, "-e", "deploy_app=shop", "-e", "deploy_version=1.0.0", "-e", SOURCE,
+                  "-e", setting + "=1,ten")
+    assert (f"{setting} \"1,ten\" holds \"ten\", which is neither a number of hosts nor a percentage such as 34%. "
+            "Nothing was changed.") in out, out[-3000:]
+    assert "Unexpected Exception" not in out

@@ -527,3 +527,16 @@ def test_out_of_range_refuses_a_bound_it_cannot_read():
         plugin.out_of_range({"deploy_keep": 1}, {"deploy_keep": "=1"})
     with pytest.raises(AnsibleFilterError, match="a dict of settings"):
         plugin.out_of_range([1], {"deploy_keep": ">=1"})
+
+
+@pytest.mark.parametrize("serial", [[1, "34%", "100%"], "1, 34%, 100%", 2, "50%", ["5 %", "+3"], [], None])
+def test_serial_problems_takes_what_a_plays_serial_takes(serial):
+    assert plugin.serial_problems(serial) == []
+
+
+def test_serial_problems_names_the_setting_and_each_entry_serial_cannot_take():
+    assert plugin.serial_problems([1, "abc", "x%", True, 1.5], "os_patch_serial") == [
+        'os_patch_serial [1, "abc", "x%", true, 1.5] holds "abc", "x%", true, 1.5, which is neither a number of hosts '
+        "nor a percentage such as 34%."]
+    assert plugin.serial_problems("1, ten") == [
+        "deploy_serial \"1, ten\" holds \"ten\", which is neither a number of hosts nor a percentage such as 34%."]
