@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import re
 
 from ansible.errors import AnsibleFilterError
@@ -552,8 +553,8 @@ def failure_reason(result, default="see above"):
     return reason if reason.endswith(".") else reason + "."
 
 
-_BOUNDS = {">": (lambda v, b: v > b, "above %s"), ">=": (lambda v, b: v >= b, "%s or more"),
-           "<": (lambda v, b: v < b, "below %s"), "<=": (lambda v, b: v <= b, "%s or less")}
+_BOUNDS = {">": (operator.gt, "above %s"), ">=": (operator.ge, "%s or more"),
+           "<": (operator.lt, "below %s"), "<=": (operator.le, "%s or less")}
 
 
 def _bound(text):
