@@ -374,3 +374,15 @@ def test_a_failing_host_stops_the_rollout_and_stays_drained(lab, fleet):
     finally:
         run_module(lab, "lb1", "seedops.deploy.lb_member", {"backend": "app", "server": "app1", "state": "ready"})
     assert wait_answering(fleet["port"], APPS)
+
+
+def test_a_setting_a_batch_refuses_gives_the_lock_back(lab):
+    """With deploy_beside_ports each batch first finds its host's live instance (live_instance, under the lock). A
+    setting refused there stops the rollout inside the batch's block: the lock is given back, nothing is drained."""
+    result, recap = run_playbook("playbooks/patch.yml", lab.inventory, *ev(deploy_beside_ports=[8081, "x"]))
+    assert result.returncode != 0 and recap["app1"]["failed"] == 1, recap
+    out = flat(result)
+    assert "deploy_beside_ports" in out and "cannot be converted to an int" in out, out[-2000:]
+    assert lab.ssh("lb1", "sudo test -e /var/lib/seedops-deploy/locks/seedops-app-app.json").returncode != 0, \
+        "the refused run gave the fleet's deploy lock back"
+    assert {h: s["admin"] for h, s in lb_servers(lab).items()} == {h: 0 for h in APPS}, "nothing was drained"
