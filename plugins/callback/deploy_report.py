@@ -312,6 +312,10 @@ class CallbackModule(CallbackBase):
         self.fit = None  # the plan's dev/prod consistency check (deploy_fit): what the build needs, what each host has
         self.servers = {}  # load balancer server name -> host, from the plan
         self.refused = None  # why the run stopped in the plan step before it made a plan (the first failure there)
+        # Hosts that failed, or could not be reached, before the plan (in site.yml's plays that come before its deploy
+        # step): the last message of each. The plan never sees them; the report names them.
+        self.failed_early = {}
+        self.plan_hosts = set()
 
     # -- bookkeeping ---------------------------------------------------------------------------------
 
@@ -374,6 +378,8 @@ class CallbackModule(CallbackBase):
         if (status == "failed" and not ignored and not self.planned and self.refused is None
                 and PLAN_STEP.search(task.get_path() or "")):
             self.refused = " ".join(str(result._result.get("msg") or "failed").split())
+        if status in ("failed", "unreachable") and not ignored and not self.planned:
+            self.failed_early[name] = " ".join(str(result._result.get("msg") or status).split())
         if kind is None:
             facts = (result._result.get("ansible_facts") or {}) if status == "ok" else {}
             if isinstance(facts.get("deploy_plan"), dict):
@@ -404,6 +410,7 @@ class CallbackModule(CallbackBase):
             return
         self.planned = self.seen = self.deployed = True
         for name, entry in (plan.get("hosts") or {}).items():
+            self.plan_hosts.add(name)
             rec = self.host(name)
             rec.old, rec.new = entry.get("current"), entry.get("target")
             rec.action, rec.reason, rec.batch = entry.get("action"), entry.get("reason"), entry.get("batch")
@@ -583,6 +590,11 @@ class CallbackModule(CallbackBase):
             "analysis": self.analysis,
             "fit": self.fit,
             "refused": None if self.planned else self.refused,
+            # Failed (or unreachable) before the plan and still failed at the end: left out of the deploy.
+            "failed_before_plan": {
+                name: why for name, why in sorted(self.failed_early.items(), key=lambda item: _name_key(item[0]))
+                if self.planned and name not in self.plan_hosts
+                and (stats.summarize(name).get("failures") or stats.summarize(name).get("unreachable"))},
         }
         for row in rows:
             doc["runs"].setdefault(row["runs"], []).append(row["host"])
@@ -632,6 +644,8 @@ class CallbackModule(CallbackBase):
             else:
                 needs = str(doc["fit"].get("table") or "").split("\n", maxsplit=1)[0]
                 out.append("fit: every host can run the build (%s)" % needs)
+        for name, why in doc["failed_before_plan"].items():
+            out.append("WARNING: %s failed before the deploy's plan and is not in it: %s" % (name, why[:600]))
         for row in doc["hosts"]:
             for why in row["refetched"]:
                 out.append("%s: fetched the artifact again (from the origin) after: %s" % (
@@ -759,6 +773,9 @@ class CallbackModule(CallbackBase):
         skew = "" if doc["skew_s"] is None else "<p>Version skew: %.3f s</p>" % doc["skew_s"]
         if doc["refused"]:
             skew += "<p>%s: %s</p>" % (html.escape(refusal(doc).capitalize()), html.escape(doc["refused"]))
+        for name, why in doc["failed_before_plan"].items():
+            skew += "<p>%s failed before the deploy's plan and is not in it: %s</p>" % (html.escape(name),
+                                                                                        html.escape(why))
         return ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>seedops.deploy report</title>"
                 "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
                 "td,th{border:1px solid #cbd5e0;padding:4px 8px;text-align:left}</style></head><body>"

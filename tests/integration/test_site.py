@@ -95,3 +95,50 @@ def test_preflight_rejects_a_bad_variable_by_its_argument_spec(lab):
     result = run_playbook("playbooks/site.yml", lab.inventory, "--limit", "app1", "-e", "preflight_min_cpus=many")[0]
     assert result.returncode != 0
     assert "preflight_min_cpus" in result.stdout and "cannot be converted to an int" in result.stdout
+
+
+LOCK_FILE = "/var/lib/seedops-deploy/locks/seedops-app-app.json"
+
+
+def test_a_site_run_whose_hosts_fail_after_the_lock_gives_it_back_and_says_who(lab, tmp_path):
+    """The plays between site.yml's take of the fleet's deploy lock and its deploy step (the repository host, the
+    service, the load balancer). One app host failing goes on without it: the deploy step plans the others, and the
+    report names the one left out. The load balancer failing ends the run (it was the play's only host): the lock
+    is given back before it ends, instead of holding every other run off until it expires."""
+    env = {"SEEDOPS_DEPLOY_REPORT_DIR": str(tmp_path)}
+    runs = {h: sh(lab, h, "readlink /srv/seedops-app/current") for h in ("app1", "app2", "app3")}
+    config = sh(lab, "lb1", "sudo sha256sum /etc/haproxy/haproxy.cfg")
+    # app2 alone gets a program path the app_service role refuses; nothing changes on it.
+    bad_exec = "{{ 'relative/path' if inventory_hostname == 'app2' else app_service_base ~ '/current/bin/seedops-app' }}"
+    first, recap = run_playbook("playbooks/site.yml", lab.inventory, "-e", '{"prepare_roles": []}',
+                                "-e", "app_service_exec=" + bad_exec, env=env)
+    assert first.returncode != 0
+    assert (recap["app2"]["failed"], recap["app1"]["failed"], recap["app3"]["failed"]) == (1, 0, 0), recap
+    out = flat(first)
+    assert ("app2: setting up the service failed at the task Check the variables before anything changes: "
+            "app_service role on app2: app_service_exec must be the absolute path") in out
+    assert "The run goes on with the other hosts of this play." in out
+    assert "left out: app2 (failed earlier in this run)" in out
+    with open(sorted(tmp_path.glob("deploy-*.json"))[-1], encoding="utf-8") as f:
+        report = json.load(f)
+    assert [row["host"] for row in report["hosts"]] == ["app1", "app3"]
+    assert list(report["failed_before_plan"]) == ["app2"]
+    assert "WARNING: app2 failed before the deploy's plan and is not in it" in first.stdout
+    assert sh(lab, "lb1", f"sudo sh -c 'test -e {LOCK_FILE} && echo held; true'") == "", "the deploy step gave it back"
+    assert {h: sh(lab, h, "readlink /srv/seedops-app/current") for h in runs} == runs
+
+    # app1 alone of the app hosts: the take's play needs one, and the others add nothing here.
+    second, recap = run_playbook("playbooks/site.yml", lab.inventory, "--limit", "app1,lb1", "-e", '{"prepare_roles": []}',
+                                 "-e", "haproxy_timeout_connect=5parsecs", env=env)
+    assert second.returncode != 0
+    assert recap["lb1"]["failed"] == 1, recap
+    out = flat(second)
+    # haproxy -c's own words, and the lock given back before Ansible ended the run.
+    assert "lb1: configuring the load balancer failed at the task Configure HAProxy" in out
+    assert "unexpected character" in out and "timeout connect" in out
+    assert ("No host of this play is left, so the run stops here, before its deploy step, and has given the fleet "
+            "deploy lock back.") in out
+    assert "TASK [Plan]" not in second.stdout
+    assert sh(lab, "lb1", f"sudo sh -c 'test -e {LOCK_FILE} && echo held; true'") == ""
+    assert sh(lab, "lb1", "sudo sha256sum /etc/haproxy/haproxy.cfg") == config, "the refused file was not written"
+    assert sh(lab, "lb1", "systemctl is-active haproxy") == "active"

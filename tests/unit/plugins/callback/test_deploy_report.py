@@ -44,11 +44,11 @@ class Play:
 
 
 class Stats:
-    def __init__(self, unreachable=()):
-        self.unreachable = unreachable
+    def __init__(self, unreachable=(), failures=()):
+        self.unreachable, self.failures = unreachable, failures
 
     def summarize(self, host):
-        return {"unreachable": 1 if host in self.unreachable else 0}
+        return {"unreachable": 1 if host in self.unreachable else 0, "failures": 1 if host in self.failures else 0}
 
 
 @pytest.fixture
@@ -589,3 +589,30 @@ def test_a_failed_loop_reports_its_failed_items_own_message(callback, tmp_path):
     callback.v2_playbook_on_stats(Stats())
     row = json.loads((tmp_path / "latest.json").read_text())["hosts"][0]
     assert row["message"] == "app1 still has 3 sessions after 60 s of drain (drain_timeout); it stays in drain"
+
+
+def test_a_host_that_failed_before_the_plan_is_named_left_out(callback, capsys):
+    """site.yml: app2 failed setting up its service and lb1 failed a task it then recovered from, both before the
+    deploy step's plan. The plan has app1 and app3 only; the report names app2 (failed at the end) and not lb1."""
+    why = "app2: setting up the service failed at the task Check the variables: app_service_exec must be absolute."
+    run(callback, "app2", "ansible.builtin.assert", {"msg": "first", "failed": True}, status="failed")
+    run(callback, "app2", "ansible.builtin.fail", {"msg": why, "failed": True}, status="failed")
+    run(callback, "lb1", "ansible.builtin.uri", {"msg": "Status code was 503", "failed": True}, status="failed")
+    plan(callback, ["app1", "app3"], "2.0.0", "2.0.0")
+    callback.v2_playbook_on_stats(Stats(failures=("app2",)))
+    out = capsys.readouterr().out
+    doc = json.loads(open(callback.report_base() + ".json", encoding="utf-8").read())
+    assert [r["host"] for r in doc["hosts"]] == ["app1", "app3"]
+    assert doc["failed_before_plan"] == {"app2": why}
+    assert "WARNING: app2 failed before the deploy's plan and is not in it: " + why in out
+    assert "<p>app2 failed before the deploy's plan and is not in it: app2: setting up the service" in open(
+        callback.report_base() + ".html", encoding="utf-8").read()
+    assert "lb1" not in out
+
+
+def test_a_failure_after_the_plan_is_no_failure_before_it(callback):
+    plan(callback, ["app1"], "1.0.0", "2.0.0")
+    run(callback, "app1", "ansible.builtin.assert", {"msg": "later", "failed": True}, status="failed")
+    callback.v2_playbook_on_stats(Stats(failures=("app1",)))
+    doc = json.loads(open(callback.report_base() + ".json", encoding="utf-8").read())
+    assert doc["failed_before_plan"] == {}
