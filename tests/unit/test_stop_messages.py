@@ -156,3 +156,22 @@ def test_together_names_a_host_that_could_not_be_moved_back_and_what_to_set():
         " app2 had moved its traffic to 2.0.0 and was moved back to its old instance, which never stopped. app3 could "
         "not be moved back to its old instance (app3-8080, still running): lb2 did not answer. Check where each load "
         "balancer sends it (lb_info), set app3-8080 ready and app3-8081 to maint there, then run the deploy again.")
+
+
+def stage_stop(hosts_all, hosts, planned):
+    """stage.yml's check that every planned host staged the release: (passes, message)."""
+    block = next(t for t in tasks("stage.yml") if "block" in t)["block"]
+    task = next(t for t in block if t["name"] == "Stage - stop unless every host staged the release")
+    facts = {"ansible_play_hosts_all": hosts_all, "ansible_play_hosts": hosts,
+             "deploy_plan": {"release": "2.0.0", "hosts": {h: {} for h in planned}}}
+    facts["deploy_stage_lost"] = yaml.safe_load(render(task["vars"]["deploy_stage_lost"], facts))
+    return (render("{{ " + task["ansible.builtin.assert"]["that"] + " }}", facts) == "True",
+            render(task["ansible.builtin.assert"]["fail_msg"], facts))
+
+
+def test_stage_names_the_planned_hosts_that_dropped_out_not_one_left_out_before_the_plan():
+    """site.yml: app2 failed setting up its service, so the plan has app1 and app3; app3 then fails to stage."""
+    assert stage_stop(["app1", "app2", "app3"], ["app1", "app3"], ["app1", "app3"])[0]
+    passes, says = stage_stop(["app1", "app2", "app3"], ["app1"], ["app1", "app3"])
+    assert not passes
+    assert says.startswith("app3 could not stage 2.0.0 (see above). Nothing was switched on any host.")
