@@ -134,7 +134,7 @@ def test_the_plan_names_a_load_balancer_or_lock_host_the_inventory_lacks(tmp_pat
 
 
 @pytest.mark.parametrize("playbook, setting", [("deploy.yml", "deploy_serial"), ("reconfigure.yml", "deploy_serial"),
-                                               ("patch.yml", "os_patch_serial")])
+                                               ("patch.yml", "os_patch_serial"), ("rollback.yml", "deploy_serial")])
 def test_batch_sizes_a_play_cannot_take_stop_the_run_before_the_lock(tmp_path, playbook, setting):
     # Ansible stops on such an entry only when the rolling play starts - after the lock was taken - with
     # "Unexpected Exception, this is probably a bug".
