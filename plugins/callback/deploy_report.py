@@ -87,6 +87,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
+from ansible import context
 from ansible.plugins.callback import CallbackBase
 
 from ansible_collections.seedops.deploy.plugins.module_utils import _lease
@@ -209,6 +210,8 @@ class HostRecord:
     refetched: list = field(default_factory=list)
     # The run stopped in the plan step, before there was a plan: this host was read, nothing was decided for it.
     refused: bool = False
+    # A run in check mode (ansible-playbook --check, an AWX job of type check): the plan's actions were not done.
+    check: bool = False
 
     def phase(self, phase, start, end, failed=False):
         span = self.phases.setdefault(phase, {"start": start, "end": end, "failed": False})
@@ -228,7 +231,7 @@ class HostRecord:
         if self.refused:
             return "no plan"
         if self.action in ("switch", "restart", "finish"):
-            return "not reached"
+            return "would %s (check mode)" % self.action if self.check else "not reached"
         if self.action == "unchanged" or (self.old is not None and self.new in (None, self.old)):
             return "unchanged"
         return "staged" if self.new else "-"
@@ -312,6 +315,7 @@ class CallbackModule(CallbackBase):
         self.fit = None  # the plan's dev/prod consistency check (deploy_fit): what the build needs, what each host has
         self.servers = {}  # load balancer server name -> host, from the plan
         self.refused = None  # why the run stopped in the plan step before it made a plan (the first failure there)
+        self.check_mode = False  # ansible-playbook --check: nothing the plan says was done
         # Hosts that failed, or could not be reached, before the plan (in site.yml's plays that come before its deploy
         # step): the last message of each. The plan never sees them; the report names them.
         self.failed_early = {}
@@ -327,6 +331,7 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_start(self, playbook):
         self.playbook = os.path.basename(getattr(playbook, "_file_name", "") or "")
         self.started = time.time()
+        self.check_mode = bool((context.CLIARGS or {}).get("check"))
         self.base = None
         if self.get_option("write_files"):
             # The forks that run the playbook's tasks inherit it: the deploy role's set_stats reads it.
@@ -569,6 +574,7 @@ class CallbackModule(CallbackBase):
         ended = time.time()
         for rec in self.hosts.values():
             rec.refused = bool(self.refused) and not self.planned
+            rec.check = self.check_mode
         # Not deployed (refused before any host was read): a host seen only running the lock step says nothing.
         rows = [self.hosts[n].as_dict() for n in sorted(self.hosts, key=_name_key)] if self.deployed else []
         for row in rows:
@@ -590,6 +596,7 @@ class CallbackModule(CallbackBase):
             "analysis": self.analysis,
             "fit": self.fit,
             "refused": None if self.planned else self.refused,
+            "check_mode": self.check_mode,
             # Failed (or unreachable) before the plan and still failed at the end: left out of the deploy.
             "failed_before_plan": {
                 name: why for name, why in sorted(self.failed_early.items(), key=lambda item: _name_key(item[0]))
@@ -620,7 +627,8 @@ class CallbackModule(CallbackBase):
                               row["result"], row["runs"], row["rotation"]])
         widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(head)]
         in_groups = ", %d hosts in groups; longest times" % len(doc["hosts"]) if grouped else ""
-        out = ["DEPLOY REPORT (%s, %.1f s%s)" % (doc["playbook"] or "run", doc["seconds"], in_groups)]
+        in_check = ", check mode: nothing was changed" if doc["check_mode"] else ""
+        out = ["DEPLOY REPORT (%s, %.1f s%s%s)" % (doc["playbook"] or "run", doc["seconds"], in_groups, in_check)]
         if lines:
             out += ["  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
             out += ["  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in lines]
@@ -779,8 +787,8 @@ class CallbackModule(CallbackBase):
         return ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>seedops.deploy report</title>"
                 "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
                 "td,th{border:1px solid #cbd5e0;padding:4px 8px;text-align:left}</style></head><body>"
-                "<h1>Deploy report</h1><p>%s, started %s, %.1f s</p>%s%s"
+                "<h1>Deploy report</h1><p>%s, started %s, %.1f s%s</p>%s%s"
                 "<table><tr><th>host</th><th>batch</th><th>old &rarr; new</th><th>stage s</th><th>switch s</th>"
                 "<th>health s</th><th>result</th><th>runs now</th></tr>%s</table></body></html>\n"
-                % (html.escape(doc["playbook"] or "run"), html.escape(doc["started"]), doc["seconds"], skew,
-                   "\n".join(svg), cells))
+                % (html.escape(doc["playbook"] or "run"), html.escape(doc["started"]), doc["seconds"],
+                   ", check mode: nothing was changed" if doc["check_mode"] else "", skew, "\n".join(svg), cells))

@@ -374,6 +374,9 @@ def test_check_mode_of_a_new_version_changes_nothing(lab, demo):
                                  "--check", "--diff")
     assert result.returncode == 0, result.stdout[-3000:]
     assert all(recap[h]["changed"] > 0 for h in APPS), "check mode says what would change"
+    # The report says what each host would do, not that the rollout stopped before it.
+    assert ", check mode: nothing was changed)" in result.stdout
+    assert result.stdout.count("would switch (check mode)") == len(APPS) and "not reached" not in result.stdout
     for host in APPS:
         assert live(lab, host)[:3] == (start, start, pids[host]), host
         assert lab.ssh(host, f"test -e {BASE}/releases/3.0.0").returncode != 0, "nothing was staged"

@@ -616,3 +616,28 @@ def test_a_failure_after_the_plan_is_no_failure_before_it(callback):
     callback.v2_playbook_on_stats(Stats(failures=("app1",)))
     doc = json.loads(open(callback.report_base() + ".json", encoding="utf-8").read())
     assert doc["failed_before_plan"] == {}
+
+
+def test_a_run_in_check_mode_says_what_each_host_would_do(callback, monkeypatch, capsys):
+    """ansible-playbook --check (or an AWX job of type check): the plan's switches and restarts were not done, and
+    the report says so rather than calling the hosts not reached."""
+    monkeypatch.setattr(plugin.context, "CLIARGS", {"check": True})
+    callback.v2_playbook_on_start(Playbook())
+    plan(callback, ["app1", "app2", "app3"], "2.0.0", "1.0.0", restart=("app3",))
+    callback.v2_playbook_on_stats(Stats())
+    out = capsys.readouterr().out
+    doc = json.loads(open(callback.report_base() + ".json", encoding="utf-8").read())
+    assert doc["check_mode"] is True
+    assert [r["result"] for r in doc["hosts"]] == ["would switch (check mode)"] * 3
+    assert "DEPLOY REPORT (deploy.yml, " in out and ", check mode: nothing was changed)" in out
+    assert "not reached" not in out
+    assert ", check mode: nothing was changed</p>" in open(callback.report_base() + ".html", encoding="utf-8").read()
+
+
+def test_a_run_not_in_check_mode_calls_a_planned_host_it_never_reached_so(callback, monkeypatch):
+    monkeypatch.setattr(plugin.context, "CLIARGS", {"check": False})
+    callback.v2_playbook_on_start(Playbook())
+    plan(callback, ["app1"], "2.0.0", "1.0.0")
+    callback.v2_playbook_on_stats(Stats())
+    doc = json.loads(open(callback.report_base() + ".json", encoding="utf-8").read())
+    assert doc["check_mode"] is False and doc["hosts"][0]["result"] == "not reached"
