@@ -111,6 +111,9 @@ WATCHED = {
 # before deploy_plan is published stops the run before a plan - nothing was decided for any host, nothing changed.
 PLAN_STEP = re.compile(r"[/\\]roles[/\\]deploy[/\\]tasks[/\\]"
                        r"(plan|lock|refuse_slice|follow|read_fleet|decide|rollback_plan)\.yml:\d+$")
+# status.yml's step: read-only, and it prints its own table of what it read (with the load balancers' states, which
+# a deploy report of its reads alone would show as unknown). No deploy report for it.
+STATUS_STEP = re.compile(r"[/\\]roles[/\\]deploy[/\\]tasks[/\\]status\.yml:\d+$")
 PHASES = ("stage", "drain", "switch", "health", "flip", "ready", "bake")
 COLOURS = {"stage": "#9aa5b1", "drain": "#f0a202", "switch": "#2b6cb0", "health": "#2f855a", "ready": "#319795",
            "flip": "#d53f8c", "bake": "#805ad5",
@@ -379,6 +382,8 @@ class CallbackModule(CallbackBase):
         name = result._host.get_name()
         end = time.time()
         start = self.starts.pop((name, task._uuid), end)
+        if STATUS_STEP.search(task.get_path() or ""):
+            return
         kind = WATCHED.get(getattr(task, "resolved_action", None) or task.action)
         if (status == "failed" and not ignored and not self.planned and self.refused is None
                 and PLAN_STEP.search(task.get_path() or "")):

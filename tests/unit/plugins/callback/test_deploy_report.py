@@ -641,3 +641,14 @@ def test_a_run_not_in_check_mode_calls_a_planned_host_it_never_reached_so(callba
     callback.v2_playbook_on_stats(Stats())
     doc = json.loads(open(callback.report_base() + ".json", encoding="utf-8").read())
     assert doc["check_mode"] is False and doc["hosts"][0]["result"] == "not reached"
+
+
+def test_status_yml_reads_are_no_deploy_and_write_nothing(callback, tmp_path, capsys):
+    """status.yml prints its own table (with each host's state in the load balancers); its release_info reads alone
+    made a deploy report that called every host unchanged with its load balancer state unknown."""
+    status = "/c/ansible_collections/seedops/deploy/roles/deploy/tasks/status.yml:12"
+    for host in ("app1", "app2"):
+        run(callback, host, "seedops.deploy.release_info", {"current": "2.0.0"}, path=status)
+    run(callback, "app1", "seedops.deploy.fleet_lock", {"held": False, "holder": None}, path=status)
+    callback.v2_playbook_on_stats(Stats())
+    assert "DEPLOY REPORT" not in capsys.readouterr().out and not os.listdir(tmp_path)
