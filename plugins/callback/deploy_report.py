@@ -115,6 +115,9 @@ PLAN_STEP = re.compile(r"[/\\]roles[/\\]deploy[/\\]tasks[/\\]"
 # a deploy report of its reads alone would show as unknown). No deploy report for it.
 STATUS_STEP = re.compile(r"[/\\]roles[/\\]deploy[/\\]tasks[/\\]status\.yml:\d+$")
 PHASES = ("stage", "drain", "switch", "health", "flip", "ready", "bake")
+# A result in check mode is what the host would do: "would reload (check mode)".
+WOULD = {"switched": "switch", "restarted": "restart", "reloaded": "reload", "repaired": "repair",
+         "finished": "finish"}
 COLOURS = {"stage": "#9aa5b1", "drain": "#f0a202", "switch": "#2b6cb0", "health": "#2f855a", "ready": "#319795",
            "flip": "#d53f8c", "bake": "#805ad5",
            "failed": "#c53030"}
@@ -227,6 +230,13 @@ class HostRecord:
         return round(sum(s["end"] - s["start"] for s in spans), 2) if spans else None
 
     def result(self):
+        verdict = self.measured_result()
+        # Check mode: the modules said what they would do, and nothing was done.
+        if self.check and verdict in WOULD:
+            return "would %s (check mode)" % WOULD[verdict]
+        return verdict
+
+    def measured_result(self):
         if self.outcome == "switched" and self.old is not None and self.old == self.new:
             return "restarted"
         if self.outcome:

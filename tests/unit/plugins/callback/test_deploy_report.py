@@ -652,3 +652,14 @@ def test_status_yml_reads_are_no_deploy_and_write_nothing(callback, tmp_path, ca
     run(callback, "app1", "seedops.deploy.fleet_lock", {"held": False, "holder": None}, path=status)
     callback.v2_playbook_on_stats(Stats())
     assert "DEPLOY REPORT" not in capsys.readouterr().out and not os.listdir(tmp_path)
+
+
+def test_a_reconfigure_in_check_mode_would_reload(callback, monkeypatch, tmp_path):
+    monkeypatch.setattr(plugin.context, "CLIARGS", {"check": True})
+    callback.v2_playbook_on_start(Playbook())
+    callback.v2_playbook_on_play_start(Play("reconfigure", [1, "100%"]))
+    run(callback, "app1", "seedops.deploy.staged_restart", {"release": "2.0.0", "changed": True, "healthy": True},
+        mode="reload")
+    callback.v2_playbook_on_stats(Stats())
+    doc = json.loads((tmp_path / "latest.json").read_text())
+    assert doc["hosts"][0]["result"] == "would reload (check mode)"
