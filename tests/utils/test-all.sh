@@ -75,6 +75,13 @@ trap cleanup EXIT
 # did (it needs only the Debian image), the execution environment the AWX test runs its job in (tests/lab/ee.py:
 # ansible-builder; mostly downloads).
 lab1=${SEEDOPS_LAB_NAME:-seedops-lab} port1=${SEEDOPS_LAB_BASE_PORT:-42200}
+# Both labs' ports first, before anything opens a connection: lab.py up reserves a lab's own only when it comes up,
+# and a fresh-clone run's second lab found 127.0.0.1:43212 held by an outgoing connection made meanwhile (an SSH
+# probe or a download of the jobs below took it as its local port). The integration tests reserve the rest
+# (tests/integration/conftest.py). Needs root; without it lab.py up says so when it cannot.
+"$bin/python" -c "import sys; sys.path.insert(0, 'tests/lab'); import lab
+for name, base in (('$lab1', $port1), ('${lab1}2', $((port1 + 1000)))):
+    lab.reserve_ports(*lab.port_span(name, base))"
 in_background setup lab bash -c "'$bin/python' tests/lab/lab.py --name '$lab1' up --base-port $port1 \
   && '$bin/python' tests/lab/lab.py --name '${lab1}2' up --base-port $((port1 + 1000)); labs=\$?; \
   '$bin/python' tests/lab/ee.py build && exit \$labs"
