@@ -123,6 +123,11 @@ COLOURS = {"stage": "#9aa5b1", "drain": "#f0a202", "switch": "#2b6cb0", "health"
            "failed": "#c53030"}
 
 
+def still_failed(summary):
+    """A host's recap (AggregateStats.summarize) counts a failure or an unreachable task not made good."""
+    return bool(summary.get("failures") or summary.get("unreachable"))
+
+
 def _name_key(name):
     """'app10' -> ('app', 10): names in natural order, so app2 comes before app10."""
     stem = name.rstrip("0123456789")
@@ -231,9 +236,9 @@ class HostRecord:
 
     def result(self):
         verdict = self.measured_result()
-        # Check mode: the modules said what they would do, and nothing was done.
-        if self.check and verdict in WOULD:
-            return "would %s (check mode)" % WOULD[verdict]
+        # Check mode: the modules said what they would do (or nothing, for the plan's switches), and nothing was done.
+        if self.check and (verdict in WOULD or verdict == "not reached"):
+            return "would %s (check mode)" % WOULD.get(verdict, self.action)
         return verdict
 
     def measured_result(self):
@@ -244,7 +249,7 @@ class HostRecord:
         if self.refused:
             return "no plan"
         if self.action in ("switch", "restart", "finish"):
-            return "would %s (check mode)" % self.action if self.check else "not reached"
+            return "not reached"
         if self.action == "unchanged" or (self.old is not None and self.new in (None, self.old)):
             return "unchanged"
         return "staged" if self.new else "-"
@@ -615,8 +620,7 @@ class CallbackModule(CallbackBase):
             # Failed (or unreachable) before the plan and still failed at the end: left out of the deploy.
             "failed_before_plan": {
                 name: why for name, why in sorted(self.failed_early.items(), key=lambda item: _name_key(item[0]))
-                if self.planned and name not in self.plan_hosts
-                and (stats.summarize(name).get("failures") or stats.summarize(name).get("unreachable"))},
+                if self.planned and name not in self.plan_hosts and still_failed(stats.summarize(name))},
         }
         for row in rows:
             doc["runs"].setdefault(row["runs"], []).append(row["host"])
