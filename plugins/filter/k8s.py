@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.seedops.deploy.plugins.filter.deploy import batch_sizes
+from ansible_collections.seedops.deploy.plugins.filter.deploy import batch_sizes, serial_problems
 
 _DIGEST_REF = re.compile(r"^[a-z0-9][a-z0-9._/:-]*@sha256:[0-9a-f]{64}$")
 # A Kubernetes object's name and label value (RFC 1123 label: the strictest of the names used here).
@@ -63,7 +63,11 @@ def _strategy(settings, replicas):
         _fail(f"switch must be rolling or together, got {switch!r}")
     if switch == "together":
         return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "100%", "maxUnavailable": 0}}
-    largest = max(batch_sizes(settings.get("serial", [1, "34%", "100%"]), replicas) or [1])
+    serial = settings.get("serial", [1, "34%", "100%"])
+    # The same rule as the deploy's own check of deploy_serial (the plan refuses what this refuses).
+    for problem in serial_problems(serial, name="serial"):
+        _fail(problem)
+    largest = max(batch_sizes(serial, replicas) or [1])
     if settings.get("beside"):
         return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": largest, "maxUnavailable": 0}}
     return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": largest}}

@@ -97,7 +97,9 @@ def test_secrets_are_read_from_a_secret_and_never_written():
     ({"health": {"url": "127.0.0.1:8080/healthz"}}, "health.url must be an http or https URL"),
     ({"switch": "sideways"}, "switch must be rolling or together"),
     ({"env": {"BAD NAME": "1"}}, "'BAD NAME' is not a valid environment variable name"),
-    ({"serial": ["half"]}, "serial entry 'half' is neither a number nor a percentage"),
+    ({"serial": ["half"]}, 'serial ["half"] holds "half", which is neither a number of hosts nor a percentage'),
+    # Python's int() would read "1_000" as 1000; the deploy's check of deploy_serial takes plain digits only, so does this.
+    ({"serial": [1, "1_000"]}, 'serial [1, "1_000"] holds "1_000", which is neither a number of hosts nor a percentage'),
 ])
 def test_bad_settings_are_refused_naming_what_is_wrong(changes, message):
     with pytest.raises(AnsibleFilterError, match=re.escape(message)):
