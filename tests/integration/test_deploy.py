@@ -1122,20 +1122,6 @@ def test_a_version_missing_from_the_repository_fails_before_any_change(lab, demo
         assert lab.ssh(host, f"test -e {BASE}/releases/9.9.9").returncode != 0
 
 
-def test_an_http_artifact_with_an_http_checksum_list_is_refused_before_any_change(lab, demo):
-    """Whoever sits between the hosts and a plain-http repository could hand out the artifact and its checksum
-    list both: the plan refuses the pair unless deploy_allow_unverified (which the lab's group_vars set)."""
-    pids = {host: live(lab, host)[2] for host in APPS}
-    result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=2.0.0",
-                                  "-e", "deploy_allow_unverified=false")
-    assert result.returncode != 0
-    out = flat(result.stdout)
-    assert "comes over plain http and its checksum list" in out and "deploy_allow_unverified=true" in out, out[-2000:]
-    assert "Nothing was changed" in out
-    assert {host: live(lab, host)[2] for host in APPS} == pids
-    assert lock_record(lab) is None, "refused before the lock is taken"
-
-
 def test_beside_a_rolling_deploy_flips_each_host_to_its_new_instance_and_a_broken_one_never_takes_traffic(
         lab, demo, beside):
     # Moved in: one instance per host on 8080, the unit's port not in the environment file, two servers per host.

@@ -86,8 +86,9 @@ def test_a_slice_is_refused_before_the_role_reads_any_setting(name):
     repository host of an artifact URL), which would fail with a templating error instead of the refusal."""
     first = load_yaml("playbooks", name)[0]["tasks"][0]
     assert first["ansible.builtin.include_role"] == {"name": "seedops.deploy.deploy", "tasks_from": "refuse_slice"}
+    assert first["run_once"] is True
     with open(os.path.join(ROOT, "roles", "deploy", "tasks", "lock.yml"), encoding="utf-8") as handle:
-        assert handle.read().count("ansible.builtin.include_tasks: refuse_slice.yml") == 1
+        assert handle.read().count("ansible.builtin.import_tasks: refuse_slice.yml") == 1
 
 
 def requirement_pins():

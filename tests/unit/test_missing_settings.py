@@ -76,6 +76,13 @@ SOURCE = '{"deploy_artifact_src": "/tmp/shop.tar.gz"}'
      'container release: give deploy_image_registry, the registry as the hosts reach it (https://host:port, now '
      '"http://registry:5000"), and deploy_image_repository (now "shop app"). Nothing was changed.'),
     # Settings of later steps: checked here, not once a batch has drained its host.
+    # Whoever sits between the hosts and a plain-http repository could hand out the artifact and its checksum list both.
+    (['{"deploy_version": "1.0.0", "deploy_artifact_url": "http://repo/shop.tar.gz", '
+      '"deploy_checksum_url": "http://repo/SHA256SUMS"}'],
+     "Check the deploy variables: http://repo/shop.tar.gz comes over plain http and its checksum list "
+     "http://repo/SHA256SUMS too: whoever sits in between could hand out both, so nothing would be verified. Serve the "
+     "checksum list over https, give the digest inline (deploy_checksum), or, on a network you trust end to end, set "
+     "deploy_allow_unverified=true. Nothing was changed."),
     (['{"deploy_version": "1.0.0", "deploy_keep": 0, "deploy_canary_max_error_ratio": 2, "deploy_fanout_port": 0}',
       SOURCE],
      'Check the deploy variables: deploy_keep 0 must be 1 or more. deploy_canary_max_error_ratio 2 must be from 0 to 1. '
@@ -143,3 +150,16 @@ def test_batch_sizes_a_play_cannot_take_stop_the_run_before_the_lock(tmp_path, p
     assert (f"{setting} \"1,ten\" holds \"ten\", which is neither a number of hosts nor a percentage such as 34%. "
             "Nothing was changed.") in out, out[-3000:]
     assert "Unexpected Exception" not in out
+
+
+SLICE = ('{"awx_workflow_job_id": 4300, "awx_workflow_job_name": "Deploy", "awx_job_template_name": "Deploy"}')
+
+
+@pytest.mark.parametrize("playbook", ["deploy.yml", "rollback.yml", "site.yml"])
+def test_one_slice_of_a_sliced_awx_job_is_refused_on_every_host_before_the_lock(tmp_path, playbook):
+    # The check runs once for the play; its failure stops every host, also in a play without any_errors_fatal (site.yml's
+    # lock check, through lock.yml): no host goes on to take the lock (which would reach its host, here unreachable).
+    out = refused(tmp_path, playbook, "-e", "deploy_app=shop", "-e", "deploy_version=1.0.0", "-e", SOURCE, "-e", SLICE)
+    assert ('This job is one slice of the AWX job template "Deploy", which has job slicing on (workflow job 4300)'
+            in out), out[-3000:]
+    assert "Lock - the fleet" not in out and "Prepare" not in out, out[-3000:]
