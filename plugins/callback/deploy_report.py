@@ -114,12 +114,12 @@ PLAN_STEP = re.compile(r"[/\\]roles[/\\]deploy[/\\]tasks[/\\]"
 # status.yml's step: read-only, and it prints its own table of what it read (with the load balancers' states, which
 # a deploy report of its reads alone would show as unknown). No deploy report for it.
 STATUS_STEP = re.compile(r"[/\\]roles[/\\]deploy[/\\]tasks[/\\]status\.yml:\d+$")
-PHASES = ("stage", "drain", "switch", "health", "flip", "ready", "bake")
+PHASES = ("stage", "drain", "switch", "health", "warm", "flip", "ready", "bake")
 # A result in check mode is what the host would do: "would reload (check mode)".
 WOULD = {"switched": "switch", "restarted": "restart", "reloaded": "reload", "repaired": "repair",
          "finished": "finish"}
 COLOURS = {"stage": "#9aa5b1", "drain": "#f0a202", "switch": "#2b6cb0", "health": "#2f855a", "ready": "#319795",
-           "flip": "#d53f8c", "bake": "#805ad5",
+           "warm": "#ed64a6", "flip": "#d53f8c", "bake": "#805ad5",
            "failed": "#c53030"}
 
 
@@ -294,6 +294,13 @@ class HostRecord:
                 "phases": self.phases, "refetched": self.refetched}
 
 
+@dataclass
+class _ItemResult:
+    """One item of a loop's result, as Event reads a task result."""
+
+    _result: dict
+
+
 class Event:
     """One finished task of a watched module on one host."""
 
@@ -421,13 +428,32 @@ class CallbackModule(CallbackBase):
             return
         self.seen = True
         self.deployed = self.deployed or kind in ("release", "release_info", "staged_restart")
-        rec = self.host(name)
-        event = Event(result, status, start, end)
-        getattr(self, "on_" + kind)(rec, event)
-        if event.failed and rec.outcome is None and status == "failed":
-            rec.outcome = "failed"
-        if event.failed and not rec.message:
-            rec.message = _results.failed_message(event.res)
+        for owner, event in self.events(result, name, status, start, end):
+            rec = self.host(owner)
+            getattr(self, "on_" + kind)(rec, event)
+            if event.failed and rec.outcome is None and event.status == "failed":
+                rec.outcome = "failed"
+            if event.failed and not rec.message:
+                rec.message = _results.failed_message(event.res)
+
+    def events(self, result, name, status, start, end):
+        """The (host, Event) pairs of one task result: the task's host, or - for a delegated loop over other hosts of
+        the plan (stop.yml taking back the hosts a stopped rollout did not reach: each item a host's name, the task
+        delegated to it) - each item's host. ansible-core does not keep the delegated host in a loop's item results,
+        so the item names it."""
+        items = result._result.get("results") if isinstance(result._result.get("results"), list) else []
+        owners = [item.get("item") if isinstance(item, dict) and isinstance(item.get("item"), str) else None
+                  for item in items]
+        if (not items or not getattr(result._task, "delegate_to", None)
+                or not all(owner in self.plan_hosts and owner != name for owner in owners)):
+            return [(name, Event(result, status, start, end))]
+        pairs = []
+        for owner, item in zip(owners, items):
+            if item.get("skipped"):
+                continue
+            failed = item.get("failed") or item.get("unreachable")
+            pairs.append((owner, Event(_ItemResult(item), "failed" if failed else "ok", start, end)))
+        return pairs
 
     def on_plan(self, plan):
         """deploy_plan (roles/deploy/tasks/decide.yml): every host's release, action and batch."""
@@ -504,7 +530,7 @@ class CallbackModule(CallbackBase):
             rec.now = event.res.get("current")
             if rec.new is None:
                 rec.new = event.args.get("rollback_to") if state == "rolled_back" else event.res.get("release_id")
-            if state == "rolled_back" and rec.outcome == "switched":
+            if state == "rolled_back" and rec.outcome in ("switched", "started"):
                 rec.outcome = "rolled back"
 
     def on_lb_member(self, rec, event):
@@ -515,12 +541,15 @@ class CallbackModule(CallbackBase):
             moments = [m for m in moments if isinstance(m, (int, float))]
             if moments:
                 rec.times = dict(rec.times or {}, flipped=max(moments))
+            if not event.failed and rec.outcome == "started":
+                rec.outcome = "switched"
             return
         state = event.args.get("state")
         if state == "drain" and event.args.get("wait_up") is True:
-            # A drain that waits for the server's checks is the warm-up of a flip (together.yml), not a host going out
-            # of rotation: the new instance's server, checked in drain before it takes the traffic.
-            rec.phase("flip", event.start, event.end, event.failed)
+            # A drain that waits for the server's checks is the warm-up of a flip (together.yml, prestart.yml), not a
+            # host going out of rotation: the new instance's server, checked in drain before it takes the traffic. Its
+            # own phase: a host started before the first batch waits for its batch between the two.
+            rec.phase("warm", event.start, event.end, event.failed)
             return
         if state in ("drain", "ready"):
             rec.phase(state, event.start, event.end, event.failed)
@@ -561,7 +590,10 @@ class CallbackModule(CallbackBase):
         elif rec.action == "finish":
             rec.outcome = "finished"
         elif rec.outcome is None:
-            rec.outcome = "switched"
+            # A release started beside the live instance (rollback false, an instance port) takes traffic only once
+            # the load balancers flip to it: until then the host is `started`, and its flip makes it `switched`.
+            beside = event.args.get("rollback") is False and event.args.get("instance") is not None
+            rec.outcome = "started" if beside else "switched"
         elif rec.outcome == "switched" and event.args.get("previous_state") == "failed":
             # A batch taken back (a canary that failed its judgement): switched back, the new release marked failed.
             rec.outcome = "rolled back"

@@ -277,7 +277,8 @@ def _action(entry, target, mode):
     return "unchanged", f"runs {target} already"
 
 
-def deploy_plan(hosts, release, serial=DEFAULT_SERIAL, canary=None, switch="rolling", mode="deploy", lb=None):
+def deploy_plan(hosts, release, serial=DEFAULT_SERIAL, canary=None, switch="rolling", mode="deploy", lb=None,
+                prestart=False):
     """The one plan of a deploy or rollback run: per host its action and batch, decided once.
 
     `hosts` lists, in inventory order, one mapping per host: `host`, `current` (its live release),
@@ -291,6 +292,10 @@ def deploy_plan(hosts, release, serial=DEFAULT_SERIAL, canary=None, switch="roll
     ordered - `canary` first, then inventory order - and cut into batches: the canary hosts, when
     named, form batch 1 and `serial` cuts the rest; otherwise `serial` cuts them all. With
     switch=together every acting host is in the one batch `all`.
+
+    With `prestart` (deploy_beside_prestart), a rolling plan's hosts that flip start their new instance before the
+    first batch, all at once (`prestart`: true on each such host, and the plan's list `prestart`), so a batch is
+    only the flip. A host with a second instance left by a run that stopped mid-flip (`tidy`) starts in its batch.
     """
     if not isinstance(hosts, list) or not all(isinstance(h, dict) and h.get("host") for h in hosts):
         raise AnsibleFilterError("deploy_plan: expected a list of mappings with a 'host' key, in inventory order")
@@ -336,16 +341,21 @@ def deploy_plan(hosts, release, serial=DEFAULT_SERIAL, canary=None, switch="roll
     for number, batch in enumerate(batches, 1):
         for name in batch:
             planned[name]["batch"] = "all" if switch == "together" else number
+    for name, entry in planned.items():
+        entry["prestart"] = bool(prestart and switch == "rolling" and entry["batch"] and entry["path"] == "flip"
+                                 and not entry.get("tidy"))
     summary = [f"{mode} {release} ({switch}): " + (" then ".join("[" + ", ".join(b) + "]" for b in batches)
                                                    or "no host to switch")]
     summary += [f"{name}: {e['action']}" + (f" in batch {e['batch']}" if e["batch"] else "")
-                + (f" (start beside on {e['idle_port']}, then flip)" if e.get("path") == "flip" and e["batch"] else "")
+                + (f" (start beside on {e['idle_port']}{' ahead of the batches' if e['prestart'] else ''}, then flip)"
+                   if e.get("path") == "flip" and e["batch"] else "")
                 + f" - {e['reason']}"
                 for name, e in planned.items()]
     return {"release": release, "mode": mode, "switch": switch, "order": order, "batches": batches,
             "serial": [len(b) for b in batches] or [1], "hosts": planned, "summary": summary,
             "in_rotation": [n for n, e in planned.items() if (e["lb"] or {}).get("in_rotation")] if lb else None,
-            "rolling": order if switch == "rolling" else [], "together": order if switch == "together" else []}
+            "rolling": order if switch == "rolling" else [], "together": order if switch == "together" else [],
+            "prestart": [name for name in order if planned[name]["prestart"]]}
 
 
 def _last_deploy(info):

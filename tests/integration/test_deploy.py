@@ -1141,7 +1141,8 @@ def test_beside_a_rolling_deploy_flips_each_host_to_its_new_instance_and_a_broke
                                                        "-e", BESIDE)
     assert result.returncode == 0, result.stdout[-4000:]
     assert load["all"]["failed"] == 0, load
-    assert "app1: switch in batch 1 (start beside on 8081, then flip)" in flat(result.stdout)
+    # Every host's new instance starts, and passes the load balancer's checks, before the first batch flips.
+    assert "app1: switch in batch 1 (start beside on 8081 ahead of the batches, then flip)" in flat(result.stdout)
     assert report["canary"]["verdict"] == "pass", report["canary"]
     kept = task_results(result.stdout, "Activate - stop the old instance, kept running")
     assert "changed: [app1]" in kept and "app2" not in kept, result.stdout[-4000:]
@@ -1158,20 +1159,23 @@ def test_beside_a_rolling_deploy_flips_each_host_to_its_new_instance_and_a_broke
         assert row["phases"]["flip"]["end"] > row["phases"]["health"]["end"], "flipped once the new one was healthy"
         assert "drain" not in row["phases"], "no drain: the old instance served until the flip"
 
-    # A release that fails its health gate never takes traffic: the old instance serves on, untouched.
-    pid = instance(lab, "app1", 8081)[3]
+    # A release that fails its health gate never takes traffic: no host flips, and every old instance serves on.
+    pids = {host: instance(lab, host, 8081)[3] for host in APPS}
     health = {"url": "http://127.0.0.1:8080/healthz", "successes": 2, "interval": 0.25, "timeout": 4}
     result, _recap, load, report = playbook_under_load(demo, lab, "playbooks/deploy.yml", "-e", "deploy_version=3.0.0",
                                                        "-e", BESIDE, "-e", json.dumps({"deploy_health": health}))
     assert result.returncode != 0
     assert load["all"]["failed"] == 0 and set(load["versions"]) == {target}, load
-    assert "seedops-app@8080 did not become healthy" in flat(result.stdout)
-    assert "Its old instance still serves it: the new one was stopped and current switched back" in flat(result.stdout)
-    assert instance(lab, "app1", 8081)[::3] == ("active", pid)
-    assert instance(lab, "app1", 8080)[0] == "inactive" and live_port(lab, "app1") == 8081
-    assert live(lab, "app1")[0] == target and record_state(lab, "app1", "3.0.0") == "failed"
-    assert servers(lab)["app1-8080"][0] == "maint" and servers(lab)["app1-8081"] == ("ready", "up")
-    assert {live(lab, h)[0] for h in ("app2", "app3")} == {target}
+    out = flat(result.stdout)
+    assert "app1, app2, app3 did not become healthy in 3.0.0 beside the live instance" in out, out[-3000:]
+    assert "so no host flipped. app1: seedops-app@8080 did not become healthy" in out, out[-3000:]
+    assert "Every host's old instance still serves it: the new ones were stopped and current switched back." in out
+    for host in APPS:
+        assert instance(lab, host, 8081)[::3] == ("active", pids[host])
+        assert instance(lab, host, 8080)[0] == "inactive" and live_port(lab, host) == 8081
+        assert live(lab, host)[0] == target and record_state(lab, host, "3.0.0") == "failed"
+        assert servers(lab)[f"{host}-8080"][0] == "maint" and servers(lab)[f"{host}-8081"] == ("ready", "up")
+        assert lab.ssh(host, f"readlink {BASE}/current").stdout.strip().endswith("/" + target)
 
 
 def test_beside_together_flips_every_host_at_once_a_rollback_flips_back_and_a_rerun_tidies_a_flip_cut_short(
@@ -1267,6 +1271,14 @@ def test_beside_a_canary_that_fails_its_bake_flips_back_to_its_old_instance_whic
     assert servers(lab)[f"app1-{old}"] == ("ready", "up") and servers(lab)[f"app1-{new}"][0] == "maint"
     assert {h: instance(lab, h, live_port(lab, h)) for h in ("app2", "app3")} == {h: before[h] for h in ("app2", "app3")}
     assert rows(report)["app1"]["result"] == "rolled back", rows(report)["app1"]
+    # app2 and app3 had started 4.0.0 beside their old instances before the first batch and never flipped: the stop
+    # took them back (new instance stopped, its server in maintenance, current switched back).
+    assert "app2, app3 had started 4.0.0 beside their old instances and were taken back to them" in out, out[-3000:]
+    for host in ("app2", "app3"):
+        idle = 8080 if live_port(lab, host) == 8081 else 8081
+        assert instance(lab, host, idle)[0] == "inactive" and servers(lab)[f"{host}-{idle}"][0] == "maint"
+        assert lab.ssh(host, f"readlink {BASE}/current").stdout.strip().endswith("/" + current)
+        assert rows(report)[host]["result"] == "rolled back", rows(report)[host]
     # The clients saw only the canary's 500s while it served, never a 4.0.0 answer that succeeded.
     assert set(load["errors"]) <= {"HTTP 500"} and "4.0.0" not in load["versions"], load["errors"]
 
@@ -1359,9 +1371,9 @@ def test_beside_with_two_load_balancers_a_flip_moves_every_ones_traffic_or_none(
     out = flat(result.stdout)
     assert f"app1: server app1-{new['app1']} of backend app is drain, but HAProxy's checks do not see it up" in out, \
         out[-3000:]
-    assert "Its old instance still serves it: the new one was stopped and current switched back." in out, out[-3000:]
+    assert "so no host flipped" in out and "Every host's old instance still serves it" in out, out[-3000:]
     assert load["all"]["failed"] == 0 and set(load["versions"]) == {current}, load
-    on_old_instances(["app1"])
+    on_old_instances(APPS)
 
     # Two long requests through repo1 (55 s, below HAProxy's 60 s timeout server), both on app1's old server (the
     # others at weight 0 in repo1 while they start): it keeps two sessions through both runs below, the others none.
@@ -1401,7 +1413,9 @@ def test_beside_with_two_load_balancers_a_flip_moves_every_ones_traffic_or_none(
                 "the new one was stopped and current switched back.") in out, out[-3000:]
         # lb1 sent app1's traffic to the new instance until the flip back: the clients met both, and no failure.
         assert load["all"]["failed"] == 0 and set(load["versions"]) == {current, target}, load
-        on_old_instances(["app1"])
+        # app2 and app3 had started the release before the first batch: taken back, their old instances untouched.
+        assert "app2, app3 had started" in out and "were taken back to them" in out, out[-3000:]
+        on_old_instances(APPS)
 
         # Together: app1's flip fails in repo1 the same way; app2's and app3's pass, and go back to their old
         # instances too (their processes never stopped: on_old_instances compares them).

@@ -403,9 +403,38 @@ def test_hosts_that_flip_have_a_flip_phase_their_port_and_the_skew_of_their_flip
     doc = json.loads((tmp_path / "latest.json").read_text())
     assert doc["skew_s"] == 0.25
     for row in doc["hosts"]:
-        assert set(row["phases"]) == {"switch", "health", "flip"} and row["result"] == "switched"
+        assert set(row["phases"]) == {"switch", "health", "warm", "flip"} and row["result"] == "switched"
         assert row["port"] == 8081 and row["rotation"] == "ready/up :8081"
     assert "version skew: 0.250 s between the first and the last host taking the new release" in capsys.readouterr().out
+
+
+def test_hosts_a_stopped_rollout_took_back_are_rolled_back_each_by_its_own_delegated_result(callback, tmp_path):
+    """prestart.yml started 2.0.0 beside the old instance on every host; app1's batch flipped, then the rollout
+    stopped, and stop.yml (run once, on app1) took app2 and app3 back in one loop delegated to each of them."""
+    plan(callback, ["app1", "app2", "app3"], "1.0.0", "2.0.0")
+    callback.v2_playbook_on_play_start(Play("prestart", None))
+    for host in ("app1", "app2", "app3"):
+        run(callback, host, "seedops.deploy.staged_restart", {"release": "2.0.0", "switched": True, "previous": "1.0.0",
+                                                              "health": {"healthy": True}, "times": {"acted": 100.0}},
+            release_id="2.0.0", rollback=False, instance=8081)
+    callback.v2_playbook_on_play_start(Play("activate", [1, "34%", "100%"]))
+    run(callback, "app1", "seedops.deploy.lb_member",
+        {"results": [{"invocation": {"module_args": {"server": "app1-8081", "replaces": "app1-8080"}}, "flipped_at": 101.0}]})
+    back = [{"invocation": {"module_args": {"state": "rolled_back", "release_id": "2.0.0", "rollback_to": "1.0.0"}},
+             "current": "1.0.0", "item": host} for host in ("app2", "app3")]
+    back[1].update(failed=True, msg="app3: the release store is locked")
+    task = Task("seedops.deploy.release")
+    task.delegate_to = "{{ item }}"
+    callback.v2_runner_on_start(Host("app1"), task)
+    callback.v2_runner_on_ok(Result(Host("app1"), task, {"results": back}))
+    callback.v2_playbook_on_stats(Stats(failures=("app1",)))
+    rows = {row["host"]: row for row in json.loads((tmp_path / "latest.json").read_text())["hosts"]}
+    assert (rows["app1"]["result"], rows["app1"]["runs"]) == ("switched", "2.0.0"), rows["app1"]
+    assert (rows["app2"]["result"], rows["app2"]["runs"]) == ("rolled back", "1.0.0"), rows["app2"]
+    # app3 could not be taken back: its new instance started but never took traffic (no flip), and it says why.
+    assert rows["app3"]["result"] == "started" and "store is locked" in rows["app3"]["message"], rows["app3"]
+    # The skew counts the hosts whose users met the new release: app1 alone.
+    assert json.loads((tmp_path / "latest.json").read_text())["skew_s"] is None
 
 
 def test_a_host_that_cannot_run_the_build_is_in_the_printed_report_and_the_json(callback, tmp_path, capsys):

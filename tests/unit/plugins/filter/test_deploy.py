@@ -371,6 +371,26 @@ def test_deploy_plan_beside_restarts_in_place_when_the_live_instance_is_down_or_
         plugin.deploy_plan([dict(_beside("app1", "1.0", 8080), beside={"ports": [8080, 8080]})], "2.0")
 
 
+def test_deploy_plan_beside_prestart_starts_the_hosts_that_flip_before_the_first_batch_but_not_one_left_mid_flip():
+    # app1 and app2 flip; app3 runs the target with a second instance left by a dead run (repair, tidy); app4 is down
+    # (restart in place); app5 runs the target already.
+    hosts = [_beside("app1", "1.0", 8080), _beside("app2", "1.0", 8080), _beside("app3", "2.0", 8080, running=("8080", "8081")),
+             _beside("app4", "1.0", 8080, running=()), _beside("app5", "2.0", 8080)]
+    lb = [_lb(**{f"app{i}-8080": {} for i in range(1, 6)}, **{f"app{i}-8081": {"admin": "maint"} for i in range(1, 6)})]
+    plan = plugin.deploy_plan(hosts, "2.0", serial=[1], lb=lb, prestart=True)
+    assert plan["prestart"] == ["app1", "app2"]
+    assert {h: e["prestart"] for h, e in plan["hosts"].items()} == {
+        "app1": True, "app2": True, "app3": False, "app4": False, "app5": False}
+    assert plan["batches"] == [["app1"], ["app2"], ["app3"], ["app4"]], "the batches stay as serial cuts them"
+    assert "app2: switch in batch 2 (start beside on 8081 ahead of the batches, then flip)" in plan["summary"][2]
+    # Off by default, off for together (it starts every host first anyway), and nothing to start without a flip.
+    assert plugin.deploy_plan(hosts, "2.0", lb=lb)["prestart"] == []
+    assert plugin.deploy_plan(hosts, "2.0", lb=lb, switch="together", prestart=True)["prestart"] == []
+    assert plugin.deploy_plan(hosts, "2.0", prestart=True)["prestart"] == []
+    # A rollback to 1.0 flips app5 and app3 too, but app3 has a second instance left running: it starts in its batch.
+    assert plugin.deploy_plan(hosts, "1.0", lb=lb, mode="rollback", prestart=True)["prestart"] == ["app5"]
+
+
 def test_fleet_release_gives_new_hosts_what_every_serving_host_runs():
     got = plugin.fleet_release({"app1": "1.4.0", "app2": None, "app3": "1.4.0"})
     assert got == {"release": "1.4.0", "serving": {"1.4.0": ["app1", "app3"]}, "new": ["app2"], "problem": None}
