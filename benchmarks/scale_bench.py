@@ -7,7 +7,8 @@ restarts everywhere), its version-skew window as the load client saw it (version
 rerun, a scale-in of the last app host (scale_in.yml) and its return (the haproxy role: it joins in maintenance;
 deploy.yml without a version). And what each host costs the controller: CPU seconds of ansible-playbook and every
 process it waited for (its forks), the peak memory of that process tree, and the peak of SSH client processes on the
-machine - each for the rolling deploy and the no-op rerun, divided by the hosts.
+machine - each for the rolling deploy and the no-op rerun, divided by the hosts. Then the same fleet with two
+instances per host (deploy_beside_ports): a rolling deploy back to the staged 1.0.0, its time and its window.
 Not in `all`: it resizes the lab (benchmarks/run.py --suite scale --scale-sizes 3,8,16).
 """
 
@@ -20,7 +21,7 @@ import statistics
 import threading
 import time
 
-from deploy_bench import Runner, build_sample_packages, forget, load_client
+from deploy_bench import BESIDE, Runner, build_sample_packages, forget, load_client
 
 SUMS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "fixtures", "app", "dist",
                     "2.0.0", "SHA256SUMS")
@@ -102,6 +103,12 @@ def one_size(runner, apps):
     runner.ssh(leaving, "sudo systemctl enable --quiet seedops-app")
     (_s, _r), load_back = _return(runner)
     return_s = time.monotonic() - started
+    # Start beside, then flip (deploy_beside_ports): the fleet moved to two instances per host, then a rolling deploy
+    # back to 1.0.0, which every host holds staged - every new instance starts before the first batch, and the batches
+    # only flip - under the same load; then the fleet moves back to one instance.
+    runner.playbook("tests/integration/playbooks/beside.yml", "-e", BESIDE)
+    beside_s, beside_load = runner.under_load("playbooks/deploy.yml", "-e", "deploy_version=1.0.0", "-e", BESIDE)
+    runner.playbook("tests/integration/playbooks/beside.yml")
     noop_s = statistics.median(s for s, _c in noops)
     noop_cost = min((c for _s, c in noops), key=lambda c: c["cpu_s"])
     n = len(apps)
@@ -112,6 +119,8 @@ def one_size(runner, apps):
         "noop_s": round(noop_s, 2),
         "scale_in_s": round(scale_in_s, 2), "scale_in_failed": scale_in_load["all"]["failed"],
         "return_s": round(return_s, 2), "return_failed": load_back["all"]["failed"],
+        "beside_s": round(beside_s, 2), "beside_failed": beside_load["all"]["failed"],
+        "beside_skew_window_s": beside_load.get("mixed_s"),
         "controller": {
             "rolling": dict(rolling_cost, cpu_s_per_host=round(rolling_cost["cpu_s"] / n, 2)),
             "noop": dict(noop_cost, cpu_s_per_host=round(noop_cost["cpu_s"] / n, 2)),
@@ -159,11 +168,15 @@ def suite_scale(lab_up, lab_name, sizes, report_dir):
              base["controller"]["rolling"]["peak_rss_mib"], None),
             (f"scale in one host under load (s), {tag}", entry["scale_in_s"], base["scale_in_s"], None),
             (f"its return under load (s), {tag}", entry["return_s"], base["return_s"], None),
+            (f"rolling beside, release staged, under load (s), {tag}", entry["beside_s"], base["beside_s"],
+             entry["beside_s"] / base["beside_s"]),
+            (f"two versions answered, beside (s), {tag}", entry["beside_skew_window_s"], base["beside_skew_window_s"],
+             None),
         ]
     if len(per_size) == 1:
         rows = [(f"{k} ({base['hosts']} hosts)", v, "-", None) for k, v in base.items()
                 if k.endswith("_s") or k.endswith("_failed")]
-    failed = sum(e[k] for e in per_size for k in ("rolling_failed", "scale_in_failed", "return_failed"))
+    failed = sum(e[k] for e in per_size for k in ("rolling_failed", "scale_in_failed", "return_failed", "beside_failed"))
     rows.append(("failed requests, every run of every size", failed, "-", None))
     largest = per_size[-1]
     data["targets"] = {
@@ -171,5 +184,7 @@ def suite_scale(lab_up, lab_name, sizes, report_dir):
         f"rolling at {largest['hosts']} hosts at most 1.5x of {base['hosts']}": largest["rolling_s"] <= 1.5 * base["rolling_s"],
         f"no-op at {largest['hosts']} hosts at most 1.3x of {base['hosts']}": largest["noop_s"] <= 1.3 * base["noop_s"],
         f"two versions answered at most 6 s at {largest['hosts']} hosts": (largest["skew_window_s"] or 0) <= 6,
+        f"beside: two versions answered at most 6 s at {largest['hosts']} hosts":
+            (largest["beside_skew_window_s"] or 0) <= 6,
     }
     return data, rows
