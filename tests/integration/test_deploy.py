@@ -1376,7 +1376,7 @@ def test_beside_with_two_load_balancers_a_flip_moves_every_ones_traffic_or_none(
     on_old_instances(APPS)
 
     # Two long requests through repo1 (55 s, below HAProxy's 60 s timeout server), both on app1's old server (the
-    # others at weight 0 in repo1 while they start): it keeps two sessions through both runs below, the others none.
+    # others at weight 0 in repo1 while they start), before each of the two runs below: the others have none.
     script = ("import threading, urllib.request as u\n"
               "out = []\n"
               "def one():\n"
@@ -1394,15 +1394,25 @@ def test_beside_with_two_load_balancers_a_flip_moves_every_ones_traffic_or_none(
             run_module(lab, "repo1", "seedops.deploy.lb_member",
                        {"backend": "app", "server": server, "weight": 0 if zero else weights[server]["weight"]})
 
-    box = {}
-    slow = threading.Thread(target=lambda: box.update(out=lab.ssh("repo1", f"python3 -c \"{script}\"")))
-    weigh(True)
-    slow.start()
+    def hold():
+        """Start two long requests on app1's old server in repo1 and wait until it has them; returns the thread and
+        the box its output lands in. Each run below gets its own pair, so its flip meets them whatever the run
+        before it took (a pair lasts 55 s)."""
+        box = {}
+        slow = threading.Thread(target=lambda: box.update(out=lab.ssh("repo1", f"python3 -c \"{script}\"")))
+        before = sessions(lab, "repo1", f"app1-{old['app1']}")
+        weigh(True)
+        slow.start()
+        try:
+            deadline = time.monotonic() + 10
+            while sessions(lab, "repo1", f"app1-{old['app1']}") < before + 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:
+            weigh(False)
+        return slow, box
+
+    holds = [hold()]
     try:
-        deadline = time.monotonic() + 10
-        while sessions(lab, "repo1", f"app1-{old['app1']}") < 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        weigh(False)
         assert {h: sessions(lab, "repo1", f"{h}-{old[h]}") for h in APPS} == {"app1": 2, "app2": 0, "app3": 0}
         result, _recap, load, _report = deploy("-e", "deploy_drain_timeout=3")
         assert result.returncode != 0
@@ -1419,29 +1429,35 @@ def test_beside_with_two_load_balancers_a_flip_moves_every_ones_traffic_or_none(
 
         # Together: app1's flip fails in repo1 the same way; app2's and app3's pass, and go back to their old
         # instances too (their processes never stopped: on_old_instances compares them).
-        assert sessions(lab, "repo1", f"app1-{old['app1']}") == 2, "the long requests still run"
+        holds.append(hold())
+        held = sessions(lab, "repo1", f"app1-{old['app1']}")
+        assert held >= 2 and {h: sessions(lab, "repo1", f"{h}-{old[h]}") for h in ("app2", "app3")} == {
+            "app2": 0, "app3": 0}, "the long requests still run"
         result, _recap, load, report = deploy("-e", "deploy_drain_timeout=3", "-e", "deploy_switch=together")
         assert result.returncode != 0
         out = flat(result.stdout)
         # The report says where every host ends: back on the release it ran.
         assert {h: (r["result"], r["runs"]) for h, r in rows(report).items()} == {
             h: ("rolled back", current) for h in APPS}, report["hosts"]
-        assert (f"app1: its flip failed: app/app1-{new['app1']} serves now, but app/app1-{old['app1']} still has "
-                "2 sessions after 3 s (drain_timeout): it stays in drain, so its old instance must not be stopped "
-                "yet. Its old instance still serves it: lb1, repo1 had moved its traffic to the new one and moved "
-                "it back; the new one was stopped and current switched back.") in out, out[-4000:]
+        # 2 or more sessions: the first pair may still run.
+        assert re.search(f"app1: its flip failed: app/app1-{new['app1']} serves now, but app/app1-{old['app1']} still "
+                         r"has \d+ sessions after 3 s \(drain_timeout\): it stays in drain, so its old instance must not "
+                         r"be stopped yet\. Its old instance still serves it: lb1, repo1 had moved its traffic to the new "
+                         r"one and moved it back; the new one was stopped and current switched back\.", out), out[-4000:]
         assert (f"app2, app3 had moved their traffic to {target} and were moved back to their old instances, which "
                 "never stopped.") in out, out[-4000:]
         assert load["all"]["failed"] == 0, load
         on_old_instances(APPS)
     finally:
-        slow.join(90)
+        for slow, _box in holds:
+            slow.join(90)
         # The release the failed flips marked failed is one the later tests go back and forth between.
         record = f"{BASE}/releases/{target}.json"
         for host in APPS:
-            sh(lab, host, f"sudo python3 -c \"import json; d = json.load(open('{record}')); d['state'] = '{was[host]}'; "
-                          f"json.dump(d, open('{record}', 'w'))\"")
-    assert box["out"].stdout.strip() == "[200, 200]", box["out"]
+            # Only a record the failed flips marked (a run that passed against the test's will leaves a live one).
+            sh(lab, host, f"sudo python3 -c \"import json; d = json.load(open('{record}')); d['state'] = '{was[host]}' "
+                          f"if d['state'] == 'failed' else d['state']; json.dump(d, open('{record}', 'w'))\"")
+    assert [box["out"].stdout.strip() for _slow, box in holds] == ["[200, 200]"] * 2, holds
 
     # A canary that bakes serves through lb1 alone, whose counters judge it: repo1 keeps sending app1's traffic to
     # the old instance until the verdict passed. 4.0.0 answers real requests with 500s: the verdict fails, and a
