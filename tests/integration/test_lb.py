@@ -207,9 +207,11 @@ def test_ready_from_maintenance_takes_traffic_only_once_a_check_passed(lab, flee
         assert hosts_answering(fleet, 12) == {"app1", "app2"}
     finally:
         sh(lab, "app3", "sudo systemctl start seedops-app")
+    # Whether this call still waits depends on whether HAProxy's checks saw the started instance up before it ran
+    # (a busy controller takes longer to start the module than HAProxy takes to check): the wait itself is proven
+    # above, where no check could pass. Here it must end ready and up, whenever the check passed.
     back = member(lab, server="app3", state="ready", wait_up=True, up_timeout=30)
     assert back["changed"] and back["previous_state"] == "drain" and back["state"] == "ready" and back["op_state"] == "up", back
-    assert back["waited"] > 0, "it waited in drain for HAProxy's checks to see the restarted instance"
     assert admin_state(lab, "app3") == 0
     assert hosts_answering(fleet) == set(APPS)
 
