@@ -231,15 +231,18 @@ class Flip:
                   "replaced": {"server": p["replaces"], "previous_state": hap.admin_name(old["admin_state"])}}
         # The new server takes the weight asked for, else the one the old server has (a canary's share stays).
         weight = p["weight"] if p["weight"] is not None else old["weight"]
+        # Without wait, the old server is left in drain (its requests end there; a later state=maint waits for them).
+        settled = ("maint",) if p["wait"] else ("drain", "maint")
         done = (result["previous_state"] == "ready" and new["weight"] == weight
-                and result["replaced"]["previous_state"] == "maint")
+                and result["replaced"]["previous_state"] in settled)
         result["changed"] = not done
         if m.diff and not done:
             result["diff"] = {"before": {p["server"]: result["previous_state"], p["replaces"]: result["replaced"]["previous_state"]},
-                              "after": {p["server"]: "ready", p["replaces"]: "maint"}}
+                              "after": {p["server"]: "ready", p["replaces"]: settled[0]}}
         if m.check_mode or done:
             result.update(m.described(new), state="ready", weight=weight, sessions=m.sessions())
-            result["replaced"].update(state="maint", sessions=self.o.sessions())
+            result["replaced"].update(state=result["replaced"]["previous_state"] if done else settled[0],
+                                      sessions=self.o.sessions())
             return result
         started = m.clock()
         self.warm_up(result, new, weight)
@@ -247,8 +250,9 @@ class Flip:
         answer = hap.commands(p["socket"], ["set server %s state ready" % self.new, "set server %s state drain" % self.old])
         hap.check_answer(answer, "the flip from %s to %s" % (self.old, self.new))
         result["flipped_at"] = round(time.time(), 3)
-        self.drain_old(result)
-        hap.check_answer(hap.command(p["socket"], "set server %s state maint" % self.old), "maint of %s" % self.old)
+        if p["wait"]:
+            self.drain_old(result)
+            hap.check_answer(hap.command(p["socket"], "set server %s state maint" % self.old), "maint of %s" % self.old)
         result["waited"] = round(m.clock() - started, 3)
         result.update(m.now())
         old_now = self.o.now()
@@ -280,8 +284,6 @@ class Flip:
     def drain_old(self, result):
         """Until the old server's sessions (the requests it was serving at the flip) end, or drain_timeout."""
         p = self.p
-        if not p["wait"]:
-            return
         current, waited = self.o.poll(self.o.sessions, lambda n: n == 0, p["drain_timeout"])
         if current > 0:
             result["replaced"].update(state="drain", sessions=current)

@@ -28,7 +28,9 @@ description:
     checks it without sending it traffic, and the task waits until a check of it passed (O(up_timeout)). Then one
     runtime API call sets it V(ready) and O(replaces) to V(drain). When the old server's sessions have ended
     (O(drain_timeout)), it goes to V(maint), which also closes HAProxy's idle connections to it. Only then may its
-    instance stop. Running it again with the two names swapped is the flip back.
+    instance stop. Running it again with the two names swapped is the flip back. With O(wait=false), the task returns
+    once traffic moved and leaves the old server in V(drain), where its requests end; a later task with
+    O(state=maint) (and O(wait)) waits for them and puts it in maintenance, and only then may its instance stop.
   - The states are runtime states - a reload of HAProxy resets them to the configuration's unless it loads a
     server-state file, which the seedops.deploy.haproxy role sets up (saved before every reload and stop).
 options:
@@ -50,7 +52,10 @@ options:
     type: str
     choices: [enabled, disabled]
   wait:
-    description: With O(state=drain) or O(state=maint), wait until the server's current sessions reach zero.
+    description:
+      - With O(state=drain) or O(state=maint), wait until the server's current sessions reach zero.
+      - With O(replaces), wait until the old server's sessions reach zero and put it in V(maint); V(false) leaves it
+        in V(drain).
     type: bool
     default: true
   drain_timeout:
@@ -96,7 +101,8 @@ options:
       - Fails, with the old server still serving and the new one in V(drain), when the new server's checks do not
         see it up within O(up_timeout). Fails, with the new server serving and the old one in V(drain), when the old
         one's sessions do not end within O(drain_timeout).
-      - Unchanged when O(server) is V(ready) at that weight and O(replaces) in V(maint) already.
+      - Unchanged when O(server) is V(ready) at that weight and O(replaces) in V(maint) already (with O(wait=false),
+        in V(drain) or V(maint)).
     type: str
     version_added: 0.1.0
   poll_interval:
@@ -207,8 +213,8 @@ previous_checks:
   type: str
 replaced:
   description:
-    - With O(replaces), the replaced server - C(server), C(previous_state), C(state) (V(maint) once drained) and
-      C(sessions) when the task ended.
+    - With O(replaces), the replaced server - C(server), C(previous_state), C(state) (V(maint) once drained, V(drain)
+      with O(wait=false)) and C(sessions) when the task ended.
   returned: when O(replaces) is given
   type: dict
   sample: {"server": "app1-8080", "previous_state": "ready", "state": "maint", "sessions": 0}

@@ -9,6 +9,7 @@ in the full run."""
 import base64
 import contextlib
 import copy
+import datetime
 import glob
 import json
 import os
@@ -222,6 +223,12 @@ def task_results(stdout, name):
     found = re.search(r"TASK \[[^]]*" + re.escape(name) + r"[^]]*\] \*+\n((?:\w+: \[[^]]+\].*\n)+)", stdout)
     assert found, f"no task {name!r} in the output"
     return found.group(1)
+
+
+def stopped_at(lab, host, port):
+    """When the instance seedops-app@PORT last stopped (epoch seconds), as systemd on the host recorded it."""
+    out = lab.ssh(host, f"systemctl show -P InactiveEnterTimestamp --timestamp=us+utc seedops-app@{port}").stdout.strip()
+    return datetime.datetime.strptime(out, "%a %Y-%m-%d %H:%M:%S.%f UTC").replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
 def live_port(lab, host):
@@ -1144,8 +1151,15 @@ def test_beside_a_rolling_deploy_flips_each_host_to_its_new_instance_and_a_broke
     # Every host's new instance starts, and passes the load balancer's checks, before the first batch flips.
     assert "app1: switch in batch 1 (start beside on 8081 ahead of the batches, then flip)" in flat(result.stdout)
     assert report["canary"]["verdict"] == "pass", report["canary"]
+    # Each batch only flips: every old instance keeps running, its server draining, until the last batch flipped,
+    # then all stop at once (retire.yml).
     kept = task_results(result.stdout, "Activate - stop the old instance, kept running")
-    assert "changed: [app1]" in kept and "app2" not in kept, result.stdout[-4000:]
+    assert "changed" not in kept, result.stdout[-4000:]
+    retired = task_results(result.stdout, "Retire - stop the old instances")
+    assert all(f"changed: [{host}" in retired for host in APPS), result.stdout[-4000:]
+    last_flip = max(row["restart_times"]["flipped"] for row in report["hosts"])
+    for host in APPS:
+        assert stopped_at(lab, host, 8080) > last_flip, f"{host}'s old instance stopped before the last flip"
     for host in APPS:
         # The new release runs as a second process on the other port; the old one is stopped and off at boot.
         state, enabled, version, pid = instance(lab, host, 8081)
@@ -1176,6 +1190,32 @@ def test_beside_a_rolling_deploy_flips_each_host_to_its_new_instance_and_a_broke
         assert live(lab, host)[0] == target and record_state(lab, host, "3.0.0") == "failed"
         assert servers(lab)[f"{host}-8080"][0] == "maint" and servers(lab)[f"{host}-8081"] == ("ready", "up")
         assert lab.ssh(host, f"readlink {BASE}/current").stdout.strip().endswith("/" + target)
+
+    # A rollout that stops after its first batch went live (batch 2's after_activate hook fails): app1 keeps the
+    # release it flipped to and its old instance stops once its requests ended; app2 flips back to its old instance,
+    # which kept running; app3, started ahead of its batch, is taken back. Every host ends on one instance.
+    hook = os.path.join(REPO_ROOT, "tests", "integration", "playbooks", "hooks", "fail_batch2.yml")
+    result, _recap, load, report = playbook_under_load(
+        demo, lab, "playbooks/deploy.yml", "-e", f"deploy_version={beside}", "-e", BESIDE,
+        "-e", json.dumps({"deploy_hooks": {"after_activate": hook}}))
+    assert result.returncode != 0
+    assert load["all"]["failed"] == 0, load
+    out = flat(result.stdout)
+    assert f"The after_activate hook {hook} failed: batch 2 fails this test's after_activate hook." in out, out[-3000:]
+    assert f"app3 had started {beside} beside its old instance and was taken back to it" in out, out[-3000:]
+    retired = task_results(result.stdout, "Retire - stop the old instances")
+    # Once, from the batch's host, on each host that flipped (item: the host).
+    assert "(item=app1)" in retired and "item=app2" not in retired and "item=app3" not in retired, retired
+    ends = {"app1": (8080, beside), "app2": (8081, target), "app3": (8081, target)}
+    for host, (port, version) in ends.items():
+        other_port = 8081 if port == 8080 else 8080
+        assert (live_port(lab, host), instance(lab, host, port)[::2], live(lab, host)[0]) == (
+            port, ("active", version), version), host
+        assert instance(lab, host, other_port)[:2] == ("inactive", "disabled"), host
+        assert servers(lab)[f"{host}-{port}"] == ("ready", "up") and servers(lab)[f"{host}-{other_port}"][0] == "maint"
+    assert {h: r["result"] for h, r in rows(report).items()} == {
+        "app1": "switched", "app2": "rolled back", "app3": "rolled back"}, report["hosts"]
+    assert lock_record(lab) is None
 
 
 def test_beside_together_flips_every_host_at_once_a_rollback_flips_back_and_a_rerun_tidies_a_flip_cut_short(
@@ -1414,17 +1454,20 @@ def test_beside_with_two_load_balancers_a_flip_moves_every_ones_traffic_or_none(
     holds = [hold()]
     try:
         assert {h: sessions(lab, "repo1", f"{h}-{old[h]}") for h in APPS} == {"app1": 2, "app2": 0, "app3": 0}
-        result, _recap, load, _report = deploy("-e", "deploy_drain_timeout=3")
+        # Rolling, each host started in its own batch (deploy_beside_prestart false: the flip waits for the old
+        # server's requests; with the prestart it leaves them to end while later batches flip).
+        result, _recap, load, _report = deploy("-e", "deploy_drain_timeout=3", "-e", "deploy_beside_prestart=false")
         assert result.returncode != 0
         out = flat(result.stdout)
+        assert f"app1: switch in batch 1 (start beside on {new['app1']}, then flip)" in out, out[-3000:]
         assert (f"app1: app/app1-{new['app1']} serves now, but app/app1-{old['app1']} still has 2 sessions after 3 s"
                 in out), out[-3000:]
         assert ("Its old instance still serves it: lb1, repo1 had moved its traffic to the new one and moved it back; "
                 "the new one was stopped and current switched back.") in out, out[-3000:]
         # lb1 sent app1's traffic to the new instance until the flip back: the clients met both, and no failure.
         assert load["all"]["failed"] == 0 and set(load["versions"]) == {current, target}, load
-        # app2 and app3 had started the release before the first batch: taken back, their old instances untouched.
-        assert "app2, app3 had started" in out and "were taken back to them" in out, out[-3000:]
+        # app2 and app3 were not started: their batches never came.
+        assert "had started" not in out and "hosts of later batches were not touched" in out, out[-3000:]
         on_old_instances(APPS)
 
         # Together: app1's flip fails in repo1 the same way; app2's and app3's pass, and go back to their old

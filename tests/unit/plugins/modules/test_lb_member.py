@@ -522,6 +522,25 @@ def test_an_old_server_whose_sessions_stay_is_left_in_drain_after_the_flip(hapro
     assert err.value.result["replaced"]["state"] == "drain"
 
 
+def test_a_flip_without_wait_leaves_the_old_server_draining_and_a_later_maint_waits_for_its_requests(haproxy):
+    old, new = flip_ready(haproxy)
+    old.sessions_end_at = None
+    r = run(haproxy, server="app2", replaces="app1", wait=False, diff=True)
+    assert r["changed"] and r["state"] == "ready" and r["flipped_at"]
+    assert r["replaced"] == {"server": "app1", "previous_state": "ready", "state": "drain", "sessions": 2}
+    assert r["diff"]["after"] == {"app2": "ready", "app1": "drain"}
+    assert haproxy.commands() == ["set server app/app2 state drain",
+                                  "set server app/app2 state ready;set server app/app1 state drain"]
+    assert (new.admin, old.admin, old.scur) == (0, hap.FDRAIN, 2)
+    # Again: nothing to do while it drains.
+    assert not run(haproxy, server="app2", replaces="app1", wait=False)["changed"]
+    # The old server's requests end in drain; maint waits for them.
+    old.sessions_end_at = time.monotonic() + 0.2
+    done = run(haproxy, server="app1", state="maint", drain_timeout=5)
+    assert done["changed"] and done["state"] == "maint" and done["sessions"] == 0 and done["waited"] > 0
+    assert (new.admin, old.admin, old.scur) == (0, hap.FMAINT, 0)
+
+
 def test_the_new_server_takes_the_old_ones_weight_unless_one_is_given(haproxy):
     old, new = flip_ready(haproxy)
     old.weight, new.weight = 22, 100
