@@ -534,6 +534,24 @@ class CallbackModule(CallbackBase):
                 rec.outcome = "rolled back"
 
     def on_lb_member(self, rec, event):
+        if event.args.get("flips"):
+            # A batch's flips in one task (flip.yml, run once for the batch): each flip's new server names its host.
+            moments = [r.get("flipped_at") for r in event.res.get("results") or [event.res]]
+            moments = [m for m in moments if isinstance(m, (int, float))]
+            for flip in event.args["flips"]:
+                owner = self.servers.get((flip or {}).get("server"))
+                if owner is None:
+                    continue
+                host = self.host(owner)
+                host.phase("flip", event.start, event.end, event.failed)
+                if moments:
+                    host.times = dict(host.times or {}, flipped=max(moments))
+                # As for one host's flip: a failed one leaves the host's outcome to what takes it back (flip_failed.yml).
+                if event.failed:
+                    host.message = host.message or _results.failed_message(event.res)
+                elif host.outcome == "started":
+                    host.outcome = "switched"
+            return
         if event.args.get("replaces"):
             # Start beside, then flip: the load balancer moved the host's traffic to its new instance.
             rec.phase("flip", event.start, event.end, event.failed)

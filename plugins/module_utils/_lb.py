@@ -10,7 +10,8 @@ With `replaces`, a flip between two servers of one host (the old release's insta
 beside it on another port): the new server comes out of maintenance into drain, so that HAProxy's checks run
 while it takes no traffic; once a check of it passed (HAProxy counts it up before that), one runtime API call sets
 it ready and the old one to drain; when the old one's sessions have ended it goes to maint, which also closes
-HAProxy's idle connections to it (drain alone keeps them, and would send new requests over them)."""
+HAProxy's idle connections to it (drain alone keeps them, and would send new requests over them). With `flips`, the
+flips of several hosts in one task, their traffic moved in one call (Flips)."""
 
 from __future__ import annotations
 
@@ -94,6 +95,14 @@ class Member:
     def run(self):
         """Returns the result; raises LbError, or hap.HAProxyError when the runtime API fails."""
         p = self.p
+        if p.get("flips") is not None:
+            try:
+                hap.check_name("backend", p["backend"])
+            except hap.HAProxyError as exc:
+                raise LbError(str(exc))
+            return Flips(self).run()
+        if not p.get("server"):
+            raise LbError("give server (or flips)")
         for what in ("backend", "server") + (("replaces",) if p.get("replaces") else ()):
             try:
                 hap.check_name(what, p[what])
@@ -291,3 +300,181 @@ class Flip:
             msg = ("%s serves now, but %s still has %d sessions after %.0f s (drain_timeout): it stays in drain, so its "
                    "old instance must not be stopped yet" % (self.new, self.old, current, p["drain_timeout"]))
             raise LbError(msg, result)
+
+
+class Flips:
+    """lb_member with `flips`: the flips of several hosts (each a new server and the old one it replaces) in one task
+    and one runtime API call: every new server is warmed in drain until a check of it passed, then a single call sets
+    every new server ready and every old one to drain, so a batch of hosts moves at once. When one new server is not
+    up in time, nothing moves: every old server serves on."""
+
+    def __init__(self, member):
+        self.m = member
+        self.p = member.p
+        self.flips = []
+        for flip in self.p["flips"]:
+            params = dict(self.p, server=flip.get("server"), replaces=flip.get("replaces"), weight=flip.get("weight"),
+                          flips=None, state=None, checks=None)
+            self.flips.append(Flip(Member(params, check_mode=member.check_mode, diff=member.diff, clock=member.clock,
+                                          sleep=member.sleep)))
+
+    def check(self):
+        """Every flip names two valid servers, each server in one flip only, before anything is read or sent."""
+        p = self.p
+        given = [name for name in ("server", "replaces", "state", "checks", "weight") if p.get(name) is not None]
+        if given:
+            raise LbError("flips cannot be given with %s: each flip names its server, the one it replaces and its "
+                          "weight" % ", ".join(given))
+        if not self.flips:
+            raise LbError("flips is empty: give at least one flip (server, replaces)")
+        seen = set()
+        for flip in self.flips:
+            for what in ("server", "replaces"):
+                if not flip.p.get(what):
+                    raise LbError("every flip needs server and replaces; got %s" % {
+                        k: flip.p.get(k) for k in ("server", "replaces", "weight")})
+                try:
+                    hap.check_name(what, flip.p[what])
+                except hap.HAProxyError as exc:
+                    raise LbError(str(exc))
+            if flip.p["weight"] is not None and not 0 <= flip.p["weight"] <= 256:
+                raise LbError("weight must be from 0 to 256, got %d (the flip to %s)" % (flip.p["weight"], flip.new))
+            if flip.p["server"] == flip.p["replaces"]:
+                raise LbError("a flip's replaces names its server itself (%s): name the server that serves now"
+                              % flip.p["server"])
+            for name in (flip.p["server"], flip.p["replaces"]):
+                if name in seen:
+                    raise LbError("server %s is named in more than one flip: each server can move once in a task"
+                                  % name)
+                seen.add(name)
+
+    def read(self):
+        """Every server of the flips, from one `show servers state` of the backend: {server name: entry}."""
+        p = self.p
+        servers = hap.parse_servers_state(hap.command(p["socket"], "show servers state %s" % p["backend"]))
+        seen = {}
+        for flip in self.flips:
+            for name in (flip.p["server"], flip.p["replaces"]):
+                if (p["backend"], name) not in servers:
+                    names = sorted(s for b, s in servers if b == p["backend"])
+                    raise hap.HAProxyError("HAProxy has no server %s in backend %s (it has: %s)"
+                                           % (name, p["backend"], ", ".join(names) or "no such backend"))
+                seen[name] = servers[(p["backend"], name)]
+        return seen
+
+    def sessions(self):
+        """The current sessions of every server of the flips, from one `show stat`: {server name: scur}."""
+        rows = hap.parse_stat(hap.command(self.p["socket"], "show stat"))
+        return {name: int(rows.get((self.p["backend"], name), {}).get("scur") or 0)
+                for flip in self.flips for name in (flip.p["server"], flip.p["replaces"])}
+
+    def run(self):
+        self.check()
+        m = self.m
+        seen = self.read()
+        rows, todo = [], []
+        for flip in self.flips:
+            new, old = seen[flip.p["server"]], seen[flip.p["replaces"]]
+            weight = flip.p["weight"] if flip.p["weight"] is not None else old["weight"]
+            settled = ("maint",) if self.p["wait"] else ("drain", "maint")
+            row = {"server": flip.p["server"], "previous_state": hap.admin_name(new["admin_state"]),
+                   "previous_weight": new["weight"], "weight": weight,
+                   "replaced": {"server": flip.p["replaces"], "previous_state": hap.admin_name(old["admin_state"])}}
+            done = (row["previous_state"] == "ready" and new["weight"] == weight
+                    and row["replaced"]["previous_state"] in settled)
+            rows.append(row)
+            if not done:
+                todo.append((flip, row, new, settled[0]))
+        result = {"changed": bool(todo), "flipped_at": None, "waited": 0.0, "flips": rows}
+        if m.diff and todo:
+            result["diff"] = {"before": {}, "after": {}}
+            for _flip, row, _new, after in todo:
+                result["diff"]["before"].update({row["server"]: row["previous_state"],
+                                                 row["replaced"]["server"]: row["replaced"]["previous_state"]})
+                result["diff"]["after"].update({row["server"]: "ready", row["replaced"]["server"]: after})
+        if not m.check_mode and todo:
+            started = m.clock()
+            self.warm_up(result, todo)
+            # The flips: in one call every new server takes new requests and every old one stops taking them.
+            lines = []
+            for flip, _row, _new, _after in todo:
+                lines += ["set server %s state ready" % flip.new, "set server %s state drain" % flip.old]
+            hap.check_answer(hap.commands(self.p["socket"], lines),
+                             "the flips to %s" % ", ".join(flip.new for flip, _r, _n, _a in todo))
+            result["flipped_at"] = round(time.time(), 3)
+            if self.p["wait"]:
+                self.drain_old(result, todo)
+            result["waited"] = round(m.clock() - started, 3)
+        self.describe(result, check_mode=m.check_mode, todo=todo)
+        return result
+
+    def describe(self, result, check_mode=False, todo=()):
+        """Each flip's row as the servers are now (in check mode, as the flips would leave them)."""
+        seen, sessions = self.read(), self.sessions()
+        planned = {row["server"]: after for _flip, row, _new, after in todo}
+        for row in result["flips"]:
+            new, old = seen[row["server"]], seen[row["replaced"]["server"]]
+            if check_mode:
+                row.update(Member.described(new), state="ready", weight=row["weight"])
+                row["replaced"]["state"] = planned.get(row["server"], row["replaced"]["previous_state"])
+            else:
+                row.update(Member.described(new))
+                row["replaced"]["state"] = hap.admin_name(old["admin_state"])
+            row["sessions"] = sessions[row["server"]]
+            row["replaced"]["sessions"] = sessions[row["replaced"]["server"]]
+
+    def warm_up(self, result, todo):
+        """Every new server to drain at its weight (one call), then wait until the checks see every one up. Fails,
+        every old server untouched and the new ones left in drain, after up_timeout."""
+        m = self.m
+        lines = []
+        for flip, row, new, _after in todo:
+            if hap.admin_name(new["admin_state"]) == "maint":
+                lines.append("set server %s state drain" % flip.new)
+            if new["weight"] != row["weight"]:
+                lines.append("set server %s weight %d" % (flip.new, row["weight"]))
+        if lines:
+            hap.check_answer(hap.commands(self.p["socket"], lines), "; ".join(lines))
+        ups = {flip.p["server"]: flip.m.checked_up() for flip, _row, _new, _after in todo}
+
+        def all_up(seen):
+            return all(up(seen[name]) for name, up in ups.items())
+
+        seen, waited = m.poll(self.read, all_up, self.p["up_timeout"])
+        if all_up(seen):
+            return
+        down = [flip for flip, _row, _new, _after in todo if not ups[flip.p["server"]](seen[flip.p["server"]])]
+        result["waited"] = waited
+        self.describe(result)
+        raise LbError("%s not up in HAProxy's health checks after %g s (up_timeout), so no traffic was moved: %s still "
+                      "serve%s. The new servers are left in drain, where they take no traffic; look at the new "
+                      "instances (%s: their port, their health check path). %s"
+                      % (", ".join("%s (%s)" % (f.new, hap.op_name(seen[f.p["server"]]["op_state"])) for f in down)
+                         + (" is" if len(down) == 1 else " are"), self.p["up_timeout"],
+                         ", ".join(f.old for f, _r, _n, _a in todo), "s" if len(todo) == 1 else "",
+                         ", ".join(str(seen[f.p["server"]].get("address")) for f in down),
+                         " ".join(f.m.unchecked(seen[f.p["server"]]) for f in down).strip()), result)
+
+    def drain_old(self, result, todo):
+        """Until every old server's sessions end, or drain_timeout; then every drained one goes to maint (one call).
+        Fails naming those whose sessions stay: they stay in drain, so their instances must not be stopped yet."""
+        old = [flip.p["replaces"] for flip, _row, _new, _after in todo]
+
+        def drained(sessions):
+            return all(sessions[name] == 0 for name in old)
+
+        sessions, _waited = self.m.poll(self.sessions, drained, self.p["drain_timeout"])
+        done = [name for name in old if sessions[name] == 0]
+        if done:
+            lines = ["set server %s/%s state maint" % (self.p["backend"], name) for name in done]
+            hap.check_answer(hap.commands(self.p["socket"], lines), "maint of %s" % ", ".join(done))
+        stay = [name for name in old if sessions[name] > 0]
+        if stay:
+            self.describe(result)
+            one = len(stay) == 1
+            raise LbError("the new servers serve now, but sessions stay after %g s (drain_timeout) on %s: %s in drain, "
+                          "so %s must not be stopped yet"
+                          % (self.p["drain_timeout"],
+                             ", ".join("%s/%s (%d)" % (self.p["backend"], n, sessions[n]) for n in stay),
+                             "it stays" if one else "they stay", "its old instance" if one else "their old instances"),
+                          result)

@@ -31,6 +31,10 @@ description:
     instance stop. Running it again with the two names swapped is the flip back. With O(wait=false), the task returns
     once traffic moved and leaves the old server in V(drain), where its requests end; a later task with
     O(state=maint) (and O(wait)) waits for them and puts it in maintenance, and only then may its instance stop.
+  - With O(flips), the flips of several hosts (a rolling batch) in one task. Every new server is warmed in V(drain)
+    until a check of it passed; then one runtime API call sets every new server V(ready) and every old one V(drain),
+    so the batch moves at once. When one new server is not up within O(up_timeout), no traffic moves. One task on the
+    load balancer costs one module run whatever the batch's size.
   - The states are runtime states - a reload of HAProxy resets them to the configuration's unless it loads a
     server-state file, which the seedops.deploy.haproxy role sets up (saved before every reload and stop).
 options:
@@ -38,8 +42,8 @@ options:
     description:
       - The server's name in the backend (the seedops.deploy.haproxy role names servers after inventory hosts).
       - The same characters as O(backend) (letters, digits and C(-_.:)).
+      - Required unless O(flips) is given.
     type: str
-    required: true
   state:
     description: Administrative state to set.
     type: str
@@ -105,6 +109,31 @@ options:
         in V(drain) or V(maint)).
     type: str
     version_added: 0.1.0
+  flips:
+    description:
+      - Several flips in one task, each as O(replaces) makes one (see the description); instead of O(server),
+        O(replaces), O(state), O(checks) and O(weight).
+      - Every new server is brought to V(drain) at its weight and checked first; when one is not up within
+        O(up_timeout), the task fails, every old server still serves and the new ones stay in V(drain). Then one call
+        sets every new server V(ready) and every old one V(drain). With O(wait), the task waits until every old
+        server's sessions ended (O(drain_timeout)) and puts them in V(maint); one whose sessions stay is left in
+        V(drain) and named.
+      - Unchanged when every flip is made already (as for O(replaces)); a flip made already is left as it is.
+    type: list
+    elements: dict
+    suboptions:
+      server:
+        description: The new server, which takes the traffic.
+        type: str
+        required: true
+      replaces:
+        description: The server that serves now.
+        type: str
+        required: true
+      weight:
+        description: The new server's weight, 0-256; without it, the weight the old server has.
+        type: int
+    version_added: 0.1.0
   poll_interval:
     description: Seconds between reads (session counts, or the operational state) while waiting.
     type: float
@@ -159,6 +188,16 @@ EXAMPLES = r"""
     up_timeout: 30
     drain_timeout: 30
   delegate_to: "{{ groups['lb'][0] }}"
+
+- name: Move the traffic of a whole batch of hosts to their new instances in one call, old ones left draining
+  seedops.deploy.lb_member:
+    backend: app
+    flips:
+      - {server: app1-8081, replaces: app1-8080}
+      - {server: app2-8081, replaces: app2-8080}
+    wait: false
+  delegate_to: lb1
+
 - name: A canary share of traffic
   seedops.deploy.lb_member:
     backend: app
@@ -170,24 +209,24 @@ EXAMPLES = r"""
 RETURN = r"""
 state:
   description: The administrative state after the task.
-  returned: always
+  returned: when O(server) is given
   type: str
   sample: drain
 previous_state:
   description: The administrative state before.
-  returned: always
+  returned: when O(server) is given
   type: str
 weight:
   description: The weight after the task.
-  returned: always
+  returned: when O(server) is given
   type: int
 previous_weight:
   description: The weight before.
-  returned: always
+  returned: when O(server) is given
   type: int
 sessions:
   description: The server's current sessions when the task ended.
-  returned: always
+  returned: when O(server) is given
   type: int
 waited:
   description: Seconds spent waiting - for sessions to drain, or with O(wait_up) for the server to come up.
@@ -199,17 +238,17 @@ op_state:
       traffic when its administrative state allows), V(down), V(starting) (slow start) or V(stopping); from
       C(srv_op_state) 2, 0, 1, 3 of C(show servers state).
     - In check mode, the state before the task.
-  returned: always
+  returned: when O(server) is given
   type: str
   sample: up
 checks:
   description: Whether the server's health checks are V(enabled) or V(disabled) after the task.
-  returned: always
+  returned: when O(server) is given
   type: str
   sample: enabled
 previous_checks:
   description: The same, before.
-  returned: always
+  returned: when O(server) is given
   type: str
 replaced:
   description:
@@ -219,9 +258,20 @@ replaced:
   type: dict
   sample: {"server": "app1-8080", "previous_state": "ready", "state": "maint", "sessions": 0}
 flipped_at:
-  description: With O(replaces), when the new server took the traffic (epoch seconds), or null when nothing moved.
-  returned: when O(replaces) is given
+  description: With O(replaces) or O(flips), when the new servers took the traffic (epoch seconds), or null when
+    nothing moved.
+  returned: when O(replaces) or O(flips) is given
   type: float
+flips:
+  description:
+    - With O(flips), each flip as the task left it - C(server), C(state), C(previous_state), C(weight),
+      C(previous_weight), C(op_state), C(checks), C(sessions), and C(replaced) as with O(replaces) - in the order given.
+  returned: when O(flips) is given
+  type: list
+  elements: dict
+  sample: [{"server": "app1-8081", "state": "ready", "previous_state": "drain", "weight": 1, "previous_weight": 1,
+            "op_state": "up", "checks": "enabled", "sessions": 3,
+            "replaced": {"server": "app1-8080", "previous_state": "ready", "state": "drain", "sessions": 1}}]
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -235,7 +285,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             hap.RUNTIME_API_SPEC,
-            server=dict(type="str", required=True),
+            server=dict(type="str"),
             state=dict(type="str", choices=["ready", "drain", "maint"]),
             weight=dict(type="int"),
             checks=dict(type="str", choices=["enabled", "disabled"]),
@@ -246,8 +296,15 @@ def main():
             up_timeout=dict(type="float", default=60),
             poll_interval=dict(type="float", default=0.25),
             replaces=dict(type="str"),
+            flips=dict(type="list", elements="dict", options=dict(
+                server=dict(type="str", required=True),
+                replaces=dict(type="str", required=True),
+                weight=dict(type="int"),
+            )),
         ),
-        required_one_of=[("state", "weight", "checks", "replaces")],
+        required_one_of=[("server", "flips"), ("state", "weight", "checks", "replaces", "flips")],
+        mutually_exclusive=[("flips", "server"), ("flips", "replaces"), ("flips", "state"), ("flips", "checks"),
+                            ("flips", "weight")],
         supports_check_mode=True,
     )
     try:

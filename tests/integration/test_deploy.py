@@ -1217,6 +1217,38 @@ def test_beside_a_rolling_deploy_flips_each_host_to_its_new_instance_and_a_broke
         "app1": "switched", "app2": "rolled back", "app3": "rolled back"}, report["hosts"]
     assert lock_record(lab) is None
 
+    # A batch flips in one call per load balancer, all or none: batch 2 (app2 and app3, every host switching to
+    # 4.0.0, no load) finds app3's new server down (batch 1's after_activate hook stopped its instance), so app2's
+    # healthy new server takes no traffic either; both go back to their old instances, app1 keeps the release.
+    hook = os.path.join(REPO_ROOT, "tests", "integration", "playbooks", "hooks", "stop_app3_new.yml")
+    ports = {host: live_port(lab, host) for host in APPS}
+    pids = {host: instance(lab, host, ports[host])[3] for host in APPS}
+    idle = {host: 8080 if ports[host] == 8081 else 8081 for host in APPS}
+    reports = os.path.join(str(demo["reports"]), "batch-flip")
+    os.makedirs(reports, exist_ok=True)
+    result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", "deploy_version=4.0.0", "-e", BESIDE,
+                                  "-e", json.dumps({"deploy_serial": [1, 2], "deploy_lb_up_timeout": 6,
+                                                    "deploy_hooks": {"after_activate": hook}}),
+                                  env={"SEEDOPS_DEPLOY_REPORT_DIR": reports})
+    assert result.returncode != 0
+    out = flat(result.stdout)
+    assert (f"app/app3-{idle['app3']} (down) is not up in HAProxy's health checks after 6 s (up_timeout), so no "
+            f"traffic was moved: app/app2-{ports['app2']}, app/app3-{ports['app3']} still serve") in out, out[-3000:]
+    flipped_back = task_results(result.stdout, "Flip failed - flip back where the flip was made")
+    assert "changed:" not in flipped_back and "ok:" not in flipped_back, flipped_back
+    assert (live_port(lab, "app1"), live(lab, "app1")[0]) == (idle["app1"], "4.0.0")
+    assert instance(lab, "app1", ports["app1"])[:2] == ("inactive", "disabled")
+    for host in ("app2", "app3"):
+        assert (live_port(lab, host), instance(lab, host, ports[host])[::3]) == (ports[host], ("active", pids[host]))
+        assert instance(lab, host, idle[host])[0] == "inactive" and live(lab, host)[0] != "4.0.0", host
+        assert servers(lab)[f"{host}-{ports[host]}"] == ("ready", "up") and servers(lab)[f"{host}-{idle[host]}"][0] == "maint"
+    (report_path,) = glob.glob(os.path.join(reports, "deploy-*.json"))
+    with open(report_path, encoding="utf-8") as f:
+        report = json.load(f)
+    assert {h: r["result"] for h, r in rows(report).items()} == {
+        "app1": "switched", "app2": "rolled back", "app3": "rolled back"}, report["hosts"]
+    assert "flipped" in rows(report)["app1"]["restart_times"] and lock_record(lab) is None
+
 
 def test_beside_together_flips_every_host_at_once_a_rollback_flips_back_and_a_rerun_tidies_a_flip_cut_short(
         lab, demo, beside):

@@ -437,6 +437,46 @@ def test_hosts_a_stopped_rollout_took_back_are_rolled_back_each_by_its_own_deleg
     assert json.loads((tmp_path / "latest.json").read_text())["skew_s"] is None
 
 
+def test_a_batch_flipped_in_one_task_gives_each_of_its_hosts_a_flip_phase_and_its_moment(callback, tmp_path):
+    """flip.yml's batch flip: one lb_member task, run once (on app2) for the batch app2 and app3, over both load
+    balancers; each flip's new server names its host. A later batch's flip that failed in lb2 says why on both its
+    hosts, which stay started (what takes them back decides their result)."""
+    hosts = ["app1", "app2", "app3", "app4", "app5"]
+    plan(callback, hosts, "1.0.0", "2.0.0")
+    beside = {"hosts": {h: {"current": "1.0.0", "target": "2.0.0", "action": "switch", "batch": 1 + (h > "app1")
+                            + (h > "app3"), "lb_server": f"{h}-8080", "idle_server": f"{h}-8081", "path": "flip"}
+                        for h in hosts},
+              "batches": [["app1"], ["app2", "app3"], ["app4", "app5"]]}
+    callback.planned = False
+    run(callback, "app1", "ansible.builtin.set_fact", {"ansible_facts": {"deploy_plan": beside}})
+    callback.v2_playbook_on_play_start(Play("activate", [1, "34%", "100%"]))
+    for host in hosts:
+        run(callback, host, "seedops.deploy.staged_restart", {"release": "2.0.0", "switched": True, "previous": "1.0.0",
+                                                              "health": {"healthy": True}, "times": {"acted": 100.0}},
+            release_id="2.0.0", rollback=False, instance=8081)
+
+    def flips(on, names, moments, failed=None):
+        args = {"flips": [{"server": f"{h}-8081", "replaces": f"{h}-8080"} for h in names], "wait": False}
+        results = [{"invocation": {"module_args": args}, "flipped_at": m, "item": [lb, ""]}
+                   for lb, m in zip(("lb1", "lb2"), moments)]
+        if failed:
+            results[1].update(failed=True, msg=failed)
+        run(callback, on, "seedops.deploy.lb_member", {"results": results, **({"failed": True} if failed else {})},
+            status="failed" if failed else "ok")
+
+    flips("app2", ["app2", "app3"], [110.0, 110.02])
+    flips("app4", ["app4", "app5"], [120.0, None], failed="app4-8081 (down) is not up in HAProxy's health checks")
+    callback.v2_playbook_on_stats(Stats())
+    rows = {row["host"]: row for row in json.loads((tmp_path / "latest.json").read_text())["hosts"]}
+    for host in ("app2", "app3"):
+        assert "flip" in rows[host]["phases"] and rows[host]["restart_times"]["flipped"] == 110.02, rows[host]
+        assert rows[host]["result"] == "switched", rows[host]
+    for host in ("app4", "app5"):
+        assert rows[host]["result"] == "started" and "is not up" in rows[host]["message"], rows[host]
+        assert rows[host]["restart_times"]["flipped"] == 120.0, rows[host]
+    assert "flip" not in rows["app1"]["phases"]
+
+
 def test_a_host_that_cannot_run_the_build_is_in_the_printed_report_and_the_json(callback, tmp_path, capsys):
     from ansible_collections.seedops.deploy.plugins.filter.build import build_fit
 

@@ -574,3 +574,99 @@ def test_several_commands_go_in_one_connection_each_checked_first(haproxy):
     with pytest.raises(hap.HAProxyError):
         hap.commands(haproxy.path, ["set server app/app1 weight 7", "show stat\nshutdown sessions server app/app1"])
     assert haproxy.servers["app1"].weight == 5
+
+
+# flips: a batch of hosts flipped in one call
+
+
+def batch_ready(fake):
+    """Two hosts, each with its old server serving (app1, app3) and its new one in maint with a healthy instance
+    behind it (app2, app4); the old ones serve 2 requests each that end 0.3 s from now."""
+    fake.servers["app3"] = Server(3, "10.0.0.13")
+    fake.servers["app4"] = Server(4, "10.0.0.14")
+    flip_ready(fake, "app1", "app2")
+    return flip_ready(fake, "app3", "app4")
+
+
+FLIPS = [{"server": "app2", "replaces": "app1"}, {"server": "app4", "replaces": "app3", "weight": 7}]
+
+
+def run_flips(fake, flips=None, check_mode=False, diff=False, **kw):
+    return run(fake, check_mode=check_mode, diff=diff, server=None, flips=FLIPS if flips is None else flips, **kw)
+
+
+def test_flips_warm_every_new_server_then_move_the_whole_batch_in_one_call(haproxy):
+    batch_ready(haproxy)
+    for name in ("app1", "app3"):
+        haproxy.servers[name].sessions_end_at = time.monotonic() + 1.0
+    r = run_flips(haproxy, wait=False, diff=True)
+    assert r["changed"] and r["flipped_at"]
+    assert haproxy.commands() == [
+        "set server app/app2 state drain;set server app/app4 state drain;set server app/app4 weight 7",
+        "set server app/app2 state ready;set server app/app1 state drain;"
+        "set server app/app4 state ready;set server app/app3 state drain"]
+    assert [(f["server"], f["state"], f["weight"], f["op_state"], f["replaced"]["state"], f["replaced"]["sessions"])
+            for f in r["flips"]] == [("app2", "ready", 100, "up", "drain", 2), ("app4", "ready", 7, "up", "drain", 2)]
+    assert r["diff"] == {"before": {"app2": "maint", "app1": "ready", "app4": "maint", "app3": "ready"},
+                         "after": {"app2": "ready", "app1": "drain", "app4": "ready", "app3": "drain"}}
+    # Again: nothing to do while the old ones drain; with wait, they go to maint once their requests ended.
+    assert not run_flips(haproxy, wait=False)["changed"]
+    done = run_flips(haproxy)
+    assert done["changed"] and [f["replaced"]["state"] for f in done["flips"]] == ["maint", "maint"]
+    assert haproxy.commands()[-1] == "set server app/app1 state maint;set server app/app3 state maint"
+    assert not run_flips(haproxy)["changed"]
+
+
+def test_flips_move_nothing_when_one_new_server_is_not_up(haproxy):
+    batch_ready(haproxy)
+    haproxy.servers["app4"].healthy = False
+    with pytest.raises(_lb.LbError) as err:
+        run_flips(haproxy, up_timeout=0.4)
+    assert "app/app4 (down) is not up in HAProxy's health checks after 0.4 s" in err.value.msg
+    assert "so no traffic was moved: app/app1, app/app3 still serve" in err.value.msg
+    assert not any("state ready" in line for line in haproxy.commands())
+    assert [haproxy.servers[n].admin for n in ("app1", "app2", "app3", "app4")] == [0, hap.FDRAIN, 0, hap.FDRAIN]
+    assert [f["state"] for f in err.value.result["flips"]] == ["drain", "drain"]
+
+
+def test_flips_name_the_old_servers_whose_sessions_stay(haproxy):
+    batch_ready(haproxy)
+    haproxy.servers["app3"].sessions_end_at = None
+    with pytest.raises(_lb.LbError) as err:
+        run_flips(haproxy, drain_timeout=0.5)
+    assert ("the new servers serve now, but sessions stay after 0.5 s (drain_timeout) on app/app3 (2): it stays in "
+            "drain, so its old instance must not be stopped yet") == err.value.msg
+    assert (haproxy.servers["app1"].admin, haproxy.servers["app3"].admin) == (hap.FMAINT, hap.FDRAIN)
+
+
+def test_flips_in_check_mode_send_nothing_and_say_what_would_change(haproxy):
+    batch_ready(haproxy)
+    r = run_flips(haproxy, check_mode=True)
+    assert r["changed"] and r["flipped_at"] is None and haproxy.commands() == []
+    assert [(f["state"], f["replaced"]["state"]) for f in r["flips"]] == [("ready", "maint"), ("ready", "maint")]
+
+
+@pytest.mark.parametrize("kw, says", [
+    ({"flips": []}, "flips is empty"),
+    ({"flips": [{"server": "app2", "replaces": "app2"}]}, "names its server itself (app2)"),
+    ({"flips": [{"server": "app2", "replaces": "app1"}, {"server": "app3", "replaces": "app2"}]},
+     "server app2 is named in more than one flip"),
+    ({"flips": [{"server": "app2", "replaces": "app1;show stat"}]}, "is not a valid HAProxy name"),
+    ({"flips": [{"server": "app2", "replaces": "app1", "weight": 300}]}, "weight must be from 0 to 256"),
+    ({"flips": FLIPS, "state": "drain"}, "flips cannot be given with state"),
+])
+def test_flips_asked_wrongly_send_nothing(haproxy, kw, says):
+    with pytest.raises(_lb.LbError) as err:
+        run(haproxy, **dict({"server": None}, **kw))
+    assert says in err.value.msg
+    assert haproxy.commands() == []
+
+
+def test_module_flips(haproxy, capsys):
+    batch_ready(haproxy)
+    args = {"backend": "app", "flips": FLIPS, "wait": False, "up_timeout": 5, "poll_interval": 0.05,
+            "socket": haproxy.path}
+    code, out = module_run(capsys, args)
+    assert code == 0 and out["changed"] and [f["server"] for f in out["flips"]] == ["app2", "app4"]
+    code, out = module_run(capsys, dict(args, server="app2"))
+    assert code == 1 and "mutually exclusive" in out["msg"]
