@@ -535,32 +535,18 @@ class CallbackModule(CallbackBase):
 
     def on_lb_member(self, rec, event):
         if event.args.get("flips"):
-            # A batch's flips in one task (flip.yml, run once for the batch): each flip's new server names its host.
-            moments = [r.get("flipped_at") for r in event.res.get("results") or [event.res]]
-            moments = [m for m in moments if isinstance(m, (int, float))]
+            # A batch's flips in one task (flip.yml, run once for the batch): each flip's new server names its host,
+            # which gets the failure's message as the task's own host would (record).
             for flip in event.args["flips"]:
                 owner = self.servers.get((flip or {}).get("server"))
-                if owner is None:
-                    continue
-                host = self.host(owner)
-                host.phase("flip", event.start, event.end, event.failed)
-                if moments:
-                    host.times = dict(host.times or {}, flipped=max(moments))
-                # As for one host's flip: a failed one leaves the host's outcome to what takes it back (flip_failed.yml).
-                if event.failed:
-                    host.message = host.message or _results.failed_message(event.res)
-                elif host.outcome == "started":
-                    host.outcome = "switched"
+                if owner is not None:
+                    host = self.host(owner)
+                    self.flipped(host, event)
+                    if event.failed:
+                        host.message = host.message or _results.failed_message(event.res)
             return
         if event.args.get("replaces"):
-            # Start beside, then flip: the load balancer moved the host's traffic to its new instance.
-            rec.phase("flip", event.start, event.end, event.failed)
-            moments = [r.get("flipped_at") for r in event.res.get("results") or [event.res]]
-            moments = [m for m in moments if isinstance(m, (int, float))]
-            if moments:
-                rec.times = dict(rec.times or {}, flipped=max(moments))
-            if not event.failed and rec.outcome == "started":
-                rec.outcome = "switched"
+            self.flipped(rec, event)
             return
         state = event.args.get("state")
         if state == "drain" and event.args.get("wait_up") is True:
@@ -575,6 +561,18 @@ class CallbackModule(CallbackBase):
                 self.assign_batch(rec)
             elif rec.action == "repair" and not event.failed:
                 rec.outcome = "repaired"
+
+    @staticmethod
+    def flipped(rec, event):
+        """Start beside, then flip: the load balancers moved the host's traffic to its new instance (the moment is the
+        last load balancer's). A failed flip leaves the host's outcome to what takes it back (flip_failed.yml)."""
+        rec.phase("flip", event.start, event.end, event.failed)
+        moments = [r.get("flipped_at") for r in event.res.get("results") or [event.res]]
+        moments = [m for m in moments if isinstance(m, (int, float))]
+        if moments:
+            rec.times = dict(rec.times or {}, flipped=max(moments))
+        if not event.failed and rec.outcome == "started":
+            rec.outcome = "switched"
 
     def on_staged_restart(self, rec, event):
         res = event.res

@@ -148,19 +148,33 @@ def check_answer(answer, what):
 
 def server_state(path, backend, server, timeout=5.0):
     """One server's entry of `show servers state <backend>` (see parse_servers_state)."""
+    return servers_state(path, backend, [server], timeout)[server]
+
+
+def servers_state(path, backend, names, timeout=5.0):
+    """The entries of the servers `names` of one backend, from one `show servers state <backend>`: {name: entry}.
+    Fails naming the first server the backend lacks."""
     check_name("backend", backend)
-    check_name("server", server)
+    for name in names:
+        check_name("server", name)
     servers = parse_servers_state(command(path, "show servers state %s" % backend, timeout))
-    if (backend, server) not in servers:
-        names = sorted(s for b, s in servers if b == backend)
-        raise HAProxyError("HAProxy has no server %s in backend %s (it has: %s)"
-                           % (server, backend, ", ".join(names) or "no such backend"))
-    return servers[(backend, server)]
+    for name in names:
+        if (backend, name) not in servers:
+            found = sorted(s for b, s in servers if b == backend)
+            raise HAProxyError("HAProxy has no server %s in backend %s (it has: %s)"
+                               % (name, backend, ", ".join(found) or "no such backend"))
+    return {name: servers[(backend, name)] for name in names}
 
 
 def sessions(path, backend, server, timeout=5.0):
     """The server's current sessions (scur of `show stat`); 0 when HAProxy does not list it."""
+    return sessions_of(path, backend, [server], timeout)[server]
+
+
+def sessions_of(path, backend, names, timeout=5.0):
+    """The current sessions of the servers `names` of one backend, from one `show stat`: {name: scur}."""
     check_name("backend", backend)
-    check_name("server", server)
-    row = parse_stat(command(path, "show stat", timeout)).get((backend, server), {})
-    return int(row.get("scur") or 0)
+    for name in names:
+        check_name("server", name)
+    rows = parse_stat(command(path, "show stat", timeout))
+    return {name: int(rows.get((backend, name), {}).get("scur") or 0) for name in names}

@@ -69,13 +69,15 @@ class Member:
     def up(seen):
         return seen["op_state"] == hap.SRV_ST_RUNNING
 
-    def checked_up(self):
+    def checked_up(self, stat=None):
         """The test that HAProxy's checks see the server up. A server that leaves maintenance counts as up at once
         (HAProxy starts its check health at `rise`; measured on HAProxy 2.6), before any check ran, so up alone proves
         nothing: with its checks enabled (and `fall` above 1), the test also wants its health above `rise`, where a
         check that passed since puts it - a failing one takes it down. With `fall` 1 there is no room above `rise`,
-        and up is all there is to see."""
-        row = hap.parse_stat(hap.command(self.p["socket"], "show stat")).get((self.p["backend"], self.p["server"]), {})
+        and up is all there is to see. `stat`: `show stat` read already (parse_stat), for several servers at once."""
+        if stat is None:
+            stat = hap.parse_stat(hap.command(self.p["socket"], "show stat"))
+        row = stat.get((self.p["backend"], self.p["server"]), {})
         try:
             rise, fall = int(row.get("check_rise") or 0), int(row.get("check_fall") or 0)
         except ValueError:
@@ -348,35 +350,27 @@ class Flips:
                                   % name)
                 seen.add(name)
 
+    def names(self):
+        return [name for flip in self.flips for name in (flip.p["server"], flip.p["replaces"])]
+
     def read(self):
         """Every server of the flips, from one `show servers state` of the backend: {server name: entry}."""
-        p = self.p
-        servers = hap.parse_servers_state(hap.command(p["socket"], "show servers state %s" % p["backend"]))
-        seen = {}
-        for flip in self.flips:
-            for name in (flip.p["server"], flip.p["replaces"]):
-                if (p["backend"], name) not in servers:
-                    names = sorted(s for b, s in servers if b == p["backend"])
-                    raise hap.HAProxyError("HAProxy has no server %s in backend %s (it has: %s)"
-                                           % (name, p["backend"], ", ".join(names) or "no such backend"))
-                seen[name] = servers[(p["backend"], name)]
-        return seen
+        return hap.servers_state(self.p["socket"], self.p["backend"], self.names())
 
     def sessions(self):
         """The current sessions of every server of the flips, from one `show stat`: {server name: scur}."""
-        rows = hap.parse_stat(hap.command(self.p["socket"], "show stat"))
-        return {name: int(rows.get((self.p["backend"], name), {}).get("scur") or 0)
-                for flip in self.flips for name in (flip.p["server"], flip.p["replaces"])}
+        return hap.sessions_of(self.p["socket"], self.p["backend"], self.names())
 
     def run(self):
         self.check()
         m = self.m
         seen = self.read()
         rows, todo = [], []
+        # Without wait, an old server left in drain is a flip made (its requests end there).
+        settled = ("maint",) if self.p["wait"] else ("drain", "maint")
         for flip in self.flips:
             new, old = seen[flip.p["server"]], seen[flip.p["replaces"]]
             weight = flip.p["weight"] if flip.p["weight"] is not None else old["weight"]
-            settled = ("maint",) if self.p["wait"] else ("drain", "maint")
             row = {"server": flip.p["server"], "previous_state": hap.admin_name(new["admin_state"]),
                    "previous_weight": new["weight"], "weight": weight,
                    "replaced": {"server": flip.p["replaces"], "previous_state": hap.admin_name(old["admin_state"])}}
@@ -435,7 +429,8 @@ class Flips:
                 lines.append("set server %s weight %d" % (flip.new, row["weight"]))
         if lines:
             hap.check_answer(hap.commands(self.p["socket"], lines), "; ".join(lines))
-        ups = {flip.p["server"]: flip.m.checked_up() for flip, _row, _new, _after in todo}
+        stat = hap.parse_stat(hap.command(self.p["socket"], "show stat"))
+        ups = {flip.p["server"]: flip.m.checked_up(stat) for flip, _row, _new, _after in todo}
 
         def all_up(seen):
             return all(up(seen[name]) for name, up in ups.items())
