@@ -1368,20 +1368,29 @@ def sessions(lab, lb, server):
     return int(stat(lab, lb)[server]["scur"])
 
 
+SECOND_LB_RULE = "seedops test: the second load balancer"
+
+
 @pytest.fixture
 def second_lb(lab, demo, beside, tmp_path):
     """repo1 as a second load balancer for one test: an inventory that adds it to group lb (HAProxy on 8088, beside
     the repository on 80), HAProxy there with the same servers as lb1, and the app hosts' firewalls letting it reach
     the service's ports. Yields the arguments that add the inventory to a run; afterwards HAProxy on repo1 stops and
-    the app hosts' firewalls let lb1 alone in again."""
+    the app hosts' firewalls let lb1 alone in again.
+    The firewall rule is set up here, not by the firewall role (which would write the same rule for a host of group
+    lb): one nft command per host instead of two runs of the role on every app host (test_firewall.py tests the
+    role's allow list for the load balancers)."""
     fleet_at(lab, RELEASES, extra=("-e", BESIDE))
     extra = tmp_path / "second-lb.yml"
     extra.write_text(yaml.safe_dump({"lb": {"hosts": {"repo1": {"haproxy_frontend_port": 8088}}}}))
     both = ("-i", str(extra))
+    repo1 = lab.host("repo1")["address"]
     try:
-        for playbook, args in (("firewall.yml", ("-e", "target_hosts=app")), ("beside.yml", ("-e", BESIDE))):
-            result, _recap = run_playbook(f"tests/integration/playbooks/{playbook}", lab.inventory, *both, *args)
-            assert result.returncode == 0, result.stdout[-4000:]
+        for host in APPS:
+            sh(lab, host, f"sudo nft insert rule inet seedops_firewall input ip saddr {repo1} tcp dport '{{ 8080, 8081 }}' "
+                          f"accept comment '\"{SECOND_LB_RULE}\"'")
+        result, _recap = run_playbook("tests/integration/playbooks/beside.yml", lab.inventory, *both, "-e", BESIDE)
+        assert result.returncode == 0, result.stdout[-4000:]
         # A server HAProxy just started with is up after its first checks passed (rise 2, one a second).
         deadline = time.monotonic() + 10
         while True:
@@ -1396,8 +1405,12 @@ def second_lb(lab, demo, beside, tmp_path):
         # from the states lb1 has then, not from where this test left repo1.
         sh(lab, "repo1", "sudo systemctl disable --now --quiet haproxy; sudo rm -f /var/lib/haproxy/server-state",
            check=False)
-        result, _recap = run_playbook("tests/integration/playbooks/firewall.yml", lab.inventory, "-e", "target_hosts=app")
-        assert result.returncode == 0, result.stdout[-4000:]
+        for host in APPS:
+            handles = re.findall(rf'comment "{SECOND_LB_RULE}" # handle (\d+)',
+                                 sh(lab, host, "sudo nft -a list chain inet seedops_firewall input"))
+            for handle in handles:
+                sh(lab, host, f"sudo nft delete rule inet seedops_firewall input handle {handle}")
+            assert SECOND_LB_RULE not in sh(lab, host, "sudo nft list chain inet seedops_firewall input")
 
 
 def test_beside_with_two_load_balancers_a_flip_moves_every_ones_traffic_or_none(lab, demo, beside, second_lb):

@@ -22,12 +22,18 @@ logs=$(mktemp -d)
 jobs_running=()   # pid:kind:name, kind "check" (its failure fails the run) or "setup"
 failed_checks=()
 
+say() {  # a line of this script's own, with the seconds since it started (CI's log shows where the time went)
+  echo "test-all: [+${SECONDS}s] $*"
+}
+
 in_background() {  # KIND NAME COMMAND...: run COMMAND in the background, its output in $logs/NAME.log
   local kind=$1 name=$2
   shift 2
-  "$@" >"$logs/$name.log" 2>&1 &
+  # The job's last line says how long it took (wait_background shows it for a job that is only set-up).
+  (started=$SECONDS; rc=0; "$@" || rc=$?; echo "$name took $((SECONDS - started)) s, ended at +${SECONDS}s"; exit "$rc") \
+    >"$logs/$name.log" 2>&1 &
   jobs_running+=("$!:$kind:$name")
-  echo "test-all: $name runs in the background (pid $!)"
+  say "$name runs in the background (pid $!)"
 }
 
 wait_background() {  # [NAME]: wait for that background job (default: every one) and print its output; a check's
@@ -42,13 +48,13 @@ wait_background() {  # [NAME]: wait for that background job (default: every one)
     rc=0
     wait "$pid" || rc=$?
     if [ "$kind" = check ]; then
-      echo "test-all: output of $name:"
+      say "output of $name (exit $rc):"
       cat "$logs/$name.log"
       [ "$rc" -eq 0 ] || failed_checks+=("$name (exit $rc)")
     elif [ "$rc" -eq 0 ]; then
-      echo "test-all: $name ready"
+      say "$name ready ($(tail -n 1 "$logs/$name.log"))"
     else
-      echo "test-all: $name failed in the background (exit $rc); the integration tests try again. Its log ends:"
+      say "$name failed in the background (exit $rc); the integration tests try again. Its log ends:"
       tail -n 30 "$logs/$name.log" | sed 's/^/  /'
     fi
   done
@@ -89,6 +95,7 @@ in_background setup lab bash -c "'$bin/python' tests/lab/lab.py --name '$lab1' u
 # first ones, and lint starts once they are done: like them, they mostly wait on real servers with short deadlines,
 # and should not compete with compilers for the CPU.
 in_background check compat-unit tests/utils/compat.sh venvs unit
+say "unit tests"
 make --no-print-directory unit
 wait_background compat-unit
 # sanity.sh itself, not `make sanity`: make's venv step would run bootstrap.sh a second time beside lint's.
@@ -100,6 +107,7 @@ in_background setup go-cache tests/fixtures/app/build.sh -o "$logs/go-cache" 0.0
 if [ "$(id -u)" -eq 0 ]; then
   in_background setup binfmt "$bin/python" -c "import sys; sys.path.insert(0, 'tests/lab'); import lab; lab.ensure_binfmt()"
 fi
+say "lint"
 make --no-print-directory lint
 
 wait_background
@@ -117,7 +125,9 @@ COMPAT_SANITY_SKIP="pylint pep8 yamllint shellcheck pslint changelog" \
 in_background setup mixed-lab nice -n 10 "$bin/python" tests/lab/lab.py --name seedops-mixed up --apps 1 --arm64 1 \
   --base-port "${SEEDOPS_MIXED_BASE_PORT:-44200}"
 integration_rc=0
+say "integration tests"
 make --no-print-directory integration || integration_rc=$?
+say "integration tests ended (exit $integration_rc)"
 wait_background
 [ "$integration_rc" -eq 0 ] || failed_checks+=("integration (exit $integration_rc)")
 stop_if_a_check_failed
