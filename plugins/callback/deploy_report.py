@@ -548,6 +548,18 @@ class CallbackModule(CallbackBase):
         if event.args.get("replaces"):
             self.flipped(rec, event)
             return
+        if event.args.get("servers") and event.args.get("state") == "drain" and event.args.get("wait_up") is True:
+            # Every new server warmed in one task (prestart.yml, run once): each server names its host, whose warm
+            # phase failed when its row says the checks did not see it up (or the task failed without rows). Why it
+            # failed is said by the run's stop message, which prestart.yml writes for each host.
+            rows = {row.get("server"): row for item in event.res.get("results") or [event.res]
+                    for row in item.get("servers") or []}
+            for server in event.args["servers"]:
+                owner = self.servers.get(server)
+                if owner is not None:
+                    self.host(owner).phase("warm", event.start, event.end,
+                                           event.failed and not rows.get(server, {}).get("up", False))
+            return
         state = event.args.get("state")
         if state == "drain" and event.args.get("wait_up") is True:
             # A drain that waits for the server's checks is the warm-up of a flip (together.yml, prestart.yml), not a

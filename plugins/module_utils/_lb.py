@@ -11,7 +11,8 @@ beside it on another port): the new server comes out of maintenance into drain, 
 while it takes no traffic; once a check of it passed (HAProxy counts it up before that), one runtime API call sets
 it ready and the old one to drain; when the old one's sessions have ended it goes to maint, which also closes
 HAProxy's idle connections to it (drain alone keeps them, and would send new requests over them). With `flips`, the
-flips of several hosts in one task, their traffic moved in one call (Flips)."""
+flips of several hosts in one task, their traffic moved in one call (Flips). With `servers`, several servers set to
+drain or maint in one call and waited on together (Servers)."""
 
 from __future__ import annotations
 
@@ -97,12 +98,12 @@ class Member:
     def run(self):
         """Returns the result; raises LbError, or hap.HAProxyError when the runtime API fails."""
         p = self.p
-        if p.get("flips") is not None:
+        if p.get("flips") is not None or p.get("servers") is not None:
             try:
                 hap.check_name("backend", p["backend"])
             except hap.HAProxyError as exc:
                 raise LbError(str(exc))
-            return Flips(self).run()
+            return Flips(self).run() if p.get("flips") is not None else Servers(self).run()
         if not p.get("server"):
             raise LbError("give server (or flips)")
         for what in ("backend", "server") + (("replaces",) if p.get("replaces") else ()):
@@ -473,3 +474,144 @@ class Flips:
                              ", ".join("%s/%s (%d)" % (self.p["backend"], n, sessions[n]) for n in stay),
                              "it stays" if one else "they stay", "its old instance" if one else "their old instances"),
                           result)
+
+
+class Servers:
+    """lb_member with `servers`: several servers of the backend set to one state (drain or maint) in one task, the
+    commands in one runtime API call and one wait for all of them. State drain with wait_up is a warm-up: servers in
+    maintenance come into drain, where HAProxy checks them without sending them traffic, and the task waits until a
+    check of every one passed. State maint with wait retires them: each one not in maintenance drains, and once its
+    sessions ended (drain_timeout) goes to maint; those whose sessions stay are left in drain. Each server's row says
+    how it ended (its state, op_state, sessions; `up` with wait_up), so that a caller can tell which one failed."""
+
+    def __init__(self, member):
+        self.m = member
+        self.p = member.p
+        self.names = list(self.p["servers"] or [])
+
+    def check(self):
+        """Valid names, each once, a state this mode sets, and nothing it does not take, before anything is read."""
+        p = self.p
+        given = [name for name in ("server", "replaces", "checks", "weight") if p.get(name) is not None]
+        given += ["flips"] if p.get("flips") is not None else []
+        if given:
+            raise LbError("servers cannot be given with %s: servers sets the state of each server it names"
+                          % ", ".join(given))
+        if not self.names:
+            raise LbError("servers is empty: name at least one server")
+        if p["state"] not in ("drain", "maint"):
+            raise LbError("servers sets state=drain or state=maint (got state=%s); set servers ready one by one "
+                          "(server), or flip to them (flips)" % p["state"])
+        if p["wait_up"] and p["state"] != "drain":
+            raise LbError("wait_up with servers needs state=drain (a warm-up: HAProxy checks each server in drain); "
+                          "got state=%s" % p["state"])
+        seen = set()
+        for name in self.names:
+            try:
+                hap.check_name("server", name)
+            except hap.HAProxyError as exc:
+                raise LbError(str(exc))
+            if name in seen:
+                raise LbError("server %s is named twice in servers: name each server once" % name)
+            seen.add(name)
+
+    def read(self):
+        return hap.servers_state(self.p["socket"], self.p["backend"], self.names)
+
+    def sessions(self):
+        return hap.sessions_of(self.p["socket"], self.p["backend"], self.names)
+
+    def target(self, name):
+        return "%s/%s" % (self.p["backend"], name)
+
+    def send(self, state, names):
+        """One call that sets every server in `names` to `state`."""
+        if names:
+            lines = ["set server %s state %s" % (self.target(name), state) for name in names]
+            hap.check_answer(hap.commands(self.p["socket"], lines), "%s of %s" % (state, ", ".join(names)))
+
+    def run(self):
+        self.check()
+        p, m = self.p, self.m
+        want = p["state"]
+        seen = self.read()
+        rows = [{"server": name, "previous_state": hap.admin_name(seen[name]["admin_state"])} for name in self.names]
+        todo = [row["server"] for row in rows if row["previous_state"] != want]
+        result = {"changed": bool(todo), "waited": 0.0, "servers": rows}
+        if m.diff and todo:
+            result["diff"] = {"before": {row["server"]: row["previous_state"] for row in rows if row["server"] in todo},
+                              "after": {name: want for name in todo}}
+        if m.check_mode:
+            self.describe(result, planned={name: want for name in todo})
+            return result
+        started = m.clock()
+        try:
+            if want == "drain":
+                self.send("drain", todo)
+                if p["wait_up"]:
+                    self.wait_up(result)
+                if p["wait"]:
+                    self.wait_drained(result, self.names, "drain")
+            elif p["wait"]:
+                # Retire: each server drains (those in drain already stay), and goes to maint once its sessions ended.
+                self.send("drain", [row["server"] for row in rows if row["previous_state"] == "ready"])
+                self.wait_drained(result, todo, "maint")
+            else:
+                self.send("maint", todo)
+        finally:
+            result["waited"] = round(m.clock() - started, 3)
+        self.describe(result)
+        return result
+
+    def describe(self, result, planned=None):
+        """Each server's row as it is now (in check mode, with the state the task would set)."""
+        seen, sessions = self.read(), self.sessions()
+        for row in result["servers"]:
+            row.update(Member.described(seen[row["server"]]), sessions=sessions[row["server"]])
+            if planned is not None:
+                row["state"] = planned.get(row["server"], row["state"])
+
+    def wait_up(self, result):
+        """Until HAProxy's checks see every server up (Member.checked_up), or up_timeout. Fails naming those that are
+        not: every server stays in drain, where it takes no traffic."""
+        stat = hap.parse_stat(hap.command(self.p["socket"], "show stat"))
+        members = {name: Member(dict(self.p, server=name, servers=None)) for name in self.names}
+        ups = {name: member.checked_up(stat) for name, member in members.items()}
+
+        def all_up(seen):
+            return all(up(seen[name]) for name, up in ups.items())
+
+        seen, _waited = self.m.poll(self.read, all_up, self.p["up_timeout"])
+        for row in result["servers"]:
+            row["up"] = bool(ups[row["server"]](seen[row["server"]]))
+        down = [name for name in self.names if not ups[name](seen[name])]
+        if down:
+            self.describe(result)
+            raise LbError("%s not up in HAProxy's health checks after %g s (up_timeout): %s. %s in drain, where %s "
+                          "no traffic; look at %s (the service on the server, its port, the check's path). %s"
+                          % (", ".join(self.target(name) for name in down), self.p["up_timeout"],
+                             ", ".join("%s is %s at %s" % (name, hap.op_name(seen[name]["op_state"]),
+                                                           seen[name].get("address")) for name in down),
+                             "It stays" if len(down) == 1 else "They stay", "it takes" if len(down) == 1 else
+                             "they take", "its instance" if len(down) == 1 else "their instances",
+                             " ".join(members[name].unchecked(seen[name]) for name in down).strip()), result)
+
+    def wait_drained(self, result, names, then):
+        """Until the sessions of every server in `names` end, or drain_timeout; with `then` maint, the drained ones go
+        to maint in one call. Fails naming the servers whose sessions stay: they stay in drain."""
+        if not names:
+            return
+        sessions, _waited = self.m.poll(self.sessions, lambda now: all(now[name] == 0 for name in names),
+                                        self.p["drain_timeout"])
+        if then == "maint":
+            self.send("maint", [name for name in names if sessions[name] == 0])
+        stay = [name for name in names if sessions[name] > 0]
+        if stay:
+            self.describe(result)
+            one = len(stay) == 1
+            raise LbError("sessions stay after %g s (drain_timeout) on %s: %s in drain%s"
+                          % (self.p["drain_timeout"],
+                             ", ".join("%s (%d)" % (self.target(name), sessions[name]) for name in stay),
+                             "it stays" if one else "they stay",
+                             (", so %s must not be stopped yet" % ("its instance" if one else "their instances"))
+                             if then == "maint" else ""), result)

@@ -35,6 +35,10 @@ description:
     until a check of it passed; then one runtime API call sets every new server V(ready) and every old one V(drain),
     so the batch moves at once. When one new server is not up within O(up_timeout), no traffic moves. One task on the
     load balancer costs one module run whatever the batch's size.
+  - With O(servers), several servers set to V(drain) or V(maint) in one task, in one runtime API call and one wait
+    for all of them. V(drain) with O(wait_up) warms them (each checked in drain until a check passed, taking no
+    traffic); V(maint) with O(wait) retires them (each drains, and goes to maintenance once its sessions ended). The
+    result has a row for each server, so a caller can tell which one did not come up or still has sessions.
   - The states are runtime states - a reload of HAProxy resets them to the configuration's unless it loads a
     server-state file, which the seedops.deploy.haproxy role sets up (saved before every reload and stop).
 options:
@@ -42,7 +46,7 @@ options:
     description:
       - The server's name in the backend (the seedops.deploy.haproxy role names servers after inventory hosts).
       - The same characters as O(backend) (letters, digits and C(-_.:)).
-      - Required unless O(flips) is given.
+      - Required unless O(flips) or O(servers) is given.
     type: str
   state:
     description: Administrative state to set.
@@ -134,6 +138,18 @@ options:
         description: The new server's weight, 0-256; without it, the weight the old server has.
         type: int
     version_added: 0.1.0
+  servers:
+    description:
+      - Several servers of the backend, set to O(state) together (see the description); instead of O(server). O(state)
+        must be V(drain) or V(maint); O(replaces), O(flips), O(checks) and O(weight) cannot be given.
+      - With V(drain) and O(wait_up), fails when a server is not up within O(up_timeout), naming it; every server
+        stays in V(drain). With V(maint) and O(wait), each server not in maintenance drains and goes to V(maint)
+        once its sessions ended; one whose sessions stay after O(drain_timeout) is left in V(drain), and the task
+        fails naming it (the others are in V(maint)).
+      - Unchanged when every server is in O(state) already.
+    type: list
+    elements: str
+    version_added: 0.1.0
   poll_interval:
     description: Seconds between reads (session counts, or the operational state) while waiting.
     type: float
@@ -196,6 +212,16 @@ EXAMPLES = r"""
       - {server: app1-8081, replaces: app1-8080}
       - {server: app2-8081, replaces: app2-8080}
     wait: false
+  delegate_to: lb1
+
+- name: Bring the new servers of every host started ahead into drain, and wait until a check of each one passed
+  seedops.deploy.lb_member:
+    backend: app
+    servers: [app1-8081, app2-8081, app3-8081]
+    state: drain
+    wait: false
+    wait_up: true
+    up_timeout: 30
   delegate_to: lb1
 
 - name: A canary share of traffic
@@ -272,6 +298,16 @@ flips:
   sample: [{"server": "app1-8081", "state": "ready", "previous_state": "drain", "weight": 1, "previous_weight": 1,
             "op_state": "up", "checks": "enabled", "sessions": 3,
             "replaced": {"server": "app1-8080", "previous_state": "ready", "state": "drain", "sessions": 1}}]
+servers:
+  description:
+    - With O(servers), each server as the task left it - C(server), C(state), C(previous_state), C(weight),
+      C(op_state), C(checks), C(sessions), and with O(wait_up) C(up) (whether HAProxy's checks saw it up) - in the
+      order given; also when the task failed.
+  returned: when O(servers) is given
+  type: list
+  elements: dict
+  sample: [{"server": "app1-8081", "state": "drain", "previous_state": "maint", "weight": 1, "op_state": "up",
+            "checks": "enabled", "sessions": 0, "up": true}]
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -301,10 +337,13 @@ def main():
                 replaces=dict(type="str", required=True),
                 weight=dict(type="int"),
             )),
+            servers=dict(type="list", elements="str"),
         ),
-        required_one_of=[("server", "flips"), ("state", "weight", "checks", "replaces", "flips")],
+        required_one_of=[("server", "flips", "servers"), ("state", "weight", "checks", "replaces", "flips")],
         mutually_exclusive=[("flips", "server"), ("flips", "replaces"), ("flips", "state"), ("flips", "checks"),
-                            ("flips", "weight")],
+                            ("flips", "weight"), ("servers", "server"), ("servers", "flips"), ("servers", "replaces"),
+                            ("servers", "checks"), ("servers", "weight")],
+        required_by={"servers": ("state",)},
         supports_check_mode=True,
     )
     try:

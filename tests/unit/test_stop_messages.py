@@ -175,3 +175,67 @@ def test_stage_names_the_planned_hosts_that_dropped_out_not_one_left_out_before_
     passes, says = stage_stop(["app1", "app2", "app3"], ["app1"], ["app1", "app3"])
     assert not passes
     assert says.startswith("app3 could not stage 2.0.0 (see above). Nothing was switched on any host.")
+
+
+# One lb_member run per load balancer for every host (servers): each host reads its own server's row.
+
+
+def warm_result(lb, rows=None, failed=False, msg=None, unreachable=False):
+    result = {"item": lb, "failed": failed}
+    if rows is not None:
+        result["servers"] = rows
+    if msg:
+        result["msg"] = msg
+    if unreachable:
+        result["unreachable"] = True
+    return result
+
+
+def prestart_why(host, results):
+    """prestart.yml's reason for a host whose new server a load balancer does not see up ('' when it is up)."""
+    task = next(t for t in tasks("prestart.yml") if t["name"].endswith("a load balancer does not see up"))
+    plan = {h: {"idle_server": f"{h}-8081", "lb_server": f"{h}-8080"} for h in ("app1", "app2")}
+    return render(task["vars"]["deploy_prestart_warm_why"],
+                  {"deploy_prestart_warm": {"results": results}, "deploy_host_plan": plan[host],
+                   "deploy_lb_backend": "app", "deploy_lb_up_timeout": 6})
+
+
+def test_a_host_whose_new_server_one_load_balancer_does_not_see_up_is_the_only_one_that_fails_the_warm_up():
+    rows = [{"server": "app1-8081", "state": "drain", "op_state": "up", "up": True},
+            {"server": "app2-8081", "state": "drain", "op_state": "down", "up": False}]
+    results = [warm_result("lb1", [dict(row, up=True) for row in rows]),
+               warm_result("lb2", rows, failed=True, msg="app/app2-8081 not up in HAProxy's health checks")]
+    assert prestart_why("app1", results) == ""
+    assert prestart_why("app2", results) == (
+        "server app2-8081 of backend app is drain, but HAProxy's checks do not see it up in lb2 after 6 s "
+        "(deploy_lb_up_timeout; its operational state is down). It stays in drain, where it takes no traffic: look at "
+        "the new instance (its port, the health check's path).")
+
+
+def test_a_load_balancer_that_fails_without_rows_fails_every_hosts_warm_up_with_its_message():
+    results = [warm_result("lb1", [], failed=True, msg="cannot talk to HAProxy's runtime API at /run/haproxy/admin.sock"),
+               warm_result("lb2", unreachable=True, msg="Failed to connect to the host via ssh")]
+    for host in ("app1", "app2"):
+        assert prestart_why(host, results) == ("lb1: cannot talk to HAProxy's runtime API at /run/haproxy/admin.sock "
+                                               "lb2: Failed to connect to the host via ssh")
+
+
+def retire_kept(hosts, results):
+    task = next(t for t in tasks("retire.yml") if t["name"].startswith("Retire - note the hosts"))
+    plan = {h: {"lb_server": f"{h}-8080"} for h in ("app1", "app2", "app3")}
+    rendered = render(task["ansible.builtin.set_fact"]["deploy_retire_kept"],
+                      {"deploy_retire_lb": {"results": results}, "deploy_retire_hosts": hosts,
+                       "deploy_plan": {"hosts": plan}})
+    return yaml.safe_load(rendered)
+
+
+def test_the_retire_keeps_the_hosts_whose_old_server_is_not_in_maintenance_in_every_load_balancer():
+    maint = [{"server": f"{h}-8080", "state": "maint"} for h in ("app1", "app2", "app3")]
+    app2_stays = [dict(row, state="drain") if row["server"] == "app2-8080" else row for row in maint]
+    assert retire_kept(["app1", "app2", "app3"], [warm_result("lb1", maint)]) == []
+    assert retire_kept(["app1", "app2", "app3"], [warm_result("lb1", maint),
+                                                  warm_result("lb2", app2_stays, failed=True)]) == ["app2"]
+    # verify.yml: each host reads the one run's rows for itself.
+    assert retire_kept(["app3"], [warm_result("lb1", app2_stays, failed=True)]) == []
+    # A load balancer that could not be read keeps every host.
+    assert retire_kept(["app1", "app3"], [warm_result("lb1", unreachable=True)]) == ["app1", "app3"]

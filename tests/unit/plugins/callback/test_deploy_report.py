@@ -732,3 +732,25 @@ def test_a_reconfigure_in_check_mode_would_reload(callback, monkeypatch, tmp_pat
     callback.v2_playbook_on_stats(Stats())
     doc = json.loads((tmp_path / "latest.json").read_text())
     assert doc["hosts"][0]["result"] == "would reload (check mode)"
+
+
+def test_every_new_server_warmed_in_one_task_gives_each_host_its_warm_phase(callback, tmp_path):
+    """prestart.yml's warm-up: one lb_member task (servers), run once on app1 over lb1 and lb2. app3's server did not
+    come up in lb2: its warm phase failed, the others' did not."""
+    hosts = ["app1", "app2", "app3"]
+    plan(callback, hosts, "1.0.0", "2.0.0")
+    beside = {"hosts": {h: {"current": "1.0.0", "target": "2.0.0", "action": "switch", "batch": 1,
+                            "lb_server": f"{h}-8080", "idle_server": f"{h}-8081", "path": "flip"} for h in hosts},
+              "batches": [hosts]}
+    callback.planned = False
+    run(callback, "app1", "ansible.builtin.set_fact", {"ansible_facts": {"deploy_plan": beside}})
+    callback.v2_playbook_on_play_start(Play("prestart", None))
+    args = {"servers": [f"{h}-8081" for h in hosts], "state": "drain", "wait_up": True, "wait": False}
+    results = [{"invocation": {"module_args": args}, "item": lb,
+                "servers": [{"server": f"{h}-8081", "state": "drain", "up": lb == "lb1" or h != "app3"} for h in hosts]}
+               for lb in ("lb1", "lb2")]
+    results[1].update(failed=True, msg="app/app3-8081 not up in HAProxy's health checks after 6 s (up_timeout)")
+    run(callback, "app1", "seedops.deploy.lb_member", {"results": results, "failed": True}, status="failed")
+    callback.v2_playbook_on_stats(Stats())
+    rows = {row["host"]: row for row in json.loads((tmp_path / "latest.json").read_text())["hosts"]}
+    assert {h: rows[h]["phases"]["warm"]["failed"] for h in hosts} == {"app1": False, "app2": False, "app3": True}

@@ -670,3 +670,112 @@ def test_module_flips(haproxy, capsys):
     assert code == 0 and out["changed"] and [f["server"] for f in out["flips"]] == ["app2", "app4"]
     code, out = module_run(capsys, dict(args, server="app2"))
     assert code == 1 and "mutually exclusive" in out["msg"]
+
+
+# servers: several servers set to drain or maint in one call, and waited on together
+
+
+def four(fake):
+    """app1-app4: app1 and app2 serving, app3 and app4 in maint with healthy instances behind them."""
+    fake.servers["app3"] = Server(3, "10.0.0.13", admin=hap.FMAINT, op=0)
+    fake.servers["app4"] = Server(4, "10.0.0.14", admin=hap.FMAINT, op=0)
+    return fake
+
+
+def run_servers(fake, servers, check_mode=False, diff=False, **kw):
+    return run(fake, check_mode=check_mode, diff=diff, server=None, servers=servers, **kw)
+
+
+def test_servers_warm_in_one_call_and_wait_until_a_check_of_every_one_passed(haproxy):
+    four(haproxy)
+    r = run_servers(haproxy, ["app3", "app4"], state="drain", wait=False, wait_up=True, diff=True)
+    assert r["changed"] and r["waited"] >= 0.3
+    assert haproxy.commands() == ["set server app/app3 state drain;set server app/app4 state drain"]
+    assert [(s["server"], s["previous_state"], s["state"], s["op_state"], s["up"]) for s in r["servers"]] == [
+        ("app3", "maint", "drain", "up", True), ("app4", "maint", "drain", "up", True)]
+    assert [haproxy.servers[n].health for n in ("app3", "app4")] == [RISE + FALL - 1] * 2, "a check of each passed"
+    assert r["diff"] == {"before": {"app3": "maint", "app4": "maint"}, "after": {"app3": "drain", "app4": "drain"}}
+    # Again: nothing to send, and checked up at once.
+    again = run_servers(haproxy, ["app3", "app4"], state="drain", wait=False, wait_up=True)
+    assert not again["changed"] and len(haproxy.commands()) == 1 and all(s["up"] for s in again["servers"])
+
+
+def test_servers_name_the_one_whose_checks_never_see_it_up_and_every_one_stays_in_drain(haproxy):
+    four(haproxy)
+    haproxy.servers["app4"].healthy = False
+    with pytest.raises(_lb.LbError) as err:
+        run_servers(haproxy, ["app3", "app4"], state="drain", wait=False, wait_up=True, up_timeout=0.6)
+    assert err.value.msg.startswith("app/app4 not up in HAProxy's health checks after 0.6 s (up_timeout): app4 is down "
+                                    "at 10.0.0.14. It stays in drain, where it takes no traffic"), err.value.msg
+    assert [(s["server"], s["state"], s["up"]) for s in err.value.result["servers"]] == [
+        ("app3", "drain", True), ("app4", "drain", False)]
+    assert not any("ready" in line for line in haproxy.commands())
+
+
+def test_servers_retire_each_once_its_sessions_ended_and_keep_the_one_whose_sessions_stay(haproxy):
+    four(haproxy)
+    app1, app2 = haproxy.servers["app1"], haproxy.servers["app2"]
+    app1.admin, app1.scur, app1.sessions_end_at = hap.FDRAIN, 2, time.monotonic() + 0.3
+    app2.scur = 1  # ready, and its request does not end
+    with pytest.raises(_lb.LbError) as err:
+        run_servers(haproxy, ["app1", "app2", "app3"], state="maint", drain_timeout=0.6)
+    assert err.value.msg == ("sessions stay after 0.6 s (drain_timeout) on app/app2 (1): it stays in drain, so its "
+                             "instance must not be stopped yet")
+    # app2 drained first (it was ready), app3 was in maint already: app1 alone goes to maint, once its requests ended.
+    assert haproxy.commands() == ["set server app/app2 state drain", "set server app/app1 state maint"]
+    assert [(s["server"], s["previous_state"], s["state"], s["sessions"]) for s in err.value.result["servers"]] == [
+        ("app1", "drain", "maint", 0), ("app2", "ready", "drain", 1), ("app3", "maint", "maint", 0)]
+    assert err.value.result["waited"] >= 0.6
+    # Once its request ended, the same task puts it in maint too.
+    app2.scur = 0
+    r = run_servers(haproxy, ["app1", "app2", "app3"], state="maint")
+    assert r["changed"] and [s["state"] for s in r["servers"]] == ["maint"] * 3
+    assert not run_servers(haproxy, ["app1", "app2", "app3"], state="maint")["changed"]
+
+
+def test_servers_without_wait_go_to_maint_in_one_call(haproxy):
+    haproxy.servers["app1"].scur = 3
+    r = run_servers(haproxy, ["app1", "app2"], state="maint", wait=False)
+    assert r["changed"] and haproxy.commands() == ["set server app/app1 state maint;set server app/app2 state maint"]
+    assert [s["sessions"] for s in r["servers"]] == [3, 0]
+
+
+def test_servers_in_check_mode_send_nothing_and_say_what_would_change(haproxy):
+    four(haproxy)
+    r = run_servers(haproxy, ["app1", "app3"], state="drain", wait_up=True, check_mode=True, diff=True)
+    assert r["changed"] and haproxy.commands() == []
+    assert [(s["server"], s["previous_state"], s["state"]) for s in r["servers"]] == [
+        ("app1", "ready", "drain"), ("app3", "maint", "drain")]
+    assert haproxy.servers["app3"].admin == hap.FMAINT
+
+
+@pytest.mark.parametrize("kw, says", [
+    ({"servers": [], "state": "drain"}, "servers is empty"),
+    ({"servers": ["app1", "app1"], "state": "drain"}, "server app1 is named twice"),
+    ({"servers": ["app1;show stat"], "state": "drain"}, "is not a valid HAProxy name"),
+    ({"servers": ["app1"], "state": "ready"}, "servers sets state=drain or state=maint (got state=ready)"),
+    ({"servers": ["app1"], "state": "maint", "wait_up": True}, "wait_up with servers needs state=drain"),
+    ({"servers": ["app1"], "state": "drain", "weight": 3}, "servers cannot be given with weight"),
+    ({"servers": ["app1"], "state": "drain", "server": "app2"}, "servers cannot be given with server"),
+])
+def test_servers_asked_wrongly_send_nothing(haproxy, kw, says):
+    with pytest.raises(_lb.LbError) as err:
+        run(haproxy, **dict({"server": None}, **kw))
+    assert says in err.value.msg
+    assert haproxy.commands() == []
+
+
+def test_module_servers(haproxy, capsys):
+    four(haproxy)
+    args = {"backend": "app", "servers": ["app3", "app4"], "state": "drain", "wait": False, "wait_up": True,
+            "up_timeout": 5, "poll_interval": 0.05, "socket": haproxy.path}
+    code, out = module_run(capsys, args)
+    assert code == 0 and out["changed"] and [s["server"] for s in out["servers"]] == ["app3", "app4"]
+    code, out = module_run(capsys, dict(args, flips=[{"server": "app2", "replaces": "app1"}]))
+    assert code == 1 and "mutually exclusive" in out["msg"]
+    code, out = module_run(capsys, {k: v for k, v in args.items() if k != "state"})
+    assert code == 1 and "state" in out["msg"], out
+    haproxy.servers["app1"].scur = 1
+    code, out = module_run(capsys, dict(args, servers=["app1"], state="maint", wait=True, wait_up=False,
+                                        drain_timeout=0.2))
+    assert code == 1 and out["failed"] and out["servers"][0]["sessions"] == 1 and "app/app1 (1)" in out["msg"]
