@@ -219,6 +219,27 @@ class Member:
                          p["up_timeout"], self.unchecked(seen), hint), result)
 
 
+def wait_all_up(m, members, read):
+    """Until HAProxy's checks see every server of `members` ({name: Member}) up (Member.checked_up, their rise and fall
+    from one `show stat`), or up_timeout; `read()` reads them all ({name: entry}). Returns the last read, the seconds
+    waited and {name: whether its checks see it up}."""
+    stat = hap.parse_stat(hap.command(m.p["socket"], "show stat"))
+    ups = {name: member.checked_up(stat) for name, member in members.items()}
+    seen, waited = m.poll(read, lambda now: all(up(now[name]) for name, up in ups.items()), m.p["up_timeout"])
+    return seen, waited, {name: bool(up(seen[name])) for name, up in ups.items()}
+
+
+def drain_then_maint(m, names, sessions_of, maint=True):
+    """Until the sessions of every server in `names` end, or drain_timeout; then (with `maint`) every drained one goes
+    to maint, in one call. Returns {name: sessions} and the names whose sessions stay (left in drain)."""
+    sessions, _waited = m.poll(sessions_of, lambda now: all(now[name] == 0 for name in names), m.p["drain_timeout"])
+    done = [name for name in names if sessions[name] == 0]
+    if maint and done:
+        lines = ["set server %s/%s state maint" % (m.p["backend"], name) for name in done]
+        hap.check_answer(hap.commands(m.p["socket"], lines), "maint of %s" % ", ".join(done))
+    return sessions, [name for name in names if sessions[name] > 0]
+
+
 class Flip:
     """lb_member with `replaces`: traffic moves from the old server to the new one in one runtime API call."""
 
@@ -430,16 +451,10 @@ class Flips:
                 lines.append("set server %s weight %d" % (flip.new, row["weight"]))
         if lines:
             hap.check_answer(hap.commands(self.p["socket"], lines), "; ".join(lines))
-        stat = hap.parse_stat(hap.command(self.p["socket"], "show stat"))
-        ups = {flip.p["server"]: flip.m.checked_up(stat) for flip, _row, _new, _after in todo}
-
-        def all_up(seen):
-            return all(up(seen[name]) for name, up in ups.items())
-
-        seen, waited = m.poll(self.read, all_up, self.p["up_timeout"])
-        if all_up(seen):
+        seen, waited, up = wait_all_up(m, {flip.p["server"]: flip.m for flip, _row, _new, _after in todo}, self.read)
+        down = [flip for flip, _row, _new, _after in todo if not up[flip.p["server"]]]
+        if not down:
             return
-        down = [flip for flip, _row, _new, _after in todo if not ups[flip.p["server"]](seen[flip.p["server"]])]
         result["waited"] = waited
         self.describe(result)
         raise LbError("%s not up in HAProxy's health checks after %g s (up_timeout), so no traffic was moved: %s still "
@@ -454,17 +469,8 @@ class Flips:
     def drain_old(self, result, todo):
         """Until every old server's sessions end, or drain_timeout; then every drained one goes to maint (one call).
         Fails naming those whose sessions stay: they stay in drain, so their instances must not be stopped yet."""
-        old = [flip.p["replaces"] for flip, _row, _new, _after in todo]
-
-        def drained(sessions):
-            return all(sessions[name] == 0 for name in old)
-
-        sessions, _waited = self.m.poll(self.sessions, drained, self.p["drain_timeout"])
-        done = [name for name in old if sessions[name] == 0]
-        if done:
-            lines = ["set server %s/%s state maint" % (self.p["backend"], name) for name in done]
-            hap.check_answer(hap.commands(self.p["socket"], lines), "maint of %s" % ", ".join(done))
-        stay = [name for name in old if sessions[name] > 0]
+        sessions, stay = drain_then_maint(self.m, [flip.p["replaces"] for flip, _row, _new, _after in todo],
+                                          self.sessions)
         if stay:
             self.describe(result)
             one = len(stay) == 1
@@ -574,17 +580,11 @@ class Servers:
     def wait_up(self, result):
         """Until HAProxy's checks see every server up (Member.checked_up), or up_timeout. Fails naming those that are
         not: every server stays in drain, where it takes no traffic."""
-        stat = hap.parse_stat(hap.command(self.p["socket"], "show stat"))
         members = {name: Member(dict(self.p, server=name, servers=None)) for name in self.names}
-        ups = {name: member.checked_up(stat) for name, member in members.items()}
-
-        def all_up(seen):
-            return all(up(seen[name]) for name, up in ups.items())
-
-        seen, _waited = self.m.poll(self.read, all_up, self.p["up_timeout"])
+        seen, _waited, up = wait_all_up(self.m, members, self.read)
         for row in result["servers"]:
-            row["up"] = bool(ups[row["server"]](seen[row["server"]]))
-        down = [name for name in self.names if not ups[name](seen[name])]
+            row["up"] = up[row["server"]]
+        down = [name for name in self.names if not up[name]]
         if down:
             self.describe(result)
             raise LbError("%s not up in HAProxy's health checks after %g s (up_timeout): %s. %s in drain, where %s "
@@ -601,11 +601,7 @@ class Servers:
         to maint in one call. Fails naming the servers whose sessions stay: they stay in drain."""
         if not names:
             return
-        sessions, _waited = self.m.poll(self.sessions, lambda now: all(now[name] == 0 for name in names),
-                                        self.p["drain_timeout"])
-        if then == "maint":
-            self.send("maint", [name for name in names if sessions[name] == 0])
-        stay = [name for name in names if sessions[name] > 0]
+        sessions, stay = drain_then_maint(self.m, names, self.sessions, maint=then == "maint")
         if stay:
             self.describe(result)
             one = len(stay) == 1
