@@ -1155,6 +1155,11 @@ def test_beside_a_rolling_deploy_flips_each_host_to_its_new_instance_and_a_broke
     # then all stop at once (retire.yml).
     kept = task_results(result.stdout, "Activate - stop the old instance, kept running")
     assert "changed" not in kept, result.stdout[-4000:]
+    # The canary's batch, which bakes, runs activate.yml (above); the next ones, which nothing checks after their
+    # flip, load only flip_batch.yml: app2 flips there, in one call on lb1 (its first run of that task).
+    batch = task_results(result.stdout, "Flip batch - flip every host of the batch")
+    assert re.search(r"changed: \[app2 -> lb1[^]]*\] => \(item=app2-8081 on lb1\)", batch), batch
+    assert "skipping: [app1]" in task_results(result.stdout, "Flip one batch of hosts started ahead")
     retired = task_results(result.stdout, "Retire - stop the old instances")
     assert all(f"changed: [{host}" in retired for host in APPS), result.stdout[-4000:]
     last_flip = max(row["restart_times"]["flipped"] for row in report["hosts"])

@@ -35,12 +35,13 @@ def render(text, facts):
     return " ".join(env.from_string(text).render(**facts).split())
 
 
-def stop_message(**facts):
-    """activate.yml's stop message, with flip_failed.yml's sentence on where a flipping host ends."""
+def stop_message(task_file="activate.yml", block_name="Activate - switch, restart and check health", **facts):
+    """activate.yml's stop message (or flip_batch.yml's), with flip_failed.yml's sentence on where a flipping host
+    ends."""
     facts = {**BASE, **facts}
     outcome = next(t for t in tasks("flip_failed.yml") if t["name"].endswith("for the message"))
     facts["deploy_flip_outcome"] = render(outcome["ansible.builtin.set_fact"]["deploy_flip_outcome"], facts)
-    block = next(t for t in tasks("activate.yml") if t.get("name") == "Activate - switch, restart and check health")
+    block = next(t for t in tasks(task_file) if t.get("name") == block_name)
     stop = next(t for t in block["rescue"] if t["name"].endswith("stop the rollout"))
     return render(stop["vars"]["deploy_stop_msg"], facts)
 
@@ -61,6 +62,29 @@ def stop_message(**facts):
 ])
 def test_the_stop_message_says_where_the_host_ends(facts, says):
     assert stop_message(**facts) == "app1: why. " + says + END
+
+
+@pytest.mark.parametrize("facts", [
+    {"deploy_activate_unflipped": True},
+    {"deploy_activate_unflipped": True, "deploy_activate_flipped_on": ["lb1"]},
+    {"deploy_activate_flipped_on": ["lb1", "lb2"], "deploy_activate_split": ["lb1"],
+     "deploy_activate_split_why": "lb1 did not answer."},
+])
+def test_a_flip_only_batch_stops_with_the_same_message_as_activate(facts):
+    """flip_batch.yml (a batch of hosts started ahead that only flips) says what activate.yml says for a failed flip."""
+    said = stop_message("flip_batch.yml", "Flip batch - move the batch's traffic to its new instances", **facts)
+    assert said == stop_message(**facts) and said.startswith("app1: why. ") and said.endswith(END)
+
+
+def test_a_flip_only_batch_fails_each_host_naming_the_load_balancers_whose_flip_failed():
+    """flip_batch.yml: one lb_member run per load balancer flips the batch; each host fails on its result."""
+    block = next(t for t in tasks("flip_batch.yml") if t.get("name") == "Flip batch - move the batch's traffic to its new instances")
+    check = next(t for t in block["block"] if t["name"].endswith("no host of the batch keeps it"))
+    result = {"results": [{"item": ["lb1", "app1-8081"], "failed": False},
+                          {"item": ["lb2", "app1-8081"], "failed": True, "msg": "app/app1-8081 (down) is not up."},
+                          {"item": ["lb3", "app1-8081"], "failed": True}]}
+    said = render(check["ansible.builtin.fail"]["msg"], {"deploy_rotation_result": result})
+    assert said == "lb2: app/app1-8081 (down) is not up. lb3: the flip failed"
 
 
 def test_a_batch_that_could_not_be_taken_back_says_why_and_where_to_look():
