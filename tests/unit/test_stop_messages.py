@@ -167,6 +167,25 @@ def test_together_names_the_hosts_whose_flip_passed_and_were_moved_back():
                            "which never stopped.")
 
 
+def test_together_names_the_hosts_whose_flips_failed_in_the_same_call_once():
+    """together.yml flips every host in one lb_member run per load balancer: when it fails there, every host fails
+    on the same result, and the message says it once for all of them (a host that failed otherwise on its own)."""
+    flip = {"deploy_together_flip_why": "repo1: the new servers serve now, but sessions stay after 3 s (drain_timeout) "
+                                        "on app/app1-8080 (2): it stays in drain, so its old instance must not be "
+                                        "stopped yet.",
+            "deploy_flip_outcome": "Its old instance still serves it: lb1, repo1 had moved its traffic to the new one "
+                                   "and moved it back; the new one was stopped and current switched back."}
+    said = together_message(["app1", "app2", "app3"], {"app1": flip, "app2": flip, "app3": flip},
+                            ["app1", "app2", "app3"])
+    assert said == (
+        "app1, app2, app3 could not flip to 2.0.0, so every host was switched back to the release it ran before (see "
+        "the report). app1, app2, app3: their flips, in one call per load balancer, failed: " + flip[
+            "deploy_together_flip_why"] + " " + flip["deploy_flip_outcome"])
+    said = together_message(["app1", "app2"], {"app1": flip, "app2": {}}, ["app1", "app2"])
+    assert "app1: its flip failed: repo1: the new servers" in said and said.endswith(
+        "; app2: it dropped out of the run (unreachable, or a task failed)")
+
+
 def test_together_names_a_host_that_could_not_be_moved_back_and_what_to_set():
     """A host whose flip passed and whose flip back failed (the lab cannot make it: it needs a load balancer that
     fails between the flips) is split between its two instances; a host that dropped out is named as such."""
