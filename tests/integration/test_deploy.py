@@ -1156,8 +1156,11 @@ def test_beside_a_rolling_deploy_flips_each_host_to_its_new_instance_and_a_broke
     kept = task_results(result.stdout, "Activate - stop the old instance, kept running")
     assert "changed" not in kept, result.stdout[-4000:]
     # The canary's batch, which bakes, runs activate.yml (above); the next ones, which nothing checks after their
-    # flip, load only flip_batch.yml: app2 flips there, in one call on lb1 (its first run of that task).
-    batch = task_results(result.stdout, "Flip batch - flip every host of the batch")
+    # flip, load only flip_batch.yml: app2 flips there, in one call on lb1 (the first flip after flip_batch.yml's
+    # first step; flip.yml runs the same call for a batch that bakes).
+    after = result.stdout.split("Flip batch - run the batch the plan made", 1)
+    assert len(after) == 2, result.stdout[-4000:]
+    batch = task_results(after[1], "Flip - move the batch's traffic to its new instances")
     assert re.search(r"changed: \[app2 -> lb1[^]]*\] => \(item=app2-8081 on lb1\)", batch), batch
     assert "skipping: [app1]" in task_results(result.stdout, "Flip one batch of hosts started ahead")
     retired = task_results(result.stdout, "Retire - stop the old instances")

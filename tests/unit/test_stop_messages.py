@@ -77,9 +77,12 @@ def test_a_flip_only_batch_stops_with_the_same_message_as_activate(facts):
 
 
 def test_a_flip_only_batch_fails_each_host_naming_the_load_balancers_whose_flip_failed():
-    """flip_batch.yml: one lb_member run per load balancer flips the batch; each host fails on its result."""
+    """flip_batch.yml: one lb_member run per load balancer flips the batch (flip_call.yml, flip.yml's too); each host
+    fails on its result, inside the block whose rescue takes it back."""
     block = next(t for t in tasks("flip_batch.yml") if t.get("name") == "Flip batch - move the batch's traffic to its new instances")
-    check = next(t for t in block["block"] if t["name"].endswith("no host of the batch keeps it"))
+    assert [t.get("ansible.builtin.import_tasks") for t in block["block"]][0] == "flip_call.yml"
+    assert any(t.get("ansible.builtin.import_tasks") == "flip_call.yml" for t in tasks("flip.yml"))
+    check = next(t for t in tasks("flip_call.yml") if t["name"].endswith("no host of the batch keeps it"))
     result = {"results": [{"item": ["lb1", "app1-8081"], "failed": False},
                           {"item": ["lb2", "app1-8081"], "failed": True, "msg": "app/app1-8081 (down) is not up."},
                           {"item": ["lb3", "app1-8081"], "failed": True}]}
