@@ -128,14 +128,14 @@ def test_a_batch_taken_back_says_where_each_host_ends(plan, drained, says):
         "The canary app1 failed its judgement. " + says + " Later batches were not touched.")
 
 
-def together_message(hosts, hostvars, failed):
+def together_message(hosts, hostvars, failed, at_flip=True):
     """together.yml's stop message with the facts each host left (hostvars), rendered as on any host of the play.
     `extract` and `zip` are Ansible's filters; they are given here as Ansible defines them (a missing key is
     undefined, zip pairs up its arguments)."""
     block = next(t for t in tasks("together.yml") if t.get("name") == "Together - switch and restart")["block"]
     back = next(t for t in block if t.get("name") == "Together - take every host back to its old release")
     stop = next(t for t in back["block"] if t["name"].startswith("Together - give the fleet's deploy lock back"))
-    # Ansible's undefined allows an attribute of an undefined value (seen.deploy_together_warm.results | default).
+    # Ansible's undefined allows an attribute of an undefined value (seen.deploy_activate_restart.failed | default).
     env = jinja2.Environment(undefined=jinja2.ChainableUndefined)
     env.filters["seedops.deploy.failure_reason"] = deploy_filters.failure_reason
     # Ansible's bool, as it reads the strings a task's vars template to.
@@ -146,7 +146,7 @@ def together_message(hosts, hostvars, failed):
     plans = {h: {"lb_server": f"{h}-8080", "idle_server": f"{h}-8081"} for h in hostvars}
     hostvars = {host: {**seen, "inventory_hostname": host} for host, seen in hostvars.items()}
     facts = {"ansible_play_hosts": hosts, "hostvars": hostvars, "deploy_together_failed": failed,
-             "deploy_together_at_flip": True,
+             "deploy_together_at_flip": at_flip,
              "deploy_plan": {"release": "2.0.0", "hosts": plans}}
     # Each var of the include as Ansible templates it: lazily, in the order the message needs them.
     for name in ("deploy_together_why", "deploy_together_back_note", "deploy_together_split"):
@@ -187,6 +187,19 @@ def test_together_names_the_hosts_whose_flips_failed_in_the_same_call_once():
     said = together_message(["app1", "app2"], {"app1": flip, "app2": {}}, ["app1", "app2"])
     assert "app1: its flip failed: repo1: the new servers" in said and said.endswith(
         "; app2: it dropped out of the run (unreachable, or a task failed)")
+
+
+def test_together_names_the_hosts_whose_new_server_a_load_balancer_did_not_see_up_with_the_warm_ups_reason():
+    """together.yml warms every new server in one call per load balancer (warm.yml); a host whose server failed there
+    is named with the reason warm.yml noted, apart from one whose start failed."""
+    warm = {"deploy_warm_why": "server app2-8081 of backend app is drain, but HAProxy's checks do not see it up in lb1."}
+    start = {"deploy_together_start": {"failed": True, "msg": "app3's new instance answers 500 at /health."}}
+    said = together_message(["app1", "app2", "app3"], {"app1": {}, "app2": warm, "app3": start}, ["app2", "app3"],
+                            at_flip=False)
+    assert said.startswith("app2, app3 did not become healthy in 2.0.0 (at the host, or in the load balancers' "
+                           "checks), so every host was switched back")
+    assert said.endswith("(see the report). app2: " + warm["deploy_warm_why"] + "; app3: " +
+                         start["deploy_together_start"]["msg"])
 
 
 def test_together_names_a_host_that_could_not_be_moved_back_and_what_to_set():
@@ -238,11 +251,16 @@ def warm_result(lb, rows=None, failed=False, msg=None, unreachable=False):
 
 
 def prestart_why(host, results):
-    """prestart.yml's reason for a host whose new server a load balancer does not see up ('' when it is up)."""
-    task = next(t for t in tasks("prestart.yml") if t["name"].endswith("a load balancer does not see up"))
+    """warm.yml's reason for a host whose new server a load balancer does not see up ('' when it is up): the warm-up
+    of prestart.yml and together.yml, which both import it."""
+    for name in ("prestart.yml", "together.yml"):
+        found = [t for t in tasks(name) + next(t for t in tasks(name) if "block" in t)["block"]
+                 if t.get("ansible.builtin.import_tasks") == "warm.yml"]
+        assert len(found) == 1, name
+    task = next(t for t in tasks("warm.yml") if t["name"].endswith("a load balancer does not see up"))
     plan = {h: {"idle_server": f"{h}-8081", "lb_server": f"{h}-8080"} for h in ("app1", "app2")}
-    return render(task["vars"]["deploy_prestart_warm_why"],
-                  {"deploy_prestart_warm": {"results": results}, "deploy_host_plan": plan[host],
+    return render(task["vars"]["deploy_warm_failed_why"],
+                  {"deploy_warm": {"results": results}, "deploy_host_plan": plan[host],
                    "deploy_lb_backend": "app", "deploy_lb_up_timeout": 6})
 
 
