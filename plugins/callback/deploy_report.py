@@ -717,7 +717,9 @@ class CallbackModule(CallbackBase):
         else:
             out.append("no host was read")
         if doc["deployed_by"]:
-            out.append("deployed by: " + _lease.who(doc["deployed_by"]))
+            # In check mode the lock was only read: the holder is this run as it would have taken it.
+            label = "checked by (check mode, nothing deployed)" if doc["check_mode"] else "deployed by"
+            out.append("%s: %s" % (label, _lease.who(doc["deployed_by"])))
         if doc["skew_s"] is not None:
             out.append("version skew: %.3f s between the first and the last host taking the new release" % doc["skew_s"])
         for judged in doc["analysis"]:

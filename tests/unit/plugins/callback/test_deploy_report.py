@@ -692,9 +692,13 @@ def test_a_run_in_check_mode_says_what_each_host_would_do(callback, monkeypatch,
     the report says so rather than calling the hosts not reached."""
     monkeypatch.setattr(plugin.context, "CLIARGS", {"check": True})
     callback.v2_playbook_on_start(Playbook())
+    # The lock in check mode is only read; its result names this run as the holder it would be.
+    run(callback, "app1", "seedops.deploy.fleet_lock", {"held": True, "holder": {"user": "ana"}, "run_id": "R1"},
+        state="held")
     plan(callback, ["app1", "app2", "app3"], "2.0.0", "1.0.0", restart=("app3",))
     callback.v2_playbook_on_stats(Stats())
     out = capsys.readouterr().out
+    assert "checked by (check mode, nothing deployed): user ana, run_id R1" in out and "deployed by" not in out
     doc = json.loads(open(callback.report_base() + ".json", encoding="utf-8").read())
     assert doc["check_mode"] is True
     assert [r["result"] for r in doc["hosts"]] == ["would switch (check mode)"] * 3
