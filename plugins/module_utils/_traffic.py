@@ -7,7 +7,8 @@
 HAProxy's `show stat` keeps, per server, cumulative counters of the responses it got (by status class), the
 responses that failed (eresp) and the connections that failed (econ), plus a moving mean of the response time
 (rtime, documented as the mean of the last 1024 requests; HAProxy keeps it as a sliding-window average over 512
-samples, each response moving it by 1/512 of the difference).
+samples, each response moving it by 1/512 of the difference - for a server that has served fewer than 512 requests
+in all, the average of those).
 Two samples give each server's requests and errors over the window between them, and - undoing that moving mean
 with the number of responses in between - the mean response time of the window alone; the canary servers are
 judged against absolute limits and against the baseline servers (those still on the old release), the way
@@ -71,14 +72,19 @@ def seen_share(traffic, canary):
     return round(100.0 * mine / total, 1) if total else None
 
 
-def window_mean(start_ms, end_ms, samples, n=RTIME_SAMPLES):
-    """The mean of the `samples` values that moved HAProxy's moving mean from `start_ms` to `end_ms`: each sample
-    moves it by 1/n of its distance, so end = start * r + mean * (1 - r) with r = (1 - 1/n) ** samples. None
-    without samples."""
+def window_mean(start_ms, end_ms, samples, start_count=0, end_count=0, n=RTIME_SAMPLES):
+    """The mean of the `samples` values that moved HAProxy's moving mean from `start_ms` to `end_ms`. HAProxy keeps
+    a decaying sum (each sample adds itself and takes 1/n of the sum away) and shows it divided by n - or, for a
+    server that has served fewer than n requests in all (`start_count`, `end_count`: its req_tot at each end; 0
+    when unknown), by that number, so a server new to traffic shows the plain mean of what it served. The window's
+    samples then weigh n * (1 - r) in the sum, with r = (1 - 1/n) ** samples; where both ends show the sum over n,
+    this is end = start * r + mean * (1 - r). None without samples."""
     if samples <= 0:
         return None
     keep = (1.0 - 1.0 / n) ** samples
-    return round(max(0.0, (end_ms - start_ms * keep) / (1.0 - keep)), 1)
+    start_sum = start_ms * (min(start_count, n) if start_count > 0 else n)
+    end_sum = end_ms * (min(end_count, n) if end_count > 0 else n)
+    return round(max(0.0, (end_sum - start_sum * keep) / (n * (1.0 - keep))), 1)
 
 
 def wilson_lower(errors, requests, z=EARLY_Z):
@@ -101,13 +107,15 @@ def _int(value):
 
 
 def counters(stat_text, backend):
-    """{server: {counter: int, rtime: ms}} of `backend` from a `show stat` answer."""
+    """{server: {counter: int, rtime: ms, served: requests in all}} of `backend` from a `show stat` answer."""
     servers = {}
     for (proxy, server), row in hap.parse_stat(stat_text).items():
         if proxy != backend or server in ("FRONTEND", "BACKEND"):
             continue
         entry = {name: _int(row.get(name)) for name in COUNTERS}
         entry["rtime"] = _int(row.get("rtime"))
+        # The requests the server served in all, which HAProxy divides its sum of response times by below n.
+        entry["served"] = _int(row.get("req_tot"))
         servers[server] = entry
     return servers
 
@@ -132,7 +140,8 @@ def delta(before, after, seconds):
             "error_ratio": round(errors / float(requests), 4) if requests else None,
             "rps": round(requests / seconds, 2) if seconds > 0 else None,
             # The window's own mean response time; after a reset of the counters, HAProxy's moving mean as it is.
-            "rtime_ms": now["rtime"] if reset else window_mean(then.get("rtime", 0), now["rtime"], answered),
+            "rtime_ms": now["rtime"] if reset else window_mean(then.get("rtime", 0), now["rtime"], answered,
+                                                               then.get("served", 0), now.get("served", 0)),
             "rtime_moving_ms": now["rtime"],
         }
     return out

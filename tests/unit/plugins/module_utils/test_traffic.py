@@ -45,6 +45,57 @@ def test_window_mean_undoes_haproxys_moving_mean():
     assert _traffic.window_mean(100.0, 0.0, 10) == 0.0, "never below zero"
 
 
+class SlidingMean:
+    """HAProxy's response-time mean of one server as its stats show it (swrate_add and swrate_avg in integer
+    arithmetic, TIME_STATS_SAMPLES 512): a decaying sum, divided by 512 - or by the server's requests in all
+    (req_tot) while it has served fewer."""
+
+    def __init__(self):
+        self.sum = 0
+        self.served = 0
+
+    def add(self, ms, count=1):
+        for _i in range(count):
+            self.sum = self.sum - (self.sum + 511) // 512 + ms
+            self.served += 1
+
+    def shown(self):
+        window = self.served if 0 < self.served < 512 else 512
+        return (self.sum + window - 1) // window
+
+
+@pytest.mark.parametrize("before, window", [
+    (0, 100),       # a server new to traffic (the new instance of a beside canary): HAProxy shows the plain mean
+    (60, 300),      # a server that had served a few requests, still below 512 at the end
+    (400, 400),     # one that passes 512 in the window
+    (5000, 200),    # one that has served long (the moving mean proper)
+])
+def test_window_mean_gives_back_the_windows_mean_whatever_the_server_served_before(before, window):
+    """1 in 10 responses takes a second and the others 5 ms in the window (104.5 ms on average); before it, 20 ms."""
+    mean = SlidingMean()
+    mean.add(20, before)
+    start = (mean.shown(), mean.served)
+    for i in range(window):
+        mean.add(1000 if i % 10 == 9 else 5)
+    got = _traffic.window_mean(start[0], mean.shown(), window, start[1], mean.served)
+    assert got == pytest.approx(104.5, rel=0.1), (start, mean.shown())
+    if before == 0:
+        # Before: the shown mean (the plain mean, about 100 ms) was read as the tail of a 512-sample moving mean and
+        # came out 5.6 times too high - a good canary failed on its response time.
+        assert _traffic.window_mean(start[0], mean.shown(), window) > 500
+
+
+def test_delta_reads_each_servers_requests_in_all_so_a_server_new_to_traffic_gets_its_plain_mean():
+    """req_tot, HAProxy's count of a server's requests, is what its mean is divided by below 512."""
+    header = "# pxname,svname,stot,econ,eresp,hrsp_2xx,hrsp_5xx,rtime,req_tot,\n"
+    before = _traffic.counters(header + "app,new,0,0,0,0,0,0,0,\napp,old,9000,0,0,9000,0,20,9000,\n", "app")
+    after = _traffic.counters(header + "app,new,100,0,0,100,0,104,100,\napp,old,9100,0,0,9100,0,20,9100,\n", "app")
+    assert (before["new"]["served"], after["new"]["served"], after["old"]["served"]) == (0, 100, 9100)
+    traffic = _traffic.delta(before, after, 5)
+    assert traffic["new"]["rtime_ms"] == pytest.approx(104 * 100 / (512 * (1 - (1 - 1 / 512.0) ** 100)), abs=0.1)
+    assert 110 < traffic["new"]["rtime_ms"] < 120 and traffic["old"]["rtime_ms"] == pytest.approx(20, abs=0.1)
+
+
 def test_delta_counts_requests_and_errors_between_samples_and_survives_a_counter_reset():
     before = _traffic.counters(stat(app1=(100, 0, 0, 0, 5), app2=(900, 9, 0, 0, 5)), "app")
     after = _traffic.counters(stat(app1=(150, 40, 2, 3, 50), app2=(10, 1, 0, 0, 6)), "app")
