@@ -1364,6 +1364,56 @@ def test_beside_a_canary_that_fails_its_bake_flips_back_to_its_old_instance_whic
     assert set(load["errors"]) <= {"HTTP 500"} and "4.0.0" not in load["versions"], load["errors"]
 
 
+def test_beside_a_flip_only_batch_whose_flip_fails_goes_back_to_its_old_instance_and_stops_the_rollout(lab, demo, beside):
+    """Batch 2 (app2) only flips (flip_batch.yml). Its new instance, started ahead with the others, stops during the
+    canary's bake, so HAProxy's checks see its server down and the batch's one flip call moves no traffic. app2 goes
+    back to its old instance, which never stopped: its new server to maintenance, the new instance stopped, current
+    switched back. app3, never reached, is taken back the same way; the canary app1 keeps the release; the lock is
+    given back; no request fails."""
+    current = fleet_at(lab, RELEASES, extra=("-e", BESIDE))
+    target = other(current)
+    old = {host: live_port(lab, host) for host in APPS}
+    new = {host: 8080 if old[host] == 8081 else 8081 for host in APPS}
+    before = {host: instance(lab, host, old[host]) for host in APPS}
+
+    def stop_app2s_new_instance_once_the_canary_flipped():
+        deadline = time.monotonic() + 300
+        while live_port(lab, "app1") != new["app1"]:
+            assert time.monotonic() < deadline, "the canary never flipped"
+            time.sleep(0.3)
+        sh(lab, "app2", f"sudo systemctl stop seedops-app@{new['app2']}")
+
+    # The bake (6 s) outlasts HAProxy's two failed checks (1 s apart); the flip waits 3 s for a check that passes.
+    result, _recap, load, report = playbook_under_load(
+        demo, lab, "playbooks/deploy.yml", "-e", f"deploy_version={target}", "-e", "deploy_canary_bake=6",
+        "-e", "deploy_lb_up_timeout=3", "-e", BESIDE, during=stop_app2s_new_instance_once_the_canary_flipped)
+    assert result.returncode != 0
+    out = flat(result.stdout)
+    assert report["canary"]["verdict"] == "pass", report["canary"]
+    # The canary's new server started from nothing: HAProxy's mean for it is the plain mean of what it served, which
+    # is what the bake's window mean must give back (it once read it as a moving mean's tail, 5 times too high).
+    judged = report["canary"]["servers"][f"app1-{new['app1']}"]
+    assert judged["requests"] > 0 and judged["rtime_ms"] <= 1.5 * judged["rtime_moving_ms"] + 5, judged
+    # app2's batch took flip_batch.yml's path, and its rescue took app2 back.
+    assert "ok: [app2]" in task_results(result.stdout, "Flip batch - note what failed"), result.stdout[-4000:]
+    assert re.search(r"app2: lb1: .*" + re.escape(
+        "Its old instance still serves it: the new one was stopped and current switched back. The rollout stops here: "
+        "hosts of later batches were not touched and keep their release."), out), out[-3000:]
+    assert "app3 had started" in out and "taken back" in out, out[-3000:]
+    assert load["all"]["failed"] == 0, load
+    found = servers(lab)
+    for host in ("app2", "app3"):
+        # The same process serves, on the old port; the new instance is stopped and its server in maintenance.
+        assert live_port(lab, host) == old[host] and instance(lab, host, old[host]) == before[host]
+        assert instance(lab, host, new[host])[0] == "inactive"
+        assert found[f"{host}-{old[host]}"] == ("ready", "up") and found[f"{host}-{new[host]}"][0] == "maint"
+        assert lab.ssh(host, f"readlink {BASE}/current").stdout.strip().endswith("/" + current)
+        assert rows(report)[host]["result"] == "rolled back", rows(report)[host]
+    assert live_port(lab, "app1") == new["app1"] and live(lab, "app1")[0] == target
+    assert found[f"app1-{new['app1']}"] == ("ready", "up")
+    assert lock_record(lab) is None, "the lock was given back"
+
+
 def stat(lab, lb="lb1"):
     """{server: its row of HAProxy's show stat on `lb`, by column name} for backend app, read there."""
     lines = sh(lab, lb, "echo 'show stat' | sudo socat stdio /run/haproxy/admin.sock").splitlines()
