@@ -338,6 +338,54 @@ def reserve_ports(low: int, high: int, path: str = RESERVED_PORTS) -> bool:
     return True
 
 
+# The CPU weight of the cgroup the Docker engine puts every container in (its cgroup parent, /docker with the cgroupfs
+# driver): eight times the default, cgroup v1's cpu.shares (default 1024) or v2's cpu.weight (default 100). The lab's
+# hosts stand for machines of their own, but the kernel weighs that group, every container together, against each of
+# the controller's processes alone: with `make test`'s checks (sanity, the older cores' sanity, the arm64 image's
+# emulated debootstrap) running beside two playbooks, the hosts' sshd got so little CPU that a login timed out (two
+# site runs beside three busy processes at nice 10, 2026-12-06: both failed at once with the default, both passed in
+# 457 s with this).
+HOSTS_CPU_WEIGHT = {"cpu.shares": 8192, "cpu.weight": 800}
+
+
+def cgroup_cpu_file(proc_cgroup: str, container_id: str, root: str = "/sys/fs/cgroup") -> str | None:
+    """From a container's /proc/PID/cgroup: the file that sets the CPU weight of the group its cgroup sits in (the
+    engine's cgroup parent, which every container of the engine shares: /docker with the cgroupfs driver), or None when
+    that is the root or no path names the container. cgroup v1's cpu hierarchy comes first (its directory named after
+    its controllers, "cpu" or "cpu,cpuacct"), then v2's unified one."""
+    entries = [line.split(":", 2) for line in proc_cgroup.splitlines() if line.count(":") >= 2]
+    found = [(os.path.join(root, controllers), path, "cpu.shares") for _id, controllers, path in entries
+             if "cpu" in controllers.split(",")]
+    found += [(root, path, "cpu.weight") for hierarchy, controllers, path in entries if (hierarchy, controllers) == ("0", "")]
+    for base, path, name in found[:1]:
+        parts = path.split("/")
+        own = next((n for n, part in enumerate(parts) if container_id in part), None)
+        parent = "/".join(parts[:own]) if own else ""
+        if parent not in ("", "/"):
+            return os.path.join(base + parent, name)
+    return None
+
+
+def weigh_hosts(container) -> None:
+    """Give the engine's container group HOSTS_CPU_WEIGHT (see there) once a host runs; needs root and a cgroupfs
+    layout (with the systemd driver the containers' group is a slice systemd manages: left alone)."""
+    pid = container.attrs.get("State", {}).get("Pid")
+    try:
+        with open(f"/proc/{pid}/cgroup", encoding="ascii") as f:
+            path = cgroup_cpu_file(f.read(), container.id)
+        if path is None or ".slice" in path:
+            return
+        with open(path, encoding="ascii") as f:
+            current = int(f.read().split()[0])
+        wanted = HOSTS_CPU_WEIGHT[os.path.basename(path)]
+        if current < wanted:
+            with open(path, "w", encoding="ascii") as f:
+                f.write(str(wanted))
+            say(f"the Docker engine's containers, together: CPU weight {wanted}, was {current} ({path})")
+    except (OSError, ValueError):
+        pass
+
+
 def port_span(name: str, base_port: int) -> tuple[int, int]:
     """The lowest and highest port a lab at base_port publishes at its largest (MAX_APPS, MAX_ARM64)."""
     every = [p for h in plan_hosts(name, MAX_APPS, base_port, MAX_ARM64) for p in h.ports.values()]
@@ -860,6 +908,9 @@ class Lab:
                 containers[host.name] = current
             os.makedirs(self.state_dir, exist_ok=True)
             public_key = self.ensure_keypair()
+            first = next(iter(containers.values()))
+            first.reload()
+            weigh_hosts(first)
 
             def prepare(host):
                 c = containers[host.name]

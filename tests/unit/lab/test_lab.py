@@ -222,6 +222,27 @@ def test_the_labs_ports_are_added_to_the_kernels_reserved_ports_without_losing_a
     assert not lab.reserve_ports(42200, 42299, str(tmp_path / "missing" / "file"))
 
 
+CID = "54f304d76a2a6ecbbbb5f9383eaeadbd7d20f50a3bf6a4accd2bbb55d2fc29ee"
+
+
+@pytest.mark.parametrize("proc_cgroup, wanted", [
+    # cgroup v1 with the cpu controller in a hierarchy of its own (this machine), systemd's scopes in others
+    (f"9:name=systemd:/docker/{CID}/init.scope\n2:cpuacct:/docker/{CID}\n1:cpu:/docker/{CID}\n"
+     f"0::/docker/{CID}/init.scope\n", "/sys/fs/cgroup/cpu/docker/cpu.shares"),
+    # cgroup v1 with cpu and cpuacct mounted together
+    (f"4:cpu,cpuacct:/docker/{CID}\n0::/\n", "/sys/fs/cgroup/cpu,cpuacct/docker/cpu.shares"),
+    # cgroup v2 alone: the container's systemd moved itself into init.scope below the container's cgroup
+    (f"0::/docker/{CID}/init.scope\n", "/sys/fs/cgroup/docker/cpu.weight"),
+    # an engine with another cgroup parent
+    (f"0::/ci/lab/{CID}\n", "/sys/fs/cgroup/ci/lab/cpu.weight"),
+    # the container's cgroup right below the root, or none naming it: nothing to weigh
+    (f"1:cpu:/{CID}\n", None),
+    ("1:cpu:/\n0::/\n", None),
+])
+def test_the_cpu_weight_file_of_the_engines_container_group(proc_cgroup, wanted):
+    assert lab.cgroup_cpu_file(proc_cgroup, CID) == wanted
+
+
 def test_a_labs_port_span_covers_every_port_it_publishes_at_its_largest():
     low, high = lab.port_span("seedops-lab", 42200)
     assert (low, high) == (42201, 42282)
