@@ -65,13 +65,14 @@ compat: venv
 	tests/utils/compat.sh
 
 # Two pytest-xdist workers, each on a lab of its own (seedops-lab, seedops-lab2), each given whole test files as it
-# frees up, the one with the most tests (test_deploy.py) first (pytest-xdist's loadfile order); the labs' names and
+# frees up, in the order tests/integration/conftest.py's FILE_ORDER gives them (mostly the longest first;
+# --no-loadscope-reorder keeps pytest-xdist from putting the files with the most tests first); the labs' names and
 # ports come from tests/integration/conftest.py. -v names the worker of each test and --durations lists every step
 # over 5 s: the whole make test is CPU-bound on two cores, and these show where it goes.
 # INTEGRATION_WORKERS=1 runs every file in one process on one lab.
 INTEGRATION_WORKERS ?= 2
 integration: venv
-	$(BIN)/pytest tests/integration -v --durations=0 --durations-min=5 $(if $(filter 1,$(INTEGRATION_WORKERS)),,-n $(INTEGRATION_WORKERS) --dist loadfile)
+	$(BIN)/pytest tests/integration -v --durations=0 --durations-min=5 $(if $(filter 1,$(INTEGRATION_WORKERS)),,-n $(INTEGRATION_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 # The checks, with the lab and the Go build cache made ready beside them (tests/utils/test-all.sh), then integration.
 test: venv

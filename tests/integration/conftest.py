@@ -63,6 +63,57 @@ def _reserve_the_labs_ports() -> None:
 
 _reserve_the_labs_ports()
 
+# The order `make integration`'s two workers take the test files in (it passes --no-loadscope-reorder, so
+# pytest-xdist's queue follows the collection order, which pytest_collection_modifyitems sets here): mostly the longest
+# first, as a fresh-clone run's --durations measured them (seconds, 2026-12-06), so that the worker that frees up first
+# takes what is left. pytest-xdist's own order (most tests first) had test_mixed.py, one test of 300 s, last; it comes
+# after two long files here, when the mixed lab's arm64 image, made in the background from the start of integration,
+# is ready (about 630 s; its `lab.py up` would wait for it). test_site.py and test_jvm.py stay last, as in that order:
+# they are the only files that run after site.yml's host preparation (firewall, access, env_config) on their lab.
+# A file not listed goes last; the order of the tests within a file stays as written.
+FILE_ORDER = [
+    "test_deploy.py",  # 3295: one worker for the whole run
+    "test_access.py",  # 562
+    "test_patch.py",  # 421
+    "test_mixed.py",  # 299
+    "test_firewall.py",  # 213
+    "test_runtimes.py",  # 181
+    "test_docker_role.py",  # 159
+    "test_build.py",  # 148
+    "test_artifact.py",  # 141
+    "test_lb.py",  # 108
+    "test_release.py",  # 105
+    "test_service.py",  # 97
+    "test_env_config.py",  # 80
+    "test_registry.py",  # 21
+    "test_lab_lifecycle.py",  # 20
+    "test_lab_hosts.py",
+    "test_sample_app.py",
+    "test_site.py",  # 230
+    "test_jvm.py",  # 117
+]
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: n for n, name in enumerate(FILE_ORDER)}
+    items.sort(key=lambda item: rank.get(os.path.basename(str(item.path)), len(rank)))
+
+
+_NEXT_TEST = {}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item, nextitem):  # pylint: disable=unused-argument
+    """Notes the test this process runs next (None: none, the session ends), before the fixtures' teardowns run."""
+    _NEXT_TEST["item"] = nextitem
+
+
+def more_tests_follow() -> bool:
+    """In a fixture's teardown: whether this process runs another test after this one (under pytest-xdist, on the same
+    worker and so on the same lab). A teardown that only puts the lab back for the tests that follow can skip that
+    when none does: the run ends there."""
+    return _NEXT_TEST.get("item") is not None
+
 
 def lab_cmd(*args: str, env: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
     """Run tests/lab/lab.py with this interpreter; stdout and stderr captured as text."""

@@ -23,8 +23,8 @@ import time
 import pytest
 import yaml
 
-from conftest import (DEMO_SETTINGS, REGISTRY_USERS, REPO_ROOT, VENV_BIN, answering, flat, load_client, push_image,
-                      run_demo, run_module, run_playbook, service_version, sh)
+from conftest import (DEMO_SETTINGS, REGISTRY_USERS, REPO_ROOT, VENV_BIN, answering, flat, load_client,
+                      more_tests_follow, push_image, run_demo, run_module, run_playbook, service_version, sh)
 
 pytestmark = pytest.mark.lab
 
@@ -252,11 +252,15 @@ def app1_disabled_at_boot(lab, demo):
 @pytest.fixture(scope="module")
 def beside(lab, demo):
     """The fleet on the release it runs (1.0.0 or 2.0.0, which this yields), moved to two instances per host
-    (app_service_beside_ports, haproxy_beside_ports), and moved back to one at the end for the tests that follow."""
+    (app_service_beside_ports, haproxy_beside_ports), and moved back to one at the end for the tests that follow (none
+    when the run ends there: more_tests_follow)."""
     start = fleet_at(lab, RELEASES)
     result, _recap = run_playbook("tests/integration/playbooks/beside.yml", lab.inventory, "-e", BESIDE)
     assert result.returncode == 0, result.stdout[-4000:]
     yield start
+    if not more_tests_follow():
+        print("beside: the last test of this run on this lab; the fleet is left as it is")
+        return
     result, _recap = run_playbook("tests/integration/playbooks/beside.yml", lab.inventory)
     assert result.returncode == 0, result.stdout[-4000:]
     for host in APPS:
@@ -1720,7 +1724,8 @@ def containers(lab, demo, registry, tmp_path_factory):
     """The fleet on a package release (1.0.0 or 2.0.0) with one instance per host, images 5.0.0 and a broken 7.0.0 in
     the registry, the Docker engine on every app host and the service's container unit
     (tests/integration/playbooks/container.yml); yields the extra variables a container deploy takes. Afterwards the
-    fleet goes back to the package release it ran and to the native unit, for the tests that follow."""
+    fleet goes back to the package release it ran and to the native unit, for the tests that follow (when the run ends
+    there, it stays: more_tests_follow)."""
     if lab.ssh("app1", "test -e /etc/systemd/system/seedops-app@.service").returncode == 0:
         # The beside tests' fixture moves the fleet back to one instance only at the end of the file.
         result, _recap = run_playbook("tests/integration/playbooks/beside.yml", lab.inventory)
@@ -1745,6 +1750,10 @@ def containers(lab, demo, registry, tmp_path_factory):
     assert result.returncode == 0, result.stdout[-4000:]
     yield {"extra": ("-e", f"@{extra}"), "start": start, "packages": packages, "settings": settings,
            "registry": registry}
+    if not more_tests_follow():
+        print("containers: the last test of this run on this lab; the fleet stays on container releases (the demo "
+              "fixture's clean slate starts afresh)")
+        return
     # Back to the package release (the container unit runs a package release's program), then the native unit.
     result, _recap = run_playbook("playbooks/deploy.yml", lab.inventory, "-e", f"deploy_version={start}")
     assert result.returncode == 0, result.stdout[-4000:]
