@@ -67,8 +67,9 @@ _reserve_the_labs_ports()
 # pytest-xdist's queue follows the collection order, which pytest_collection_modifyitems sets here): mostly the longest
 # first, as a fresh-clone run's --durations measured them (seconds, 2026-12-06), so that the worker that frees up first
 # takes what is left. pytest-xdist's own order (most tests first) had test_mixed.py, one test of 300 s, last; it comes
-# after two long files here, when the mixed lab's arm64 image, made in the background from the start of integration,
-# is ready (about 630 s; its `lab.py up` would wait for it). test_site.py and test_jvm.py stay last, as in that order:
+# after two long files here, when the mixed lab's arm64 image, made in the background at a lower priority from the
+# start of integration, is ready or nearly (its `lab.py up` waits for it: 630 s in one fresh-clone run, 990 s in the
+# next, once the lab's hosts had the CPU weight lab.py gives them). test_site.py and test_jvm.py stay last, as in that order:
 # they are the only files that run after site.yml's host preparation (firewall, access, env_config) on their lab.
 # A file not listed goes last; the order of the tests within a file stays as written.
 FILE_ORDER = [

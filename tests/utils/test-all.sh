@@ -124,8 +124,7 @@ COMPAT_SANITY_SKIP="pylint pep8 yamllint shellcheck pslint changelog" \
   in_background check compat-sanity nice -n 10 tests/utils/compat.sh sanity
 # The small mixed lab of test_mixed.py, with its emulated arm64 host, comes up beside integration (the arm64 image:
 # debootstrap with its second stage under emulation, about 5 minutes once). The workers take that test file fourth
-# (tests/integration/conftest.py's FILE_ORDER), after about 1000 s, when this is done; its own `lab.py up` would wait
-# for it.
+# (tests/integration/conftest.py's FILE_ORDER), when this is done or nearly; its own `lab.py up` waits for it.
 in_background setup mixed-lab nice -n 10 "$bin/python" tests/lab/lab.py --name seedops-mixed up --apps 1 --arm64 1 \
   --base-port "${SEEDOPS_MIXED_BASE_PORT:-44200}"
 integration_rc=0
