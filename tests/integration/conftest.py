@@ -69,8 +69,9 @@ _reserve_the_labs_ports()
 # takes what is left. pytest-xdist's own order (most tests first) had test_mixed.py, one test of 300 s, last; it comes
 # after two long files here, when the mixed lab's arm64 image, made in the background at a lower priority from the
 # start of integration, is ready or nearly (its `lab.py up` waits for it: 630 s in one fresh-clone run, 990 s in the
-# next, once the lab's hosts had the CPU weight lab.py gives them). test_site.py and test_jvm.py stay last, as in that order:
-# they are the only files that run after site.yml's host preparation (firewall, access, env_config) on their lab.
+# next, once the lab's hosts had the CPU weight lab.py gives them). test_site.py and test_jvm.py stay last, as in that
+# order: they are the only files that run after site.yml's host preparation (firewall, access, env_config) on their
+# lab.
 # A file not listed goes last; the order of the tests within a file stays as written.
 FILE_ORDER = [
     "test_deploy.py",  # 3295: one worker for the whole run

@@ -357,13 +357,13 @@ def cgroup_cpu_file(proc_cgroup: str, container_id: str, root: str = "/sys/fs/cg
     found = [(os.path.join(root, controllers), path, "cpu.shares") for _id, controllers, path in entries
              if "cpu" in controllers.split(",")]
     found += [(root, path, "cpu.weight") for hierarchy, controllers, path in entries if (hierarchy, controllers) == ("0", "")]
-    for base, path, name in found[:1]:
-        parts = path.split("/")
-        own = next((n for n, part in enumerate(parts) if container_id in part), None)
-        parent = "/".join(parts[:own]) if own else ""
-        if parent not in ("", "/"):
-            return os.path.join(base + parent, name)
-    return None
+    if not found:
+        return None
+    base, path, name = found[0]
+    parts = path.split("/")
+    own = next((n for n, part in enumerate(parts) if container_id in part), 0)
+    parent = "/".join(parts[:own])
+    return os.path.join(base + parent, name) if parent not in ("", "/") else None
 
 
 def weigh_hosts(container) -> None:
